@@ -1,0 +1,49 @@
+/**
+ * The one small interface between the lock policy (lock.ts) and the operating system.
+ *
+ * A backend makes exactly one non-blocking attempt per call: waiting, timeouts and cancellation live in
+ * TypeScript, so no libuv threadpool thread ever parks in flock() or LockFileEx().
+ */
+import { UnsupportedPlatformError } from '../errors.js';
+
+/** Shared (read) or exclusive (write). */
+export type LockType = 'exclusive' | 'shared';
+
+/** One platform's advisory lock primitive, applied to whole lock files opened by the caller. */
+export interface LockBackend {
+  /** Short name, for diagnostics: `flock` or `LockFileEx`. */
+  readonly name: string;
+  /** Byte offset at which holder info may be written without touching the locked range. */
+  readonly infoOffset: number;
+  /** One non-blocking attempt: `true` when acquired, `false` when another holder conflicts. Throws otherwise. */
+  tryLock(fd: number, type: LockType): boolean;
+  /** Releases the lock held through `fd` (closing `fd` releases it too). */
+  unlock(fd: number): void;
+}
+
+let cached: LockBackend | undefined;
+
+/** Returns the backend for this platform, loading its native functions on first use. */
+export async function loadBackend(): Promise<LockBackend> {
+  if (cached) return cached;
+  switch (process.platform) {
+    case 'linux':
+    case 'darwin':
+    case 'freebsd':
+    case 'openbsd':
+    case 'netbsd':
+      cached = (await import('./backend-flock.js')).createFlockBackend();
+      break;
+    case 'win32':
+      cached = (await import('./backend-windows.js')).createWindowsBackend();
+      break;
+    default:
+      throw new UnsupportedPlatformError(process.platform);
+  }
+  return cached;
+}
+
+/** The backend if already loaded; lets the hot path stay synchronous after the first lock. */
+export function loadedBackend(): LockBackend | undefined {
+  return cached;
+}

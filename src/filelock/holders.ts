@@ -1,0 +1,111 @@
+/**
+ * Holder diagnostics: who holds a lock file, and how.
+ *
+ * On Linux the truth comes from /proc/locks, which lists every flock holder (shared and exclusive, ours
+ * and foreign ones such as flock(1)); the holder info line an exclusive townlock holder writes into the
+ * lock file adds host, command and start time. Elsewhere only that line is available, and it is reported
+ * only while the lock is observed to be held.
+ * Warning: the answer can be stale as soon as it is returned; use it for diagnostics, never for decisions.
+ */
+import fs from 'node:fs';
+import { hostname } from 'node:os';
+import { type HolderInfo, parseHolderInfo } from './_lock-file.js';
+import { type FileLockOptions, lockPathFor } from './options.js';
+
+/** One process holding a lock file. */
+export interface LockHolder {
+  /** Holding process id; -1 when the kernel does not say (open-file-description locks, other platforms). */
+  pid: number;
+  /** `'exclusive'` or `'shared'`. */
+  mode: 'exclusive' | 'shared';
+  /** The holder's command line, when known. */
+  command?: string;
+  /** The holder's host name, when known. */
+  host?: string;
+  /** When the holder took the lock (ISO 8601), when known (exclusive townlock holders). */
+  since?: string;
+}
+
+/** Lists the holders of the lock protecting `path` (the lock file is found as FileLock finds it). */
+export async function lockHolders(
+  path: string,
+  options: Pick<FileLockOptions, 'lockDir'> = {},
+): Promise<LockHolder[]> {
+  return holdersOfLockFile(lockPathFor(path, options.lockDir));
+}
+
+/** Lists the holders of a lock file given by its own path; [] if it does not exist. */
+export function holdersOfLockFile(lockPath: string): LockHolder[] {
+  let content: string;
+  let stat: fs.BigIntStats | undefined;
+  try {
+    stat = fs.statSync(lockPath, { bigint: true, throwIfNoEntry: false });
+    if (!stat) return [];
+    content = fs.readFileSync(lockPath, 'utf8');
+  } catch {
+    return [];
+  }
+  const info = parseHolderInfo(content);
+  if (process.platform === 'linux') return fromProcLocks(stat, info);
+  return info && isAlive(info.pid) ? [{ pid: info.pid, mode: 'exclusive', ...describeInfo(info) }] : [];
+}
+
+/** The pid of a current holder, for timeout messages; undefined if none can be found. */
+export function findHolderPid(lockPath: string): number | undefined {
+  return holdersOfLockFile(lockPath).find((h) => h.pid > 0)?.pid;
+}
+
+/** Holders of the inode `stat` names, from /proc/locks, enriched by the holder info line. */
+function fromProcLocks(stat: fs.BigIntStats, info: HolderInfo | undefined): LockHolder[] {
+  let table: string;
+  try {
+    table = fs.readFileSync('/proc/locks', 'utf8');
+  } catch {
+    return [];
+  }
+  // Linux encodes dev_t as major:minor with a 12-bit major split around a 20-bit minor (see sysmacros.h).
+  const dev = stat.dev;
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  const holders: LockHolder[] = [];
+  for (const line of table.split('\n')) {
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; lines with "->" are blocked waiters, not holders.
+    const m = /^\d+:\s+(\S+)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/.exec(line);
+    if (!m || BigInt(`0x${m[4]}`) !== major || BigInt(`0x${m[5]}`) !== minor || BigInt(m[6]!) !== stat.ino)
+      continue;
+    const pid = Number(m[3]);
+    const mode = m[2] === 'WRITE' ? 'exclusive' : 'shared';
+    const holder: LockHolder = { pid, mode, host: hostname() };
+    if (info && info.pid === pid && mode === 'exclusive') Object.assign(holder, describeInfo(info));
+    else if (pid > 0) {
+      const command = readCommand(pid);
+      if (command) holder.command = command;
+    }
+    holders.push(holder);
+  }
+  return holders;
+}
+
+/** The optional fields of a holder, from its info line. */
+function describeInfo(info: HolderInfo): Pick<LockHolder, 'command' | 'host' | 'since'> {
+  return { command: info.command, host: info.host, since: info.since };
+}
+
+/** A process's command line from /proc, or undefined. */
+function readCommand(pid: number): string | undefined {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process with this pid exists (EPERM means it exists but is another user's). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

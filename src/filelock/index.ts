@@ -1,0 +1,15 @@
+/** townlock/filelock: advisory cross-process file locks. See docs/locking.md. */
+export type { LockType } from './backend.js';
+export { cleanStaleLocks } from './clean.js';
+export {
+  AlreadyLockedError,
+  FileLockError,
+  LockAbortedError,
+  LockSymlinkError,
+  LockTimeoutError,
+  LockUpgradeError,
+  NotLockedError,
+} from './errors.js';
+export { type LockHolder, lockHolders } from './holders.js';
+export { FileLock, withReadLock, withWriteLock } from './lock.js';
+export { DEFAULT_TIMEOUT, type FileLockOptions, lockPathFor } from './options.js';

@@ -1,0 +1,399 @@
+/**
+ * In-process contract of FileLock. flock locks belong to open file descriptions, so two handles in one
+ * process exclude each other just as two processes do; cross-process cases are in test/multiprocess.
+ */
+import assert from 'node:assert/strict';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { setImmediate as yieldTurn } from 'node:timers/promises';
+import {
+  AlreadyLockedError,
+  cleanStaleLocks,
+  FileLock,
+  FileLockError,
+  LockAbortedError,
+  LockTimeoutError,
+  lockHolders,
+  NotLockedError,
+  withReadLock,
+  withWriteLock,
+} from './index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'townlock-lock-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let seq = 0;
+const fresh = () => join(dir, `data${++seq}.json`);
+
+/** Open descriptors of this process (Linux). */
+const openFds = () => readdirSync('/proc/self/fd').length;
+/** Turns the event loop so idle descriptors kept for reuse are closed. */
+const settle = () => new Promise((r) => setImmediate(r));
+
+describe('lock file placement', () => {
+  test('lives in .gastown/locks beside the file, created on first lock only', async () => {
+    const file = fresh();
+    const lock = new FileLock(file);
+    assert.equal(lock.lockPath, join(dir, '.gastown', 'locks', `data${seq}.json.lock`));
+    assert.equal(lock.path, file);
+    assert.equal(lock.type, 'exclusive');
+    assert.equal(existsSync(lock.lockPath), false);
+    await lock.lock();
+    assert.equal(existsSync(lock.lockPath), true);
+    await lock.unlock();
+    assert.equal(existsSync(lock.lockPath), true, 'lock files are kept on unlock');
+  });
+
+  test('lockDir option moves the lock file', async () => {
+    const lockDir = join(dir, 'elsewhere');
+    const lock = new FileLock(fresh(), { lockDir });
+    assert.equal(lock.lockPath, join(lockDir, `data${seq}.json.lock`));
+    await lock.withLock(() => assert.ok(existsSync(lock.lockPath)));
+  });
+
+  test('exclusive holders write one line of holder info', async () => {
+    const lock = new FileLock(fresh());
+    await lock.withLock(() => {
+      const info = JSON.parse(readFileSync(lock.lockPath, 'utf8').split('\n')[0]!);
+      assert.equal(info.pid, process.pid);
+      assert.equal(typeof info.host, 'string');
+      assert.match(info.command, /node/);
+      assert.ok(Date.parse(info.since) <= Date.now());
+    });
+  });
+
+  test('a symlink at the lock path is refused with ERR_LOCK_SYMLINK', async () => {
+    const file = fresh();
+    const lock = new FileLock(file);
+    mkdirSync(join(dir, '.gastown', 'locks'), { recursive: true });
+    const target = join(dir, 'target');
+    writeFileSync(target, 'keep');
+    symlinkSync(target, lock.lockPath);
+    await assert.rejects(lock.lock(), { code: 'ERR_LOCK_SYMLINK', name: 'LockSymlinkError' });
+    assert.equal(readFileSync(target, 'utf8'), 'keep');
+  });
+});
+
+describe('exclusion in one process', () => {
+  test('100 async callers: the counter is exact and no two overlap', async () => {
+    const file = fresh();
+    let counter = 0;
+    let inside = 0;
+    let maxInside = 0;
+    await Promise.all(
+      Array.from({ length: 100 }, () =>
+        withWriteLock(file, async () => {
+          maxInside = Math.max(maxInside, ++inside);
+          const v = counter;
+          await yieldTurn();
+          counter = v + 1;
+          inside--;
+        }),
+      ),
+    );
+    assert.equal(counter, 100);
+    assert.equal(maxInside, 1);
+  });
+
+  test('readers overlap; a writer waits for them; FIFO keeps a later reader behind the writer', async () => {
+    const file = fresh();
+    const events: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const r1 = withReadLock(file, async () => {
+      events.push('r1 in');
+      await gate;
+      events.push('r1 out');
+    });
+    const r2 = withReadLock(file, async () => {
+      events.push('r2 in');
+      await gate;
+      events.push('r2 out');
+    });
+    await yieldTurn();
+    const w = withWriteLock(file, () => events.push('w'));
+    const r3 = withReadLock(file, () => events.push('r3'));
+    await yieldTurn();
+    assert.deepEqual(events, ['r1 in', 'r2 in']);
+    release();
+    await Promise.all([r1, r2, w, r3]);
+    assert.deepEqual(events.slice(2), ['r1 out', 'r2 out', 'w', 'r3']);
+  });
+
+  test('tryLock is false while held and true once free', async () => {
+    const file = fresh();
+    const a = new FileLock(file);
+    const b = new FileLock(file);
+    assert.equal(await a.tryLock(), true);
+    assert.equal(await b.tryLock(), false);
+    assert.equal(b.isLocked, false);
+    await a.unlock();
+    assert.equal(await b.tryLock(), true);
+    await b.unlock();
+  });
+
+  test('shared tryLock succeeds beside another reader, fails beside a writer', async () => {
+    const file = fresh();
+    const r = new FileLock(file, { type: 'shared' });
+    await r.lock();
+    assert.equal(await new FileLock(file, { type: 'shared' }).tryLock(), true);
+    assert.equal(await new FileLock(file).tryLock(), false);
+    await r.unlock();
+  });
+});
+
+describe('timeouts and cancellation', () => {
+  test('positive timeout rejects with LockTimeoutError naming file, time and holder', async () => {
+    const file = fresh();
+    const holder = await FileLock.acquire(file);
+    const started = performance.now();
+    const err = await new FileLock(file, { timeout: 50 }).lock().then(
+      () => assert.fail('should time out'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof LockTimeoutError);
+    assert.ok(err instanceof FileLockError);
+    assert.equal(err.code, 'ERR_LOCK_TIMEOUT');
+    assert.equal(err.lockPath, holder.lockPath);
+    assert.equal(err.holderPid, process.pid);
+    assert.ok(err.waited >= 49, `waited ${err.waited}`);
+    assert.ok(performance.now() - started < 5_000, 'ends promptly');
+    assert.ok(err.message.includes(holder.lockPath), err.message);
+    assert.match(err.message, new RegExp(`after \\d+ ms.*pid ${process.pid}`));
+    await holder.unlock();
+  });
+
+  test('negative timeout makes one attempt', async () => {
+    const file = fresh();
+    const holder = await FileLock.acquire(file);
+    await assert.rejects(new FileLock(file, { timeout: -1 }).lock(), { code: 'ERR_LOCK_TIMEOUT' });
+    await holder.unlock();
+    const once = new FileLock(file, { timeout: -1 });
+    await once.lock();
+    assert.ok(once.isLocked);
+    await once.unlock();
+  });
+
+  test('timeout 0 waits until the holder releases', async () => {
+    const file = fresh();
+    const holder = await FileLock.acquire(file);
+    const waiter = new FileLock(file, { timeout: 0 });
+    let done = false;
+    const waiting = waiter.lock().then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 100)); // long enough for several polls; the assertion is "not yet"
+    assert.equal(done, false);
+    await holder.unlock();
+    await waiting;
+    assert.ok(waiter.isLocked);
+    await waiter.unlock();
+  });
+
+  test('abort ends a wait with LockAbortedError carrying the reason', async () => {
+    const file = fresh();
+    const holder = await FileLock.acquire(file);
+    const controller = new AbortController();
+    const waiting = new FileLock(file, { signal: controller.signal }).lock();
+    controller.abort(new Error('shutting down'));
+    const err = await waiting.then(
+      () => assert.fail('should abort'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof LockAbortedError);
+    assert.equal(err.code, 'ERR_LOCK_ABORTED');
+    assert.equal((err.cause as Error).message, 'shutting down');
+    await assert.rejects(new FileLock(file, { signal: controller.signal }).lock(), {
+      code: 'ERR_LOCK_ABORTED',
+    });
+    await holder.unlock();
+  });
+
+  test('abort while waiting on another process-level holder (OS wait) rejects too', async () => {
+    const file = fresh();
+    const other = new FileLock(file);
+    await other.lock();
+    // The same lock file reached through a symlinked directory has another lockPath string, so it gets
+    // its own in-process queue and must wait at the OS level, as a second process would.
+    const aliasDir = join(dir, 'alias-locks');
+    symlinkSync(join(dir, '.gastown', 'locks'), aliasDir);
+    const alias = new FileLock(file, { lockDir: aliasDir, signal: AbortSignal.timeout(30) });
+    await assert.rejects(alias.lock(), { code: 'ERR_LOCK_ABORTED' });
+    const timed = new FileLock(file, { lockDir: aliasDir, timeout: 30 });
+    await assert.rejects(timed.lock(), {
+      code: 'ERR_LOCK_TIMEOUT',
+      message: new RegExp(`pid ${process.pid}`),
+    });
+    await other.unlock();
+    await timed.lock();
+    await timed.unlock();
+  });
+
+  test('timeouts and aborts leak no descriptor, timer or watcher', async () => {
+    const file = fresh();
+    const holder = await FileLock.acquire(file);
+    await settle();
+    const fdsBefore = openFds();
+    const resourcesBefore = process.getActiveResourcesInfo().length;
+    for (let i = 0; i < 20; i++) {
+      await assert.rejects(new FileLock(file, { timeout: 5 }).lock(), LockTimeoutError);
+      await assert.rejects(new FileLock(file, { signal: AbortSignal.timeout(5) }).lock(), LockAbortedError);
+      assert.equal(await new FileLock(file).tryLock(), false);
+    }
+    await settle();
+    assert.equal(openFds(), fdsBefore);
+    assert.equal(process.getActiveResourcesInfo().length, resourcesBefore);
+    await holder.unlock();
+    await settle();
+    assert.equal(openFds(), fdsBefore - 1, 'the holder descriptor is closed once the loop turns');
+  });
+});
+
+describe('misuse and re-entrancy', () => {
+  test('lock twice on one handle: ERR_ALREADY_LOCKED; unlock when not held: ERR_NOT_LOCKED', async () => {
+    const lock = new FileLock(fresh());
+    await assert.rejects(lock.unlock(), NotLockedError);
+    await lock.lock();
+    await assert.rejects(lock.lock(), AlreadyLockedError);
+    await assert.rejects(lock.lock(), { code: 'ERR_ALREADY_LOCKED' });
+    await lock.unlock();
+    await assert.rejects(lock.unlock(), { code: 'ERR_NOT_LOCKED' });
+  });
+
+  test('nested same or weaker mode re-enters; shared then exclusive fails at once', async () => {
+    const file = fresh();
+    const order: string[] = [];
+    await withWriteLock(file, async () => {
+      await withWriteLock(file, () => order.push('write in write'));
+      await withReadLock(file, () => order.push('read in write'));
+      const inner = new FileLock(file);
+      await inner.lock();
+      assert.ok(inner.isLocked);
+      await inner.unlock();
+    });
+    await withReadLock(file, async () => {
+      await withReadLock(file, () => order.push('read in read'));
+      await assert.rejects(
+        withWriteLock(file, () => order.push('never')),
+        { code: 'ERR_LOCK_UPGRADE' },
+      );
+    });
+    assert.deepEqual(order, ['write in write', 'read in write', 'read in read']);
+  });
+
+  test('a context that outlives its withLock does not re-enter a released lock', async () => {
+    const file = fresh();
+    let later!: Promise<void>;
+    await withWriteLock(file, () => {
+      later = new Promise((r) => setTimeout(r, 10)).then(() =>
+        withWriteLock(file, async () => {
+          const holders = await lockHolders(file);
+          assert.deepEqual(
+            holders.map((h) => h.mode),
+            ['exclusive'],
+            'must really hold the OS lock',
+          );
+        }),
+      );
+    });
+    await later;
+  });
+
+  test('withLock returns the result and unlocks when fn throws', async () => {
+    const file = fresh();
+    assert.equal(await withWriteLock(file, () => 42), 42);
+    await assert.rejects(
+      withWriteLock(file, () => {
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
+    assert.equal(await new FileLock(file).tryLock(), true);
+  });
+
+  test('Symbol.asyncDispose releases and is idempotent', async () => {
+    const file = fresh();
+    const lock = await FileLock.acquire(file);
+    await lock[Symbol.asyncDispose]();
+    await lock[Symbol.asyncDispose]();
+    assert.equal(lock.isLocked, false);
+    assert.equal(await new FileLock(file).tryLock(), true);
+  });
+
+  test('bad options give ERR_INVALID_OPTION naming the option and value', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ type: 'read' }, /type.*"read"/],
+      [{ timeout: 'soon' }, /timeout.*"soon"/],
+      [{ retryDelay: 0 }, /retryDelay.*0/],
+      [{ maxRetryDelay: 1, retryDelay: 5 }, /maxRetryDelay/],
+      [{ signal: {} }, /signal/],
+      [{ mode: -1 }, /mode/],
+      [{ lockDir: '' }, /lockDir/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(() => new FileLock('x', options as object), { code: 'ERR_INVALID_OPTION', message });
+    }
+    assert.throws(() => new FileLock(''), { code: 'ERR_INVALID_OPTION', message: /path/ });
+  });
+});
+
+describe('diagnostics and clean-up', () => {
+  test('lockHolders lists exclusive holders with pid and command, shared ones by mode', async () => {
+    const file = fresh();
+    assert.deepEqual(await lockHolders(file), []);
+    await withWriteLock(file, async () => {
+      const [holder, ...rest] = await lockHolders(file);
+      assert.equal(rest.length, 0);
+      assert.equal(holder?.pid, process.pid);
+      assert.equal(holder?.mode, 'exclusive');
+      assert.match(holder?.command ?? '', /node/);
+      assert.ok(holder?.since);
+    });
+    const a = await FileLock.acquire(file, { type: 'shared' });
+    const b = await FileLock.acquire(file, { type: 'shared' });
+    const holders = await lockHolders(file);
+    assert.equal(holders.length, 2);
+    assert.ok(holders.every((h) => h.mode === 'shared' && h.pid === process.pid));
+    await a.unlock();
+    await b.unlock();
+  });
+
+  test('cleanStaleLocks deletes unheld lock files only', async () => {
+    const lockDir = join(dir, 'clean');
+    const held = await FileLock.acquire(fresh(), { lockDir });
+    const free = new FileLock(fresh(), { lockDir });
+    await free.withLock(() => {});
+    assert.equal(await cleanStaleLocks(lockDir), 1);
+    assert.equal(existsSync(free.lockPath), false);
+    assert.equal(existsSync(held.lockPath), true);
+    await held.unlock();
+    assert.equal(await cleanStaleLocks(lockDir), 1);
+    assert.equal(await cleanStaleLocks(join(dir, 'missing')), 0);
+  });
+
+  test('a lock re-taken after its file was cleaned works on the new file', async () => {
+    const lockDir = join(dir, 'reclean');
+    const file = fresh();
+    await withWriteLock(file, () => {}, { lockDir });
+    assert.equal(await cleanStaleLocks(lockDir), 1);
+    const lock = await FileLock.acquire(file, { lockDir });
+    assert.ok(existsSync(lock.lockPath));
+    assert.deepEqual(
+      (await lockHolders(file, { lockDir })).map((h) => h.pid),
+      [process.pid],
+    );
+    await lock.unlock();
+  });
+});

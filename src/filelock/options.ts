@@ -1,0 +1,94 @@
+/** FileLock options: their documented defaults, merged and validated in one place. */
+import { basename, dirname, join, resolve } from 'node:path';
+import { InvalidOptionError } from '../errors.js';
+import type { LockType } from './backend.js';
+
+/** Options for {@link FileLock} and the `with*Lock` helpers. */
+export interface FileLockOptions {
+  /** Shared (read) or exclusive (write). @default 'exclusive' */
+  type?: LockType;
+  /** How long to wait, in ms. `0` waits forever; a negative value makes one attempt. @default 30000 */
+  timeout?: number;
+  /** First poll interval while another holder has the lock, in ms; doubles up to `maxRetryDelay`. @default 2 */
+  retryDelay?: number;
+  /** Longest poll interval, in ms: a crashed or foreign (flock(1), Go) holder is noticed within it. @default 50 */
+  maxRetryDelay?: number;
+  /** Directory of lock files. @default `<dirname(path)>/.gastown/locks` */
+  lockDir?: string;
+  /** Cancels a wait; the wait rejects with `LockAbortedError`. */
+  signal?: AbortSignal;
+  /** Permission bits of a newly created lock file (before umask). @default 0o644 */
+  mode?: number;
+}
+
+/** Options after defaults are merged and values checked. */
+export interface ResolvedLockOptions {
+  type: LockType;
+  timeout: number;
+  retryDelay: number;
+  maxRetryDelay: number;
+  signal: AbortSignal | undefined;
+  mode: number;
+}
+
+/** The default lock timeout, in ms (the Go design's 30 s). */
+export const DEFAULT_TIMEOUT = 30_000;
+
+/** Returns where the lock file for `path` lives: `<lockDir>/<basename(path)>.lock`. */
+export function lockPathFor(path: string, lockDir?: string): string {
+  if (typeof path !== 'string' || path.length === 0)
+    throw new InvalidOptionError('path', path, 'a non-empty string');
+  if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir.length === 0)) {
+    throw new InvalidOptionError('lockDir', lockDir, 'a non-empty string');
+  }
+  const abs = resolve(path);
+  return join(
+    lockDir === undefined ? join(dirname(abs), '.gastown', 'locks') : resolve(lockDir),
+    `${basename(abs)}.lock`,
+  );
+}
+
+/** Merges defaults into `options` and validates every field, naming the bad option and value. */
+export function resolveLockOptions(options: FileLockOptions = {}): ResolvedLockOptions {
+  if (options === null || typeof options !== 'object')
+    throw new InvalidOptionError('options', options, 'an object');
+  const {
+    type = 'exclusive',
+    timeout = DEFAULT_TIMEOUT,
+    retryDelay = 2,
+    maxRetryDelay = Math.max(50, retryDelay),
+    signal,
+    mode = 0o644,
+  } = options;
+  if (type !== 'exclusive' && type !== 'shared')
+    throw new InvalidOptionError('type', type, "'exclusive' or 'shared'");
+  if (typeof timeout !== 'number' || Number.isNaN(timeout))
+    throw new InvalidOptionError('timeout', timeout, 'a number of ms');
+  if (typeof retryDelay !== 'number' || !(retryDelay > 0) || !Number.isFinite(retryDelay)) {
+    throw new InvalidOptionError('retryDelay', retryDelay, 'a positive number of ms');
+  }
+  if (
+    typeof maxRetryDelay !== 'number' ||
+    !(maxRetryDelay >= retryDelay) ||
+    !Number.isFinite(maxRetryDelay)
+  ) {
+    throw new InvalidOptionError(
+      'maxRetryDelay',
+      maxRetryDelay,
+      `a number of ms >= retryDelay (${retryDelay})`,
+    );
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidOptionError('signal', signal, 'an AbortSignal');
+  }
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
+    throw new InvalidOptionError('mode', mode, 'file permission bits');
+  return {
+    type,
+    timeout: timeout === Number.POSITIVE_INFINITY ? 0 : timeout,
+    retryDelay,
+    maxRetryDelay,
+    signal,
+    mode,
+  };
+}

@@ -1,0 +1,224 @@
+/**
+ * Cross-process behaviour of filelock with real child processes: exclusion, shared overlap, interop with
+ * util-linux flock(1) and Python's fcntl.flock, crash release and the cleanStaleLocks race.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, afterEach, describe, test } from 'node:test';
+import { FileLock, lockHolders } from '../../src/filelock/index.js';
+import { DIST, fixture, reapAll, requireTool, start, tempDir } from './helpers.js';
+
+const M = Number(process.env.TOWNLOCK_STRESS_M ?? 150);
+const tmp = tempDir();
+after(tmp.remove);
+afterEach(reapAll);
+
+let seq = 0;
+/** A fresh protected-file path in the temp dir. */
+const freshFile = (content?: string) => {
+  const file = join(tmp.dir, `f${++seq}.txt`);
+  if (content !== undefined) writeFileSync(file, content);
+  return file;
+};
+
+describe('mutual exclusion', () => {
+  test(`4 processes x ${M} increments end exact`, async () => {
+    const file = freshFile('0');
+    const kids = Array.from({ length: 4 }, () => fixture('counter.mjs', [file, String(M)]));
+    for (const k of kids) assert.equal(await k.exited(60_000), 0, k.stderr());
+    assert.equal(Number(readFileSync(file, 'utf8')), 4 * M);
+  });
+
+  test(`4 worker_threads x ${M} increments end exact`, async () => {
+    const file = freshFile('0');
+    const kid = fixture('counter.mjs', [file, String(M), 'workers:4']);
+    assert.equal(await kid.exited(60_000), 0, kid.stderr());
+    assert.equal(Number(readFileSync(file, 'utf8')), 4 * M);
+  });
+});
+
+describe('shared locks', () => {
+  test('K readers overlap, and a writer waits for all of them', async () => {
+    const file = freshFile();
+    const readers = Array.from({ length: 3 }, () => fixture('hold.mjs', [file, 'shared']));
+    // All three report "held" before any is released: they hold the shared lock at the same time.
+    for (const r of readers) await r.waitFor('held');
+    const writer = fixture('hold.mjs', [file, 'exclusive']);
+    await writer.waitFor('busy');
+    for (const r of readers.slice(0, 2)) {
+      r.send('release');
+      await r.waitFor('released');
+    }
+    assert.equal(await new FileLock(file).tryLock(), false, 'one reader still holds');
+    assert.ok(!writer.lines.includes('held'), 'writer must not hold while a reader does');
+    readers[2]!.send('release');
+    await readers[2]!.waitFor('released');
+    await writer.waitFor('held');
+    writer.send('release');
+    assert.equal(await writer.exited(), 0);
+  });
+
+  test('readers wait for a writer', async () => {
+    const file = freshFile();
+    const writer = fixture('hold.mjs', [file, 'exclusive']);
+    await writer.waitFor('held');
+    const reader = fixture('hold.mjs', [file, 'shared']);
+    await reader.waitFor('busy');
+    writer.send('release');
+    await writer.waitFor('released');
+    await reader.waitFor('held');
+    reader.send('release');
+    assert.equal(await reader.exited(), 0);
+  });
+});
+
+describe('interop with util-linux flock(1)', () => {
+  test('we wait while flock(1) holds; flock -n fails while we hold; shared coexists', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    const lockPath = lock.lockPath;
+    // Create the lock file (and directory) the way we would, then let flock(1) hold it.
+    await lock.lock();
+    await lock.unlock();
+    const holder = start('flock', ['-x', lockPath, '-c', 'echo held; read line']);
+    await holder.waitFor('held');
+    assert.equal(await new FileLock(file).tryLock(), false);
+    const waiting = lock.lock();
+    holder.send('go');
+    await waiting;
+    assert.equal(spawnSync('flock', ['-n', lockPath, 'true']).status, 1, 'flock -n must fail while we hold');
+    assert.equal(
+      spawnSync('flock', ['-s', '-n', lockPath, 'true']).status,
+      1,
+      'shared must fail against exclusive',
+    );
+    await lock.unlock();
+    assert.equal(spawnSync('flock', ['-n', lockPath, 'true']).status, 0, 'free again after unlock');
+
+    const reader = new FileLock(file, { type: 'shared' });
+    await reader.lock();
+    assert.equal(spawnSync('flock', ['-s', '-n', lockPath, 'true']).status, 0, 'shared with shared coexist');
+    assert.equal(spawnSync('flock', ['-x', '-n', lockPath, 'true']).status, 1);
+    await reader.unlock();
+
+    const sharedHolder = start('flock', ['-s', lockPath, '-c', 'echo held; read line']);
+    await sharedHolder.waitFor('held');
+    assert.equal(await new FileLock(file, { type: 'shared' }).tryLock(), true);
+    assert.equal(await new FileLock(file).tryLock(), false);
+    const holders = await lockHolders(file);
+    assert.ok(
+      holders.some((h) => h.mode === 'shared' && h.command?.includes('flock')),
+      JSON.stringify(holders),
+    );
+    sharedHolder.send('go');
+    assert.equal(await sharedHolder.exited(), 0);
+  });
+});
+
+describe('interop with python fcntl.flock', () => {
+  const py = (lockPath: string, mode: string) =>
+    start('python3', [
+      '-c',
+      `import fcntl,sys\nf=open(sys.argv[1],'r+')\nfcntl.flock(f,fcntl.LOCK_${mode})\nprint('held',flush=True)\nsys.stdin.readline()`,
+      lockPath,
+    ]);
+
+  test('both directions, exclusive and shared', async (t) => {
+    if (!requireTool(t, 'python3')) return;
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const blocked = py(lock.lockPath, 'EX | fcntl.LOCK_NB');
+    assert.notEqual(await blocked.exited(), 0, 'python LOCK_NB must fail while we hold');
+    await lock.unlock();
+
+    const holder = py(lock.lockPath, 'EX');
+    await holder.waitFor('held');
+    assert.equal(await lock.tryLock(), false);
+    const waiting = lock.lock();
+    holder.send('go');
+    await waiting;
+    await lock.unlock();
+
+    const reader = py(lock.lockPath, 'SH');
+    await reader.waitFor('held');
+    const shared = new FileLock(file, { type: 'shared' });
+    assert.equal(await shared.tryLock(), true);
+    await shared.unlock();
+    reader.send('go');
+    assert.equal(await reader.exited(), 0);
+  });
+});
+
+describe('crash release', () => {
+  test('kill -9 of the holder releases the lock to a waiter', async () => {
+    const file = freshFile();
+    const holder = fixture('hold.mjs', [file]);
+    await holder.waitFor('held');
+    const lock = new FileLock(file, { timeout: 10_000 });
+    assert.equal(await lock.tryLock(), false);
+    const waiting = lock.lock();
+    holder.proc.kill('SIGKILL');
+    await waiting;
+    assert.ok(lock.isLocked);
+    await lock.unlock();
+  });
+});
+
+describe('cleanStaleLocks race', () => {
+  // Contenders hold the lock while a separate process deletes unheld lock files in a tight loop. With the
+  // inode check (acquirers re-check that the path names the inode they locked) no two contenders ever hold
+  // at once. The control run repeats this with that check patched out of a copy of dist/ and must see
+  // violations: this is what shows the test can fail.
+  const run = async (dist: string, iterations: number) => {
+    const file = freshFile('0');
+    const lockDir = join(tmp.dir, '.gastown', 'locks');
+    const cleaner = fixture('cleaner.mjs', [lockDir], { TOWNLOCK_DIST: dist });
+    await cleaner.waitFor('cleaning');
+    const kids = Array.from({ length: 3 }, () =>
+      fixture('contend.mjs', [file, String(iterations)], { TOWNLOCK_DIST: dist }),
+    );
+    let violations = 0;
+    for (const k of kids) {
+      const line = await k.waitFor(/^violations /, 60_000);
+      violations += Number(line.split(' ')[1]);
+      assert.equal(await k.exited(), 0, k.stderr());
+    }
+    cleaner.send('stop');
+    const removed = Number((await cleaner.waitFor(/^removed /)).split(' ')[1]);
+    return { violations, count: Number(readFileSync(file, 'utf8')), removed };
+  };
+
+  test('never two holders while a cleaner deletes lock files', async (t) => {
+    const n = Number(process.env.TOWNLOCK_CLEAN_ITER ?? 300);
+    const { violations, count, removed } = await run(DIST, n);
+    t.diagnostic(`cleaner removed ${removed} lock files while contenders ran`);
+    assert.equal(violations, 0);
+    assert.equal(count, 3 * n);
+    assert.ok(removed > 0, 'the cleaner must actually have deleted lock files for the test to mean anything');
+  });
+
+  test('control: without the inode check the same test sees two holders', async (t) => {
+    const mutated = join(tmp.dir, 'dist-no-inode-check');
+    cpSync(DIST, mutated, { recursive: true });
+    const target = join(mutated, 'filelock', '_lock-file.js');
+    const source = readFileSync(target, 'utf8');
+    const patched = source.replace(/export function isCurrent\(held, lockPath\) \{/, '$&\n    return true;');
+    assert.notEqual(patched, source, 'the patch must apply');
+    writeFileSync(target, patched);
+    // Symlink-free import of the real dependencies: node_modules resolution walks up from the copy.
+    execFileSync('ln', ['-s', join(DIST, '..', 'node_modules'), join(tmp.dir, 'node_modules')]);
+    let violations = 0;
+    let lost = 0;
+    for (let round = 0; round < 10 && violations + lost === 0; round++) {
+      const r = await run(mutated, 300);
+      violations += r.violations;
+      lost += 3 * 300 - r.count;
+    }
+    t.diagnostic(`control run: ${violations} overlapping holds, ${lost} lost increments`);
+    assert.ok(violations + lost > 0, 'the control run should have caught two holders');
+  });
+});

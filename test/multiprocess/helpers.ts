@@ -1,0 +1,131 @@
+/**
+ * Helpers for tests that use real child processes: spawn a fixture, await its stdout handshake lines
+ * (never sleeps), and always reap every child, even when a test fails.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The built package the fixtures import (npm test builds it first). */
+export const DIST = resolve(here, '../../dist');
+
+/** A running child with line-oriented stdout. */
+export interface Child {
+  proc: ChildProcess;
+  lines: string[];
+  stderr: () => string;
+  /** Resolves with the first stdout line (past or future) matching `pattern`; rejects at the deadline or exit. */
+  waitFor(pattern: RegExp | string, deadlineMs?: number): Promise<string>;
+  /** Resolves with the exit code (or signal name) once the child ends; rejects at the deadline. */
+  exited(deadlineMs?: number): Promise<number | string>;
+  send(line: string): void;
+}
+
+const children = new Set<ChildProcess>();
+
+/** Starts `command args`, tracking it for {@link reapAll}. */
+export function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  const proc = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(proc);
+  const lines: string[] = [];
+  let err = '';
+  let partial = '';
+  let exit: number | string | undefined;
+  const listeners = new Set<() => void>();
+  const notify = () => {
+    for (const l of listeners) l();
+  };
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+    notify();
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    err += chunk;
+  });
+  proc.stdin!.on('error', () => {});
+  proc.on('close', (code, signal) => {
+    exit = code ?? signal ?? 'unknown';
+    children.delete(proc);
+    notify();
+  });
+  const waitUntil = <T>(check: () => T | undefined, what: string, deadlineMs: number) =>
+    new Promise<T>((resolvePromise, reject) => {
+      const tick = () => {
+        const value = check();
+        if (value !== undefined) return done(() => resolvePromise(value));
+        if (exit !== undefined && what !== 'exit') {
+          done(() => reject(new Error(`child exited (${exit}) before ${what}; stderr: ${err}`)));
+        }
+      };
+      const done = (fn: () => void) => {
+        clearTimeout(timer);
+        listeners.delete(tick);
+        fn();
+      };
+      const timer = setTimeout(
+        () =>
+          done(() =>
+            reject(new Error(`deadline ${deadlineMs} ms passed waiting for ${what}; stderr: ${err}`)),
+          ),
+        deadlineMs,
+      );
+      listeners.add(tick);
+      tick();
+    });
+  return {
+    proc,
+    lines,
+    stderr: () => err,
+    waitFor: (pattern, deadlineMs = 15_000) =>
+      waitUntil(
+        () => lines.find((l) => (typeof pattern === 'string' ? l === pattern : pattern.test(l))),
+        `line ${pattern}`,
+        deadlineMs,
+      ),
+    exited: (deadlineMs = 30_000) => waitUntil(() => exit, 'exit', deadlineMs),
+    send: (line) => proc.stdin!.write(`${line}\n`),
+  };
+}
+
+/** Starts a fixture script from test/multiprocess/fixtures with plain node (it imports from dist/). */
+export function fixture(name: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Child {
+  return start(process.execPath, [join(here, 'fixtures', name), ...args], { TOWNLOCK_DIST: DIST, ...env });
+}
+
+/** Kills (SIGKILL) every child still running; call from after/afterEach. */
+export function reapAll(): void {
+  for (const proc of children) proc.kill('SIGKILL');
+  children.clear();
+}
+
+/** Makes a temporary directory and returns it with its remover. */
+export function tempDir(prefix = 'townlock-'): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Whether `tool` is on PATH (or an absolute path that exists). */
+export function hasTool(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+}
+
+/**
+ * Returns true when `tool` is present. When it is missing, CI (CI=true, where .ci/run installs every tool)
+ * fails the test loudly; a developer machine skips it with the reason printed.
+ */
+export function requireTool(
+  t: { skip: (reason: string) => void },
+  tool: string,
+  found = hasTool(tool),
+): boolean {
+  if (found) return true;
+  const reason = `${tool} is not installed; .ci/run installs it (apt-get install)`;
+  if (process.env.CI) throw new Error(reason);
+  t.skip(reason);
+  return false;
+}
