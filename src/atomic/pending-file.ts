@@ -1,0 +1,167 @@
+/**
+ * PendingFile: a file that replaces its target only when committed.
+ *
+ * Atomicity: readers see either the old file or the new one, never a mix, because the new content is
+ * written to a temporary file in the same directory and renamed over the target (rename(2) is atomic).
+ * Durability (with `fsync`, the default): the data is fsynced before the rename and the directory is
+ * fsynced after it, so after commit() resolves the new content survives a power cut. The directory fsync
+ * is the step renameio, write-file-atomic and proper-lockfile leave out; without it the rename itself can
+ * be lost.
+ * Not provided: locking. Two concurrent writers each replace the file whole; the last rename wins. Callers
+ * that read-modify-write compose this with a lock (the registry does).
+ */
+import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { InvalidOptionError } from '../errors.js';
+import { ops } from './_fs-ops.js';
+
+/** Options for {@link PendingFile.create} and {@link writeFileAtomic}. */
+export interface AtomicWriteOptions {
+  /** Permission bits of the result. @default the existing file's mode, or 0o600 for a new file */
+  mode?: number;
+  /** fsync the data before the rename and the directory after it. @default true */
+  fsync?: boolean;
+}
+
+/** A temporary file that becomes `path` on {@link PendingFile.commit}, or vanishes on cleanup. */
+export class PendingFile {
+  /** The file this will replace (symlinks resolved, so a link keeps pointing at the new content). */
+  readonly path: string;
+  /** The temporary file: `.<name>.tmp-<pid>-<random>` in the same directory. */
+  readonly tempPath: string;
+  #handle: FileHandle | undefined;
+  #state: 'open' | 'committed' | 'cleaned' = 'open';
+  readonly #fsync: boolean;
+
+  private constructor(path: string, tempPath: string, handle: FileHandle, fsync: boolean) {
+    this.path = path;
+    this.tempPath = tempPath;
+    this.#handle = handle;
+    this.#fsync = fsync;
+  }
+
+  /** Creates the temporary file (exclusively, so concurrent writers never share one). */
+  static async create(path: string, options: AtomicWriteOptions = {}): Promise<PendingFile> {
+    const { mode, fsync = true } = options;
+    if (typeof path !== 'string' || path.length === 0)
+      throw new InvalidOptionError('path', path, 'a non-empty string');
+    if (mode !== undefined && (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)) {
+      throw new InvalidOptionError('mode', mode, 'file permission bits');
+    }
+    if (typeof fsync !== 'boolean') throw new InvalidOptionError('fsync', fsync, 'a boolean');
+    const target = await resolveTarget(resolve(path));
+    const finalMode = mode ?? (await existingMode(target)) ?? 0o600;
+    const tempPath = join(
+      dirname(target),
+      `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`,
+    );
+    const handle = await ops.open(tempPath, 'wx', finalMode);
+    const pending = new PendingFile(target, tempPath, handle, fsync);
+    // The open mode is filtered by the umask; set it exactly, as the existing file had it.
+    await pending.#step(() => ops.chmod(handle, finalMode));
+    return pending;
+  }
+
+  /** Writes `data` as the whole content of the pending file. */
+  async write(data: string | Uint8Array): Promise<void> {
+    const handle = this.#openHandle();
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    await this.#step(() => ops.write(handle, bytes));
+  }
+
+  /** Atomically replaces `path` with what was written (durably unless `fsync: false`). */
+  async commit(): Promise<void> {
+    const handle = this.#openHandle();
+    await this.#step(async () => {
+      if (this.#fsync) await ops.sync(handle);
+      this.#handle = undefined;
+      await ops.close(handle);
+      await ops.rename(this.tempPath, this.path);
+    });
+    this.#state = 'committed';
+    // Once renamed, the new content is in place; a failing directory fsync is reported, but there is
+    // no temporary file left to remove.
+    if (this.#fsync) await syncDirectory(dirname(this.path));
+  }
+
+  /** Discards the pending file. Idempotent; does nothing after commit(). */
+  async cleanup(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'cleaned';
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close().catch(() => {});
+    await ops.unlink(this.tempPath).catch(() => {});
+  }
+
+  /** Alias of {@link PendingFile.cleanup}, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.cleanup();
+  }
+
+  /** The open handle, or an error if the file was committed or discarded. */
+  #openHandle(): FileHandle {
+    if (this.#state !== 'open' || !this.#handle) {
+      throw new InvalidOptionError('PendingFile', this.#state, 'a pending file that is still open');
+    }
+    return this.#handle;
+  }
+
+  /** Runs one step; on failure removes the temporary file (closing it first) and rethrows. */
+  async #step(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      await this.cleanup();
+      throw err;
+    }
+  }
+}
+
+/** Writes `data` to `path` atomically and durably (see {@link PendingFile}). */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const pending = await PendingFile.create(path, options);
+  try {
+    await pending.write(data);
+    await pending.commit();
+  } finally {
+    await pending.cleanup();
+  }
+}
+
+/** Follows a symlink at `path` so the rename replaces the link's target, not the link. */
+async function resolveTarget(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path;
+    throw err;
+  }
+}
+
+/** The permission bits of an existing file, or undefined if there is none. */
+async function existingMode(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).mode & 0o7777;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** fsyncs a directory so a rename in it is durable; platforms that cannot (Windows) are skipped. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    await ops.syncDir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (process.platform === 'win32' || code === 'EISDIR' || code === 'EINVAL' || code === 'EPERM') return;
+    throw err;
+  }
+}

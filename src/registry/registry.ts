@@ -1,0 +1,251 @@
+/**
+ * MachineRegistry: the machines file many processes share, without lost updates.
+ *
+ * Consistency model
+ * - Writes are serializable: each is reload -> change -> atomic write under the exclusive file lock
+ *   (`withWriteLock(path)`, lock file in `.gastown/locks/`), so a change made by any process is never lost,
+ *   and an acknowledged write (the promise resolved) is durable (fsync of file and directory).
+ * - Reads take no lock: the file is only ever replaced by rename, so a reader sees a whole version. Each
+ *   read stats the file and re-parses it only when its fingerprint (inode, size, mtime, ctime) changed,
+ *   so reads are cheap and never older than the last write that finished before the read began.
+ * - Group commit: concurrent add/remove/update calls in one process are applied in arrival order in one
+ *   locked read-modify-write and one fsync; each caller gets its own result or its own error.
+ * - A corrupt or newer-version file is never overwritten: every write fails with the same error.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { writeFileAtomic } from '../atomic/pending-file.js';
+import { withWriteLock } from '../filelock/lock.js';
+import type { FileLockOptions } from '../filelock/options.js';
+import { emptyState, parseRegistry, type RegistryState, serializeRegistry } from './_format.js';
+import { LocalMachineError, MachineNotFoundError, RegistryIoError } from './errors.js';
+import { type Machine, type StoredMachine, validateMachine } from './machine.js';
+
+/** Options for {@link MachineRegistry.open}. */
+export interface RegistryOptions {
+  /** How long a write waits for the file lock, in ms (see FileLock `timeout`). @default 30000 */
+  lockTimeout?: number;
+  /** Directory for the lock file. @default `<dirname(path)>/.gastown/locks` */
+  lockDir?: string;
+  /** fsync each write (file and directory). Turn off only for throwaway data. @default true */
+  fsync?: boolean;
+}
+
+/** The view of the registry an {@link MachineRegistry.update} callback edits. */
+export interface RegistryDraft {
+  /** The machine named `name`; throws MachineNotFoundError. */
+  get(name: string): Machine;
+  has(name: string): boolean;
+  /** All machines, sorted by name. */
+  list(): Machine[];
+  /** Adds or replaces a machine (validated; unknown fields of a replaced machine are kept). */
+  add(machine: Machine): void;
+  /** Removes a machine; throws MachineNotFoundError, or LocalMachineError for `local`. */
+  remove(name: string): void;
+}
+
+/** One queued write: the callback and how to answer its caller. */
+interface PendingOp {
+  fn: (draft: RegistryDraft) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** The machines registry stored at one path. */
+export class MachineRegistry {
+  /** The registry file, absolute. */
+  readonly path: string;
+  readonly #lockOptions: FileLockOptions;
+  readonly #fsync: boolean;
+  #state: RegistryState;
+  #fingerprint: string | undefined;
+  #queue: PendingOp[] = [];
+  #flushing = false;
+
+  private constructor(path: string, options: RegistryOptions) {
+    this.path = path;
+    this.#lockOptions = { timeout: options.lockTimeout, lockDir: options.lockDir };
+    this.#fsync = options.fsync ?? true;
+    this.#state = emptyState();
+  }
+
+  /** Opens the registry at `path`. A missing file reads as just `local`; nothing is created until a write. */
+  static async open(path: string, options: RegistryOptions = {}): Promise<MachineRegistry> {
+    const registry = new MachineRegistry(resolve(path), options);
+    registry.#refresh(true);
+    return registry;
+  }
+
+  /** The machine named `name`; throws {@link MachineNotFoundError}. */
+  get(name: string): Machine {
+    this.#refresh(false);
+    const stored = this.#state.machines.get(name);
+    if (!stored) throw new MachineNotFoundError(name);
+    return { ...stored.machine };
+  }
+
+  /** Whether a machine named `name` exists. */
+  has(name: string): boolean {
+    this.#refresh(false);
+    return this.#state.machines.has(name);
+  }
+
+  /** All machines, sorted by name. */
+  list(): Machine[] {
+    this.#refresh(false);
+    return sortedMachines(this.#state);
+  }
+
+  /** Adds `machine`, or replaces the machine of that name. Validates first (InvalidMachineError). */
+  async add(machine: Machine): Promise<void> {
+    const clean = validateMachine(machine);
+    if (clean.name === 'local' && clean.type !== 'local')
+      throw new LocalMachineError('changed to another type');
+    await this.update((draft) => draft.add(clean));
+  }
+
+  /** Removes the machine named `name`; `local` cannot be removed (LocalMachineError). */
+  async remove(name: string): Promise<void> {
+    if (name === 'local') throw new LocalMachineError('removed');
+    await this.update((draft) => draft.remove(name));
+  }
+
+  /**
+   * Runs `fn` on the latest registry under the write lock and saves its changes atomically; returns
+   * `fn`'s result. If `fn` throws, its changes are discarded and only this call fails.
+   */
+  update<T>(fn: (draft: RegistryDraft) => T | Promise<T>): Promise<T> {
+    return new Promise<T>((resolvePromise, reject) => {
+      this.#queue.push({ fn, resolve: resolvePromise as (v: unknown) => void, reject });
+      if (this.#flushing) return;
+      this.#flushing = true;
+      // Start on the next microtask, so every call made in this tick joins the same batch.
+      queueMicrotask(() => void this.#flush());
+    });
+  }
+
+  /** Re-reads the file now, whatever its fingerprint says. */
+  async reload(): Promise<void> {
+    this.#refresh(true);
+  }
+
+  /** Applies queued writes in batches, one locked read-modify-write and one fsync per batch. */
+  async #flush(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0);
+      const outcomes: (() => void)[] = [];
+      try {
+        await withWriteLock(this.path, () => this.#commitBatch(batch, outcomes), this.#lockOptions);
+        for (const settle of outcomes) settle();
+      } catch (err) {
+        for (const op of batch) op.reject(err);
+      }
+    }
+    this.#flushing = false;
+  }
+
+  /** Under the lock: reload, apply each op with its own undo log, write once if anything changed. */
+  async #commitBatch(batch: PendingOp[], outcomes: (() => void)[]): Promise<void> {
+    this.#refresh(true);
+    const state = this.#state;
+    let changed = false;
+    for (const op of batch) {
+      const undo: (() => void)[] = [];
+      try {
+        const result = await op.fn(makeDraft(state, undo));
+        changed ||= undo.length > 0;
+        outcomes.push(() => op.resolve(result));
+      } catch (err) {
+        for (const step of undo.reverse()) step();
+        outcomes.push(() => op.reject(err));
+      }
+    }
+    if (!changed) return;
+    try {
+      await writeFileAtomic(this.path, serializeRegistry(state), { fsync: this.#fsync });
+    } catch (err) {
+      this.#fingerprint = undefined; // memory may now differ from the file: re-read on next access
+      throw wrapIo(this.path, 'write', err);
+    }
+    this.#fingerprint = fingerprintOf(this.path);
+  }
+
+  /** Re-reads the file if it changed since last read (or always, with `force`). */
+  #refresh(force: boolean): void {
+    let stat: ReturnType<typeof statSync>;
+    try {
+      stat = statSync(this.path, { throwIfNoEntry: false });
+    } catch (err) {
+      throw wrapIo(this.path, 'read', err);
+    }
+    if (!stat) {
+      if (force || this.#fingerprint !== 'missing') this.#state = emptyState();
+      this.#fingerprint = 'missing';
+      return;
+    }
+    const fingerprint = `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+    if (!force && fingerprint === this.#fingerprint) return;
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      throw wrapIo(this.path, 'read', err);
+    }
+    this.#state = parseRegistry(text, this.path);
+    this.#fingerprint = fingerprint;
+  }
+}
+
+/** Builds the draft an update callback edits; every change pushes its inverse onto `undo`. */
+function makeDraft(state: RegistryState, undo: (() => void)[]): RegistryDraft {
+  const { machines } = state;
+  const restore = (name: string, previous: StoredMachine | undefined) => () => {
+    if (previous) machines.set(name, previous);
+    else machines.delete(name);
+  };
+  return {
+    get(name) {
+      const stored = machines.get(name);
+      if (!stored) throw new MachineNotFoundError(name);
+      return { ...stored.machine };
+    },
+    has: (name) => machines.has(name),
+    list: () => sortedMachines(state),
+    add(machine) {
+      const clean = validateMachine(machine);
+      if (clean.name === 'local' && clean.type !== 'local')
+        throw new LocalMachineError('changed to another type');
+      const previous = machines.get(clean.name);
+      machines.set(clean.name, { machine: clean, extra: previous?.extra ?? {} });
+      undo.push(restore(clean.name, previous));
+    },
+    remove(name) {
+      if (name === 'local') throw new LocalMachineError('removed');
+      const previous = machines.get(name);
+      if (!previous) throw new MachineNotFoundError(name);
+      machines.delete(name);
+      undo.push(restore(name, previous));
+    },
+  };
+}
+
+/** Copies of all machines, sorted by name. */
+function sortedMachines(state: RegistryState): Machine[] {
+  return [...state.machines.values()]
+    .map((s) => ({ ...s.machine }))
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** The current fingerprint of the file, or undefined if it cannot be read. */
+function fingerprintOf(path: string): string | undefined {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  return stat && `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+}
+
+/** Wraps OS errors in RegistryIoError; townlock errors pass through. */
+function wrapIo(path: string, action: 'read' | 'write', err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return typeof code === 'string' && code.startsWith('E') && !code.startsWith('ERR_')
+    ? new RegistryIoError(path, action, err as NodeJS.ErrnoException)
+    : err;
+}
