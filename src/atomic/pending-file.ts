@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { realpath, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError } from '../errors.js';
 import { ops } from './_fs-ops.js';
@@ -76,8 +76,8 @@ export class PendingFile {
     const handle = this.#openHandle();
     await this.#step(async () => {
       if (this.#fsync) await ops.sync(handle);
-      this.#handle = undefined;
       await ops.close(handle);
+      this.#handle = undefined;
       await ops.rename(this.tempPath, this.path);
     });
     this.#state = 'committed';
@@ -133,6 +133,31 @@ export async function writeFileAtomic(
   } finally {
     await pending.cleanup();
   }
+}
+
+/**
+ * Removes temporary files that crashed writers left beside `path`, returning how many it removed.
+ * Warning: only safe while the caller excludes every other writer of `path` (holds its write lock);
+ * otherwise it can delete a live writer's temporary file and make that writer's commit fail.
+ */
+export async function removeStaleTempFiles(path: string): Promise<number> {
+  const target = await resolveTarget(resolve(path));
+  const prefix = `.${basename(target)}.tmp-`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(target));
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    await ops.unlink(join(dirname(target), name)).then(
+      () => removed++,
+      () => {},
+    );
+  }
+  return removed;
 }
 
 /** Follows a symlink at `path` so the rename replaces the link's target, not the link. */

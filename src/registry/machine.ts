@@ -20,7 +20,7 @@ const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$/;
 // [user@]host[:port]; host is a DNS name, IPv4 or a bracketed IPv6 address. No leading '-', so a host
 // such as "-oProxyCommand=..." can never be taken for an ssh option.
 const HOST =
-  /^(?:[A-Za-z0-9._][A-Za-z0-9._-]{0,63}@)?(?:[A-Za-z0-9_][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/;
+  /^(?:[A-Za-z0-9._][A-Za-z0-9._-]{0,63}@)?(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,252}|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/;
 
 /** Checks a machine; throws {@link InvalidMachineError} naming the field. Returns a clean copy. */
 export function validateMachine(input: unknown): Machine {

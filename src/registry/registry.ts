@@ -14,7 +14,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { writeFileAtomic } from '../atomic/pending-file.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../atomic/pending-file.js';
 import { withWriteLock } from '../filelock/lock.js';
 import type { FileLockOptions } from '../filelock/options.js';
 import { emptyState, parseRegistry, type RegistryState, serializeRegistry } from './_format.js';
@@ -162,6 +162,8 @@ export class MachineRegistry {
     }
     if (!changed) return;
     try {
+      // Under the lock no other registry writer is active, so any temp file here is a crashed writer's.
+      await removeStaleTempFiles(this.path);
       await writeFileAtomic(this.path, serializeRegistry(state), { fsync: this.#fsync });
     } catch (err) {
       this.#fingerprint = undefined; // memory may now differ from the file: re-read on next access

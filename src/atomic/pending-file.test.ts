@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, describe, test } from 'node:test';
+import { ops } from './_fs-ops.js';
+import { PendingFile, removeStaleTempFiles, writeFileAtomic } from './index.js';
+
+const root = mkdtempSync(join(tmpdir(), 'townlock-atomic-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+let seq = 0;
+/** A fresh empty directory. */
+const freshDir = () => {
+  const dir = join(root, `d${++seq}`);
+  mkdirSync(dir);
+  return dir;
+};
+const openFds = () => readdirSync('/proc/self/fd').length;
+const original = { ...ops };
+afterEach(() => Object.assign(ops, original));
+
+describe('writeFileAtomic', () => {
+  test('writes the content; a new file gets 0o600; an existing file keeps its mode', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'a.json');
+    await writeFileAtomic(file, 'one');
+    assert.equal(readFileSync(file, 'utf8'), 'one');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    chmodSync(file, 0o640);
+    await writeFileAtomic(file, new TextEncoder().encode('two'));
+    assert.equal(readFileSync(file, 'utf8'), 'two');
+    assert.equal(statSync(file).mode & 0o777, 0o640);
+    await writeFileAtomic(file, 'three', { mode: 0o604, fsync: false });
+    assert.equal(statSync(file).mode & 0o777, 0o604);
+    assert.deepEqual(readdirSync(dir), ['a.json']);
+  });
+
+  test('100 concurrent writers never clash: the result is one whole write and no temp file remains', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'b.txt');
+    const bodies = Array.from({ length: 100 }, (_, i) => `writer ${i} `.repeat(200));
+    await Promise.all(bodies.map((body) => writeFileAtomic(file, body)));
+    assert.ok(bodies.includes(readFileSync(file, 'utf8')));
+    assert.deepEqual(readdirSync(dir), ['b.txt']);
+  });
+
+  test('a symlink keeps pointing at the new content', async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, 'real'), 'old');
+    symlinkSync(join(dir, 'real'), join(dir, 'link'));
+    await writeFileAtomic(join(dir, 'link'), 'new');
+    assert.equal(readFileSync(join(dir, 'real'), 'utf8'), 'new');
+    assert.equal(readFileSync(join(dir, 'link'), 'utf8'), 'new');
+  });
+
+  test('bad options are rejected with ERR_INVALID_OPTION and nothing is written', async () => {
+    const dir = freshDir();
+    await assert.rejects(writeFileAtomic(join(dir, 'x'), 'x', { mode: 0o10000 }), {
+      code: 'ERR_INVALID_OPTION',
+    });
+    await assert.rejects(writeFileAtomic('', 'x'), { code: 'ERR_INVALID_OPTION', message: /path/ });
+    await assert.rejects(writeFileAtomic(join(dir, 'x'), 'x', { fsync: 'yes' as never }), /fsync/);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  for (const step of ['open', 'chmod', 'write', 'sync', 'close', 'rename'] as const) {
+    test(`a failing ${step} leaves the old file, no temp file and no open descriptor`, async () => {
+      const dir = freshDir();
+      const file = join(dir, 'c.json');
+      writeFileSync(file, 'before');
+      const fds = openFds();
+      (ops as Record<string, unknown>)[step] = async () => {
+        throw Object.assign(new Error(`injected ${step} failure`), { code: 'EIO' });
+      };
+      await assert.rejects(writeFileAtomic(file, 'after'), new RegExp(`injected ${step}`));
+      assert.equal(readFileSync(file, 'utf8'), 'before');
+      assert.deepEqual(readdirSync(dir), ['c.json']);
+      assert.equal(openFds(), fds);
+    });
+  }
+
+  test('a failing directory fsync is reported after the new content is in place', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'd.json');
+    ops.syncDir = async () => {
+      throw Object.assign(new Error('injected syncDir failure'), { code: 'EIO' });
+    };
+    await assert.rejects(writeFileAtomic(file, 'new'), /injected syncDir/);
+    assert.equal(readFileSync(file, 'utf8'), 'new');
+    assert.deepEqual(readdirSync(dir), ['d.json']);
+  });
+
+  test('the directory is fsynced after the rename, the data before it', async () => {
+    const dir = freshDir();
+    const order: string[] = [];
+    for (const step of ['sync', 'rename', 'syncDir'] as const) {
+      const real = original[step] as (...a: unknown[]) => Promise<void>;
+      (ops as Record<string, unknown>)[step] = (...args: unknown[]) => {
+        order.push(step);
+        return real(...args);
+      };
+    }
+    await writeFileAtomic(join(dir, 'e'), 'x');
+    assert.deepEqual(order, ['sync', 'rename', 'syncDir']);
+    order.length = 0;
+    await writeFileAtomic(join(dir, 'e'), 'x', { fsync: false });
+    assert.deepEqual(order, ['rename']);
+  });
+});
+
+describe('PendingFile', () => {
+  test('nothing replaces the target until commit; cleanup is idempotent and a no-op after commit', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'p.txt');
+    writeFileSync(file, 'old');
+    const pending = await PendingFile.create(file);
+    await pending.write('new');
+    assert.equal(readFileSync(file, 'utf8'), 'old');
+    assert.match(pending.tempPath, new RegExp(`\\.p\\.txt\\.tmp-${process.pid}-[0-9a-f]{12}$`));
+    await pending.commit();
+    await pending.cleanup();
+    await pending[Symbol.asyncDispose]();
+    assert.equal(readFileSync(file, 'utf8'), 'new');
+    assert.deepEqual(readdirSync(dir), ['p.txt']);
+    await assert.rejects(pending.write('again'), { code: 'ERR_INVALID_OPTION' });
+  });
+
+  test('disposing without commit removes the temp file and keeps the old content', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'q.txt');
+    writeFileSync(file, 'old');
+    const pending = await PendingFile.create(file);
+    await pending.write('abandoned');
+    await pending[Symbol.asyncDispose]();
+    await pending.cleanup();
+    assert.equal(readFileSync(file, 'utf8'), 'old');
+    assert.deepEqual(readdirSync(dir), ['q.txt']);
+  });
+
+  test('removeStaleTempFiles removes only temp files of that target', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'r.json');
+    writeFileSync(join(dir, '.r.json.tmp-1-abc'), 'x');
+    writeFileSync(join(dir, '.other.json.tmp-1-abc'), 'x');
+    writeFileSync(file, 'x');
+    assert.equal(await removeStaleTempFiles(file), 1);
+    assert.deepEqual(readdirSync(dir).sort(), ['.other.json.tmp-1-abc', 'r.json']);
+  });
+});

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { JsonParseError, readJsonFile } from './index.js';
+import { locateJsonError } from './read-json.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'townlock-json-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('readJsonFile parses valid JSON', async () => {
+  const file = join(dir, 'ok.json');
+  writeFileSync(file, '{"a": [1, 2, {"b": null}], "c": "\\u00e9"}');
+  assert.deepEqual(await readJsonFile(file), { a: [1, 2, { b: null }], c: 'é' });
+});
+
+test('parse errors name the file, line, column and position', async () => {
+  const file = join(dir, 'bad.json');
+  writeFileSync(file, '{\n  "a": 1,\n  "b": }\n');
+  const err = await readJsonFile(file).then(
+    () => assert.fail('should fail'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof JsonParseError);
+  assert.equal(err.code, 'ERR_JSON_PARSE');
+  assert.equal(err.path, file);
+  assert.equal(err.line, 3);
+  assert.equal(err.column, 8);
+  assert.equal(err.position, 19);
+  assert.match(err.message, new RegExp(`${file}.*line 3, column 8`));
+});
+
+test('the scanner locates every kind of error where JSON.parse fails', () => {
+  const cases: [string, number][] = [
+    ['', 0],
+    ['{"a": 1', 7],
+    ['{"a" 1}', 5],
+    ['[1, 2,]', 6],
+    ['{"a": tru}', 9],
+    ['"abc', 4],
+    ['{"a": 01}', 7],
+    ['{} x', 3],
+    ['{"a": "\\x"}', 8],
+    ["{'a': 1}", 1],
+  ];
+  for (const [text, position] of cases) {
+    assert.throws(() => JSON.parse(text));
+    assert.equal(locateJsonError(text).position, position, text);
+  }
+});
