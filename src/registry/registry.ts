@@ -12,8 +12,8 @@
  *   locked read-modify-write and one fsync; each caller gets its own result or its own error.
  * - A corrupt or newer-version file is never overwritten: every write fails with the same error.
  */
-import { readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic } from '../atomic/pending-file.js';
 import { withWriteLock } from '../filelock/lock.js';
 import type { FileLockOptions } from '../filelock/options.js';
@@ -162,6 +162,7 @@ export class MachineRegistry {
     }
     if (!changed) return;
     try {
+      mkdirSync(dirname(this.path), { recursive: true });
       // Under the lock no other registry writer is active, so any temp file here is a crashed writer's.
       await removeStaleTempFiles(this.path);
       await writeFileAtomic(this.path, serializeRegistry(state), { fsync: this.#fsync });

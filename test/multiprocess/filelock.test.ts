@@ -3,12 +3,12 @@
  * util-linux flock(1) and Python's fcntl.flock, crash release and the cleanStaleLocks race.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { FileLock, lockHolders } from '../../src/filelock/index.js';
-import { DIST, fixture, reapAll, requireTool, start, tempDir } from './helpers.js';
+import { DIST, fixture, mutatedDist, reapAll, requireTool, start, tempDir } from './helpers.js';
 
 const M = Number(process.env.TOWNLOCK_STRESS_M ?? 150);
 const tmp = tempDir();
@@ -202,15 +202,13 @@ describe('cleanStaleLocks race', () => {
   });
 
   test('control: without the inode check the same test sees two holders', async (t) => {
-    const mutated = join(tmp.dir, 'dist-no-inode-check');
-    cpSync(DIST, mutated, { recursive: true });
-    const target = join(mutated, 'filelock', '_lock-file.js');
-    const source = readFileSync(target, 'utf8');
-    const patched = source.replace(/export function isCurrent\(held, lockPath\) \{/, '$&\n    return true;');
-    assert.notEqual(patched, source, 'the patch must apply');
-    writeFileSync(target, patched);
-    // Symlink-free import of the real dependencies: node_modules resolution walks up from the copy.
-    execFileSync('ln', ['-s', join(DIST, '..', 'node_modules'), join(tmp.dir, 'node_modules')]);
+    const mutated = mutatedDist(
+      tmp.dir,
+      'dist-no-inode-check',
+      'filelock/_lock-file.js',
+      /export function isCurrent\(held, lockPath\) \{/,
+      '$&\n    return true;',
+    );
     let violations = 0;
     let lost = 0;
     for (let round = 0; round < 10 && violations + lost === 0; round++) {

@@ -3,7 +3,7 @@
  * (never sleeps), and always reap every child, even when a test fails.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,4 +128,28 @@ export function requireTool(
   if (process.env.CI) throw new Error(reason);
   t.skip(reason);
   return false;
+}
+
+/**
+ * Copies dist/ into `dir` with one source change applied to `file` (relative to dist), for control runs
+ * that show a test fails once a safety mechanism is removed. Returns the copy's path.
+ */
+export function mutatedDist(
+  dir: string,
+  name: string,
+  file: string,
+  search: RegExp,
+  replace: string,
+): string {
+  const copy = join(dir, name);
+  cpSync(DIST, copy, { recursive: true });
+  const target = join(copy, file);
+  const source = readFileSync(target, 'utf8');
+  const patched = source.replace(search, replace);
+  if (patched === source) throw new Error(`mutation ${search} did not apply to ${file}`);
+  writeFileSync(target, patched);
+  // The copy resolves its dependencies (koffi) through node_modules beside it.
+  const modules = join(dir, 'node_modules');
+  if (!existsSync(modules)) symlinkSync(join(DIST, '..', 'node_modules'), modules);
+  return copy;
 }
