@@ -1,0 +1,33 @@
+/** What a CLI command may use: everything it touches in the outside world comes through here. */
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
+
+/** A place to write text (stdout or stderr). */
+export interface Output {
+  write(text: string): void;
+  /** True when writing to a terminal (enables colour unless NO_COLOR is set). */
+  isTTY?: boolean;
+}
+
+/** The environment a command runs in; `cli/main.ts` builds it from `process`. */
+export interface CliContext {
+  env: Record<string, string | undefined>;
+  cwd: string;
+  stdout: Output;
+  stderr: Output;
+  /** Starts a child process (lock run, machine exec). */
+  spawn(command: string, args: string[], options: SpawnOptions): ChildProcess;
+  /** Subscribes to the signals a wrapper must forward; returns the unsubscribe function. */
+  onSignal(handler: (signal: NodeJS.Signals) => void): () => void;
+}
+
+/** A command's outcome: the process exit code. */
+export type ExitCode = number;
+
+/** Exit codes shared by every command. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** An error in how the command was called: printed with the command's usage, exit 2. */
+export class UsageError extends Error {
+  readonly code = 'ERR_USAGE';
+}
+UsageError.prototype.name = 'UsageError';

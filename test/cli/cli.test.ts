@@ -1,0 +1,273 @@
+/** The built CLI run as a subprocess, as a user runs it: every command, flag, exit code and message. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, afterEach, describe, test } from 'node:test';
+import { FileLock } from '../../src/filelock/index.js';
+import { DIST, fixture, reapAll, requireTool, start, tempDir } from '../multiprocess/helpers.js';
+
+const BIN = resolve(DIST, '..', 'bin', 'townlock.js');
+const tmp = tempDir('townlock-cli-');
+after(tmp.remove);
+afterEach(reapAll);
+let seq = 0;
+const freshRegistry = () => join(tmp.dir, `r${++seq}`, 'machines.json');
+
+/** Runs townlock synchronously with a clean environment (no TTY, so no colour). */
+function tl(args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp.dir) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH, HOME: tmp.dir, ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('help and usage', () => {
+  test('--help lists every command; no arguments is a usage error', () => {
+    const help = tl(['--help']);
+    assert.equal(help.code, 0);
+    for (const c of [
+      'machine list',
+      'machine show',
+      'machine add',
+      'machine remove',
+      'lock run',
+      'lock status',
+      'lock clean',
+    ]) {
+      assert.ok(help.out.includes(c), c);
+    }
+    assert.equal(tl([]).code, 2);
+    assert.match(tl(['--version']).out, /^townlock \d+\.\d+\.\d+\n$/);
+  });
+
+  test('every command has --help with an example', () => {
+    for (const c of [
+      ['machine', 'list'],
+      ['machine', 'show'],
+      ['machine', 'add'],
+      ['machine', 'remove'],
+      ['lock', 'run'],
+      ['lock', 'status'],
+      ['lock', 'clean'],
+    ]) {
+      const r = tl([...c, '--help']);
+      assert.equal(r.code, 0, c.join(' '));
+      assert.match(r.out, /Usage: townlock/);
+      assert.match(r.out, /Example:\n {2}townlock /);
+    }
+    assert.equal(tl(['machine', '--help']).code, 0);
+  });
+
+  test('an unknown command suggests the nearest one, exit 2', () => {
+    const r = tl(['machin', 'list']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /unknown command 'machin'\. Did you mean 'machine'\?/);
+    const r2 = tl(['lock', 'stauts']);
+    assert.equal(r2.code, 2);
+    assert.match(r2.err, /Did you mean 'lock status'\?/);
+    assert.equal(r2.err.trim().split('\n').length, 1, 'one line');
+  });
+
+  test('unknown options and missing arguments are usage errors (exit 2) naming the problem', () => {
+    const r = tl(['machine', 'list', '--jsn']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--jsn/);
+    assert.match(tl(['machine', 'show']).err, /missing NAME/);
+    assert.equal(tl(['lock', 'run', '-w', 'soon', 'f', '--', 'true']).code, 2);
+    assert.equal(tl(['lock', 'run', '-E', '300', 'f', '--', 'true']).code, 2);
+    assert.equal(tl(['lock', 'run', '-s', '-x', 'f', '--', 'true']).code, 2);
+    assert.equal(tl(['--registry']).code, 2);
+  });
+});
+
+describe('machine commands', () => {
+  test('add, list, show, remove with human and JSON output', () => {
+    const registry = freshRegistry();
+    const g = ['--registry', registry];
+    assert.deepEqual(JSON.parse(tl([...g, 'machine', 'list', '--json']).out), [
+      { name: 'local', type: 'local' },
+    ]);
+    const add = tl([
+      ...g,
+      'machine',
+      'add',
+      'build-01',
+      '--type',
+      'ssh',
+      '--host',
+      'deploy@build-01:2222',
+      '--key',
+      '/k',
+      '--town',
+      '/srv/town',
+    ]);
+    assert.equal(add.code, 0, add.err);
+    assert.equal(add.out, 'added build-01\n');
+    const list = tl([...g, 'machine', 'list']);
+    assert.equal(list.code, 0);
+    const lines = list.out.trimEnd().split('\n');
+    assert.match(lines[0]!, /^NAME\s+TYPE\s+HOST\s+KEY\s+TOWN$/);
+    assert.equal(lines[1]!.indexOf('ssh'), lines[0]!.indexOf('TYPE'), 'columns are aligned');
+    assert.ok(!list.out.includes('\u001b['), 'no colour when not a TTY');
+    assert.deepEqual(JSON.parse(tl([...g, 'machine', 'show', 'build-01', '--json']).out), {
+      name: 'build-01',
+      type: 'ssh',
+      host: 'deploy@build-01:2222',
+      keyPath: '/k',
+      townPath: '/srv/town',
+    });
+    assert.match(tl([...g, 'machine', 'show', 'build-01']).out, /host:\s+deploy@build-01:2222/);
+    assert.equal(tl([...g, 'machine', 'remove', 'build-01']).out, 'removed build-01\n');
+    assert.equal(JSON.parse(tl([...g, 'machine', 'list', '--json']).out).length, 1);
+  });
+
+  test('errors: one stderr line with the code, exit 1, file untouched', () => {
+    const registry = freshRegistry();
+    const g = ['--registry', registry];
+    tl([...g, 'machine', 'add', 'keep', '--host', 'keep']);
+    const before = readFileSync(registry, 'utf8');
+    for (const [args, code] of [
+      [['machine', 'add', 'evil', '--host=-oProxyCommand=touch /tmp/x'], 'ERR_INVALID_MACHINE'],
+      [['machine', 'add', 'bad name', '--type', 'local'], 'ERR_INVALID_MACHINE'],
+      [['machine', 'show', 'nope'], 'ERR_MACHINE_NOT_FOUND'],
+      [['machine', 'remove', 'nope'], 'ERR_MACHINE_NOT_FOUND'],
+      [['machine', 'remove', 'local'], 'ERR_LOCAL_MACHINE'],
+    ] as const) {
+      const r = tl([...g, ...args]);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.equal(r.err.trim().split('\n').length, 1, r.err);
+      assert.match(r.err, new RegExp(`^townlock: .*\\[${code}\\]\\n$`));
+    }
+    assert.equal(readFileSync(registry, 'utf8'), before);
+    writeFileSync(registry, '{"version": 1, "machines": {');
+    const corrupt = tl([...g, 'machine', 'add', 'x', '--host', 'x']);
+    assert.equal(corrupt.code, 1);
+    assert.match(corrupt.err, /ERR_REGISTRY_CORRUPT/);
+    assert.equal(readFileSync(registry, 'utf8'), '{"version": 1, "machines": {');
+  });
+
+  test('registry location: --registry, then TOWNLOCK_REGISTRY, then XDG_CONFIG_HOME or ~/.config', () => {
+    const fromEnv = freshRegistry();
+    tl(['machine', 'add', 'a', '--host', 'a'], { TOWNLOCK_REGISTRY: fromEnv });
+    assert.ok(existsSync(fromEnv));
+    const flag = freshRegistry();
+    tl(['machine', 'add', 'b', '--host', 'b', '--registry', flag], { TOWNLOCK_REGISTRY: fromEnv });
+    assert.ok(existsSync(flag));
+    assert.ok(!readFileSync(fromEnv, 'utf8').includes('"b"'));
+    const home = join(tmp.dir, `home${++seq}`);
+    mkdirSync(home);
+    tl(['machine', 'add', 'c', '--host', 'c'], { HOME: home });
+    assert.ok(existsSync(join(home, '.config', 'townlock', 'machines.json')));
+    const xdg = join(tmp.dir, `xdg${++seq}`);
+    tl(['machine', 'add', 'd', '--host', 'd'], { XDG_CONFIG_HOME: xdg });
+    assert.ok(existsSync(join(xdg, 'townlock', 'machines.json')));
+  });
+
+  test('8 parallel `townlock machine add` processes all land', async () => {
+    const registry = freshRegistry();
+    const kids = Array.from({ length: 8 }, (_, i) =>
+      start(process.execPath, [BIN, '--registry', registry, 'machine', 'add', `m${i}`, '--host', `h${i}`]),
+    );
+    for (const k of kids) assert.equal(await k.exited(), 0, k.stderr());
+    const names = JSON.parse(tl(['--registry', registry, 'machine', 'list', '--json']).out).map(
+      (m: { name: string }) => m.name,
+    );
+    assert.deepEqual(names, ['local', 'm0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7']);
+  });
+});
+
+describe('lock run', () => {
+  test("passes the command's exit code through; -c runs a shell command; 127 when not found", () => {
+    const file = join(tmp.dir, 'data.json');
+    assert.equal(tl(['lock', 'run', file, '--', 'sh', '-c', 'exit 3']).code, 3);
+    const r = tl(['lock', 'run', file, '-c', 'echo "$((20+22))"']);
+    assert.equal(r.code, 0);
+    assert.equal(r.out, '42\n');
+    const missing = tl(['lock', 'run', file, '--', 'no-such-command-xyz']);
+    assert.equal(missing.code, 127);
+    assert.match(missing.err, /command not found/);
+  });
+
+  test('-n and -w against a flock(1) holder exit 1 (or -E), and wait when allowed', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const file = join(tmp.dir, 'flocked.json');
+    const lockPath = new FileLock(file).lockPath;
+    mkdirSync(join(tmp.dir, '.gastown', 'locks'), { recursive: true });
+    const holder = start('flock', ['-x', lockPath, '-c', 'echo held; read line']);
+    await holder.waitFor('held');
+    const busy = tl(['lock', 'run', '-n', file, '--', 'echo', 'ran']);
+    assert.equal(busy.code, 1);
+    assert.equal(busy.out, '');
+    assert.match(busy.err, /busy \(held by pid \d+\) \[ERR_LOCK_TIMEOUT\]/);
+    assert.equal(tl(['lock', 'run', '-n', '-E', '75', file, '--', 'true']).code, 75);
+    const timed = tl(['lock', 'run', '-w', '0.2', file, '--', 'true']);
+    assert.equal(timed.code, 1);
+    assert.match(timed.err, /Timed out after \d+ ms/);
+    const waiter = start(process.execPath, [BIN, 'lock', 'run', '-w', '20', file, '--', 'echo', 'got it']);
+    holder.send('go');
+    assert.equal(await waiter.exited(), 0);
+    assert.deepEqual(waiter.lines, ['got it']);
+  });
+
+  test('-n against a library holder, and -s beside a library reader', async () => {
+    const file = join(tmp.dir, 'lib.json');
+    const holder = fixture('hold.mjs', [file, 'exclusive']);
+    await holder.waitFor('held');
+    assert.equal(tl(['lock', 'run', '-n', file, '--', 'true']).code, 1);
+    holder.send('release');
+    await holder.exited();
+    const reader = fixture('hold.mjs', [file, 'shared']);
+    await reader.waitFor('held');
+    assert.equal(tl(['lock', 'run', '-n', '-s', file, '--', 'true']).code, 0);
+    assert.equal(tl(['lock', 'run', '-n', '-x', file, '--', 'true']).code, 1);
+    reader.send('release');
+    await reader.exited();
+  });
+
+  test('holds the lock until the command exits, and forwards signals to it', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const file = join(tmp.dir, 'signal.json');
+    const lockPath = new FileLock(file).lockPath;
+    const script = 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.05; done';
+    const run = start(process.execPath, [BIN, 'lock', 'run', file, '--', 'sh', '-c', script]);
+    await run.waitFor('ready');
+    assert.equal(spawnSync('flock', ['-n', lockPath, 'true']).status, 1, 'held while the command runs');
+    run.proc.kill('SIGTERM');
+    assert.equal(await run.exited(), 7);
+    assert.ok(run.lines.includes('got-term'));
+    assert.equal(spawnSync('flock', ['-n', lockPath, 'true']).status, 0, 'released after it exits');
+  });
+});
+
+describe('lock status and clean', () => {
+  test('status shows holders in a table and as JSON; clean removes unheld lock files', async () => {
+    const dir = join(tmp.dir, `status${++seq}`);
+    mkdirSync(dir);
+    const file = join(dir, 'state.json');
+    const holder = fixture('hold.mjs', [file, 'exclusive']);
+    await holder.waitFor('held');
+    await new FileLock(join(dir, 'other.json')).withLock(() => {});
+    const table = tl(['lock', 'status', file]);
+    assert.equal(table.code, 0);
+    assert.match(table.out, /^LOCK\s+PID\s+MODE\s+SINCE\s+COMMAND\n/);
+    assert.match(table.out, new RegExp(`state\\.json\\.lock\\s+${holder.proc.pid}\\s+exclusive`));
+    const json = JSON.parse(tl(['lock', 'status', dir, '--json']).out);
+    assert.equal(json.locks.length, 2);
+    const held = json.locks.find((l: { lockPath: string }) => l.lockPath.endsWith('state.json.lock'));
+    assert.equal(held.holders[0].pid, holder.proc.pid);
+    assert.equal(held.holders[0].mode, 'exclusive');
+    assert.match(held.holders[0].command, /hold\.mjs/);
+    const clean = tl(['lock', 'clean', dir]);
+    assert.equal(clean.code, 0);
+    assert.match(clean.out, /removed 1 unheld lock file/);
+    assert.ok(existsSync(join(dir, '.gastown', 'locks', 'state.json.lock')));
+    assert.ok(!existsSync(join(dir, '.gastown', 'locks', 'other.json.lock')));
+    holder.send('release');
+    await holder.exited();
+    assert.match(tl(['lock', 'status', dir]).out, /no locks held \(1 lock file\)/);
+  });
+});
