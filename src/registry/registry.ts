@@ -15,6 +15,10 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic } from '../atomic/pending-file.js';
+import type { Connection } from '../connection/connection.js';
+import { ConnectionError } from '../connection/errors.js';
+import { LocalConnection } from '../connection/local.js';
+import { SshConnection, type SshConnectionOptions } from '../connection/ssh.js';
 import { withWriteLock } from '../filelock/lock.js';
 import type { FileLockOptions } from '../filelock/options.js';
 import { emptyState, parseRegistry, type RegistryState, serializeRegistry } from './_format.js';
@@ -122,6 +126,36 @@ export class MachineRegistry {
       // Start on the next microtask, so every call made in this tick joins the same batch.
       queueMicrotask(() => void this.#flush());
     });
+  }
+
+  /**
+   * A connection to the machine named `name`: LocalConnection for `local`, SshConnection (host and key
+   * from the registry; `options` for known_hosts, passphrase, tmux socket...) for `ssh`. Connecting is
+   * lazy: errors surface on the first operation. The caller closes it.
+   */
+  connection(name: string, options: Partial<SshConnectionOptions> = {}): Connection {
+    const machine = this.get(name);
+    if (machine.type === 'local')
+      return new LocalConnection({ name: machine.name, tmuxSocket: options.tmuxSocket });
+    if (machine.type === 'ssh') {
+      return new SshConnection({
+        ...options,
+        name: machine.name,
+        host: machine.host!,
+        keyPath: options.keyPath ?? machine.keyPath,
+      });
+    }
+    throw new ConnectionError(
+      machine.name,
+      'connect',
+      'unsupported',
+      `machine type ${JSON.stringify(machine.type)} is not supported`,
+    );
+  }
+
+  /** A connection to this machine. */
+  localConnection(options: { tmuxSocket?: string } = {}): LocalConnection {
+    return new LocalConnection({ name: 'local', tmuxSocket: options.tmuxSocket });
   }
 
   /** Re-reads the file now, whatever its fingerprint says. */

@@ -1,0 +1,381 @@
+/**
+ * SshConnection: a machine reached over SSH with the pure-JavaScript ssh2 client.
+ *
+ * - One TCP/SSH connection per SshConnection, opened on first use and reused for every operation (one
+ *   SFTP session, one channel per exec), with keep-alives; close() ends it cleanly.
+ * - Host keys are checked against known_hosts (default ~/.ssh/known_hosts) and an unknown or changed key
+ *   is refused, unless `hostKeyPolicy: 'accept-new'` trusts a host's first key (never a changed one).
+ * - Files go over SFTP; writeFile writes a temp file, fsyncs it and renames it over the target with
+ *   OpenSSH's posix-rename extension, so readers never see a partial file.
+ * - exec quotes every argument for the remote shell, so spaces, quotes, `;`, `$(...)` and newlines
+ *   arrive literally.
+ * - If the connection drops, every pending operation rejects with a `closed` ConnectionError; the next
+ *   operation reconnects.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
+import { posix } from 'node:path';
+import {
+  Client,
+  type ClientChannel,
+  type ConnectConfig,
+  type FileEntry,
+  type SFTPWrapper,
+  type Stats,
+} from 'ssh2';
+import { InvalidOptionError } from '../errors.js';
+import { BaseConnection, type BaseConnectionOptions } from './_base.js';
+import { checkEnv, collectExec, remoteCommandLine } from './_exec.js';
+import type { DirEntry } from './_glob.js';
+import { checkHostKey, keyType, rememberHostKey } from './_known-hosts.js';
+import type { ExecOptions, ExecResult, FileStat } from './connection.js';
+import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
+
+/** Options for {@link SshConnection}. */
+export interface SshConnectionOptions extends BaseConnectionOptions {
+  /** `[user@]host[:port]`. */
+  host: string;
+  /** Private key file; `~` is expanded. @default the SSH agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa */
+  keyPath?: string;
+  /** Passphrase of the key. @default $TOWNLOCK_SSH_PASSPHRASE */
+  passphrase?: string;
+  /** known_hosts file. @default $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts */
+  knownHostsPath?: string;
+  /** `strict` refuses unknown hosts; `accept-new` records a new host's key (trust on first use). @default 'strict' */
+  hostKeyPolicy?: 'strict' | 'accept-new';
+  /** How long connecting (TCP + handshake + auth) may take, in ms. @default 20000 */
+  connectTimeout?: number;
+  /** Keep-alive interval in ms (0 disables). @default 15000 */
+  keepaliveInterval?: number;
+}
+
+/** `[user@]host[:port]` split into its parts. */
+export function parseSshHost(spec: string): { user: string | undefined; host: string; port: number } {
+  const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s[\]]+)(?::(\d+))?$/.exec(spec);
+  if (!m || spec.startsWith('-')) throw new InvalidOptionError('host', spec, '[user@]host[:port]');
+  const port = m[3] === undefined ? 22 : Number(m[3]);
+  if (port < 1 || port > 65535) throw new InvalidOptionError('host', spec, 'a port from 1 to 65535');
+  return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** Expands a leading `~/` to the home directory. */
+function expandHome(path: string): string {
+  return path === '~' ? homedir() : path.startsWith('~/') ? posix.join(homedir(), path.slice(2)) : path;
+}
+
+/** A machine reached over SSH. */
+export class SshConnection extends BaseConnection {
+  readonly isLocal = false;
+  readonly #options: SshConnectionOptions;
+  readonly #target: { user: string; host: string; port: number };
+  #client: Promise<Client> | undefined;
+  #sftp: Promise<SFTPWrapper> | undefined;
+  readonly #pending = new Set<(err: Error) => void>();
+  #closed = false;
+
+  constructor(options: SshConnectionOptions) {
+    const target = parseSshHost(options.host);
+    super(options.name ?? options.host, options);
+    this.#options = options;
+    this.#target = { ...target, user: target.user ?? userInfo().username };
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const sftp = await this.#sftpSession('readFile');
+    return this.#call<Buffer>('readFile', path, (cb) => sftp.readFile(path, cb));
+  }
+
+  async writeFile(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+    const sftp = await this.#sftpSession('writeFile');
+    const existing = await this.#call<Stats>('writeFile', path, (cb) => sftp.stat(path, cb)).catch(
+      () => undefined,
+    );
+    const mode = options.mode ?? (existing ? existing.mode & 0o7777 : 0o600);
+    const temp = posix.join(
+      posix.dirname(path),
+      `.${posix.basename(path)}.tmp-${randomBytes(6).toString('hex')}`,
+    );
+    const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    try {
+      const handle = await this.#call<Buffer>('writeFile', temp, (cb) => sftp.open(temp, 'wx', { mode }, cb));
+      try {
+        let offset = 0;
+        while (offset < bytes.length) {
+          const n = Math.min(32 * 1024, bytes.length - offset);
+          await this.#call('writeFile', temp, (cb) =>
+            sftp.write(handle, bytes, offset, n, offset, (e?: Error | null) => cb(e)),
+          );
+          offset += n;
+        }
+        await this.#call('writeFile', temp, (cb) => sftp.fchmod(handle, mode, cb));
+        await this.#call('writeFile', temp, (cb) => sftp.ext_openssh_fsync(handle, cb)).catch(() => {});
+      } finally {
+        await this.#call('writeFile', temp, (cb) => sftp.close(handle, cb)).catch(() => {});
+      }
+      await this.#call('writeFile', path, (cb) => sftp.ext_openssh_rename(temp, path, cb));
+    } catch (err) {
+      await this.#call('writeFile', temp, (cb) => sftp.unlink(temp, cb)).catch(() => {});
+      throw err;
+    }
+  }
+
+  async mkdir(path: string): Promise<void> {
+    const sftp = await this.#sftpSession('mkdir');
+    const parts = path.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      if (prefix === '' || prefix === '.') continue;
+      const s = await this.#call<Stats>('mkdir', prefix, (cb) => sftp.stat(prefix, cb)).catch(
+        () => undefined,
+      );
+      if (s?.isDirectory()) continue;
+      await this.#call('mkdir', prefix, (cb) => sftp.mkdir(prefix, cb)).catch(async (err) => {
+        const again = await this.#call<Stats>('mkdir', prefix, (cb) => sftp.stat(prefix, cb)).catch(
+          () => undefined,
+        );
+        if (!again?.isDirectory()) throw err; // a racing creator is fine; anything else is not
+      });
+    }
+  }
+
+  async remove(path: string): Promise<void> {
+    const sftp = await this.#sftpSession('remove');
+    const s = await this.#call<Stats>('remove', path, (cb) => sftp.lstat(path, cb));
+    await this.#call('remove', path, (cb) =>
+      s.isDirectory() ? sftp.rmdir(path, cb) : sftp.unlink(path, cb),
+    );
+  }
+
+  async removeAll(path: string): Promise<void> {
+    const sftp = await this.#sftpSession('removeAll');
+    const s = await this.#call<Stats>('removeAll', path, (cb) => sftp.lstat(path, cb)).catch((err) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (!s) return;
+    if (s.isDirectory()) {
+      for (const e of (await this.listDir(path)) ?? []) await this.removeAll(posix.join(path, e.name));
+      await this.#call('removeAll', path, (cb) => sftp.rmdir(path, cb));
+    } else {
+      await this.#call('removeAll', path, (cb) => sftp.unlink(path, cb));
+    }
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    const sftp = await this.#sftpSession('stat');
+    const s = await this.#call<Stats>('stat', path, (cb) => sftp.stat(path, cb));
+    return {
+      name: posix.basename(path),
+      size: s.size,
+      mode: s.mode,
+      mtime: new Date(s.mtime * 1000),
+      isDir: s.isDirectory(),
+    };
+  }
+
+  protected async listDir(path: string): Promise<DirEntry[] | undefined> {
+    const sftp = await this.#sftpSession('glob');
+    const entries = await this.#call<FileEntry[]>('glob', path, (cb) => sftp.readdir(path, cb)).catch(
+      (err) => {
+        if (err instanceof ConnectionError && err.reason !== 'remote') throw err;
+        return undefined;
+      },
+    );
+    return entries?.map((e) => ({ name: e.filename, isDir: (e.attrs.mode & 0o170000) === 0o040000 }));
+  }
+
+  async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
+    checkEnv(this.name, options.env);
+    const client = await this.#connect('exec');
+    const line = remoteCommandLine(command, args, options);
+    const channel = await this.#call<ClientChannel>('exec', undefined, (cb) => client.exec(line, cb));
+    const running = {
+      stdin: channel,
+      stdout: channel,
+      stderr: channel.stderr,
+      kill: () => {
+        channel.signal('KILL');
+        channel.close();
+      },
+      on: (event: string, listener: (...a: never[]) => void) => {
+        if (event === 'close') {
+          channel.on('close', (code: number | null, sig?: string) =>
+            (listener as (c: number | null, s: string | null) => void)(code, sig ? `SIG${sig}` : null),
+          );
+        } else channel.on(event, listener);
+      },
+    };
+    return this.#track(collectExec(this.name, running as never, options));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const client = this.#client;
+    this.#client = undefined;
+    this.#sftp = undefined;
+    if (!client) return;
+    const c = await client.catch(() => undefined);
+    if (!c) return;
+    await new Promise<void>((resolve) => {
+      c.once('close', () => resolve());
+      c.end();
+    });
+  }
+
+  /** The SSH connection, opened on first use (and again after it dropped). */
+  #connect(operation: string): Promise<Client> {
+    if (this.#closed) {
+      return Promise.reject(new ConnectionError(this.name, operation, 'closed', 'the connection was closed'));
+    }
+    this.#client ??= this.#open().catch((err) => {
+      this.#client = undefined;
+      throw err;
+    });
+    return this.#client;
+  }
+
+  /** Opens and authenticates a new SSH connection. */
+  #open(): Promise<Client> {
+    const { user, host, port } = this.#target;
+    const o = this.#options;
+    const knownHosts = expandHome(
+      o.knownHostsPath ?? process.env.TOWNLOCK_KNOWN_HOSTS ?? '~/.ssh/known_hosts',
+    );
+    let hostKeyProblem: string | undefined;
+    const config: ConnectConfig = {
+      host,
+      port,
+      username: user,
+      readyTimeout: o.connectTimeout ?? 20_000,
+      keepaliveInterval: o.keepaliveInterval ?? 15_000,
+      keepaliveCountMax: 3,
+      hostVerifier: (blob: Buffer) => {
+        const verdict = checkHostKey(knownHosts, host, port, blob);
+        if (verdict === 'match') return true;
+        if (verdict === 'unknown' && o.hostKeyPolicy === 'accept-new') {
+          rememberHostKey(knownHosts, host, port, blob);
+          return true;
+        }
+        hostKeyProblem =
+          verdict === 'unknown'
+            ? `host key ${keyType(blob)} of ${host}:${port} is not in ${knownHosts} (add it, or use hostKeyPolicy 'accept-new')`
+            : `host key of ${host}:${port} does not match ${knownHosts} (${verdict}): possible man-in-the-middle, refusing`;
+        return false;
+      },
+      ...this.#credentials(),
+    };
+    return new Promise<Client>((resolve, reject) => {
+      const client = new Client();
+      client.once('ready', () => {
+        client.removeAllListeners('error');
+        client.on('error', (err) => this.#dropped(client, err));
+        client.on('close', () => this.#dropped(client, undefined));
+        resolve(client);
+      });
+      client.once('error', (err: Error & { level?: string }) => {
+        const reason = hostKeyProblem
+          ? 'host-key'
+          : err.level === 'client-authentication'
+            ? 'auth'
+            : err.level === 'client-timeout'
+              ? 'timeout'
+              : 'connect';
+        const message =
+          hostKeyProblem ??
+          (reason === 'auth'
+            ? `authentication as ${user} failed (check the key)`
+            : `cannot connect to ${host}:${port}: ${err.message}`);
+        reject(new ConnectionError(this.name, 'connect', reason, message, { cause: err }));
+        client.end();
+      });
+      client.connect(config);
+    });
+  }
+
+  /** Key, passphrase or agent, from the options and the environment. */
+  #credentials(): Partial<ConnectConfig> {
+    const o = this.#options;
+    const passphrase = o.passphrase ?? process.env.TOWNLOCK_SSH_PASSPHRASE;
+    const candidates = o.keyPath ? [o.keyPath] : ['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa'];
+    for (const candidate of candidates) {
+      try {
+        return { privateKey: readFileSync(expandHome(candidate)), passphrase };
+      } catch (err) {
+        if (o.keyPath) {
+          throw new ConnectionError(
+            this.name,
+            'connect',
+            'auth',
+            `cannot read key ${o.keyPath}: ${(err as Error).message}`,
+            { cause: err },
+          );
+        }
+      }
+    }
+    return process.env.SSH_AUTH_SOCK ? { agent: process.env.SSH_AUTH_SOCK } : {};
+  }
+
+  /** The connection dropped (or was closed): forget it and fail everything in flight. */
+  #dropped(client: Client, err: Error | undefined): void {
+    void this.#client?.then((c) => {
+      if (c === client) {
+        this.#client = undefined;
+        this.#sftp = undefined;
+      }
+    });
+    const reason = new ConnectionError(
+      this.name,
+      'connection',
+      'closed',
+      err ? `connection lost: ${err.message}` : 'connection closed by the server',
+      { cause: err },
+    );
+    for (const reject of this.#pending) reject(reason);
+    this.#pending.clear();
+  }
+
+  /** The SFTP session, opened on first use on the current connection. */
+  #sftpSession(operation: string): Promise<SFTPWrapper> {
+    this.#sftp ??= this.#connect(operation)
+      .then((client) => this.#call<SFTPWrapper>(operation, undefined, (cb) => client.sftp(cb)))
+      .catch((err) => {
+        this.#sftp = undefined;
+        throw err;
+      });
+    return this.#sftp;
+  }
+
+  /** Makes `p` reject if the connection drops before it settles. */
+  #track<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const onDrop = (err: Error) => reject(err);
+      this.#pending.add(onDrop);
+      p.then(resolve, reject).finally(() => this.#pending.delete(onDrop));
+    });
+  }
+
+  /** Runs one callback-style ssh2 call, mapping SFTP status codes to NotFound/Permission errors. */
+  #call<T = void>(
+    operation: string,
+    path: string | undefined,
+    fn: (cb: (err?: Error | null, value?: T) => void) => unknown,
+  ): Promise<T> {
+    const p = new Promise<T>((resolve, reject) => {
+      try {
+        fn((err, value) => (err ? reject(this.#mapError(operation, path, err)) : resolve(value as T)));
+      } catch (err) {
+        reject(this.#mapError(operation, path, err as Error));
+      }
+    });
+    return this.#track(p);
+  }
+
+  /** SFTP status 2 is "no such file", 3 "permission denied"; the rest are ConnectionErrors. */
+  #mapError(operation: string, path: string | undefined, err: Error & { code?: unknown }): Error {
+    if (err instanceof ConnectionError) return err;
+    if (err.code === 2 && path) return new NotFoundError(this.name, operation, path, err);
+    if (err.code === 3 && path) return new PermissionError(this.name, operation, path, err);
+    return new ConnectionError(this.name, operation, 'remote', err.message, { cause: err, path });
+  }
+}

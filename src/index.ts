@@ -1,0 +1,9 @@
+/**
+ * townlock: multi-process-safe file locks, durable atomic writes and a shared machine registry.
+ * Subpaths: townlock/filelock, townlock/atomic, townlock/registry, townlock/connection.
+ */
+export * from './atomic/index.js';
+export * from './connection/index.js';
+export { type ErrorCode, InvalidOptionError, TownlockError, UnsupportedPlatformError } from './errors.js';
+export * from './filelock/index.js';
+export * from './registry/index.js';
