@@ -3,7 +3,16 @@
  * (never sleeps), and always reap every child, even when a test fails.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,21 +25,75 @@ export const DIST = resolve(here, '../../dist');
 export interface Child {
   proc: ChildProcess;
   lines: string[];
+  /** stderr, split into lines. */
+  errLines: string[];
   stderr: () => string;
   /** Resolves with the first stdout line (past or future) matching `pattern`; rejects at the deadline or exit. */
   waitFor(pattern: RegExp | string, deadlineMs?: number): Promise<string>;
+  /** The same for stderr lines. */
+  waitForErr(pattern: RegExp | string, deadlineMs?: number): Promise<string>;
   /** Resolves with the exit code (or signal name) once the child ends; rejects at the deadline. */
   exited(deadlineMs?: number): Promise<number | string>;
   send(line: string): void;
 }
 
 const children = new Set<ChildProcess>();
+/** Children started detached: each leads a process group of its own, killed as a whole. */
+const groupLeaders = new Set<ChildProcess>();
+
+/** SIGKILLs the process group a detached child leads, and every descendant that left the group. */
+export function killGroup(proc: ChildProcess): void {
+  for (const pid of [proc.pid!, ...descendants(proc.pid!)]) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  try {
+    process.kill(-proc.pid!, 'SIGKILL');
+  } catch {
+    // the group is gone already
+  }
+}
+
+/** Every descendant of `root` (Linux /proc), e.g. the per-connection processes an sshd forked. */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // Field 4 of /proc/PID/stat is the parent pid; the command (field 2) is in parentheses.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      parent.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // exited while we looked
+    }
+  }
+  const found: number[] = [];
+  const walk = (pid: number) => {
+    for (const [child, ppid] of parent) {
+      if (ppid === pid) {
+        found.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(root);
+  return found;
+}
 
 /** Starts `command args`, tracking it for {@link reapAll}. */
-export function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+export function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}, detached = false): Child {
+  const proc = spawn(command, args, {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached,
+  });
   children.add(proc);
+  if (detached) groupLeaders.add(proc);
   const lines: string[] = [];
+  const errLines: string[] = [];
   let err = '';
   let partial = '';
   let exit: number | string | undefined;
@@ -46,6 +109,8 @@ export function start(command: string, args: string[], env: NodeJS.ProcessEnv = 
   });
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     err += chunk;
+    errLines.splice(0, errLines.length, ...err.split('\n'));
+    notify();
   });
   proc.stdin!.on('error', () => {});
   proc.on('close', (code, signal) => {
@@ -77,16 +142,17 @@ export function start(command: string, args: string[], env: NodeJS.ProcessEnv = 
       listeners.add(tick);
       tick();
     });
+  const find = (from: string[], pattern: RegExp | string) =>
+    from.find((l) => (typeof pattern === 'string' ? l === pattern : pattern.test(l)));
   return {
     proc,
     lines,
+    errLines,
     stderr: () => err,
     waitFor: (pattern, deadlineMs = 15_000) =>
-      waitUntil(
-        () => lines.find((l) => (typeof pattern === 'string' ? l === pattern : pattern.test(l))),
-        `line ${pattern}`,
-        deadlineMs,
-      ),
+      waitUntil(() => find(lines, pattern), `line ${pattern}`, deadlineMs),
+    waitForErr: (pattern, deadlineMs = 15_000) =>
+      waitUntil(() => find(errLines, pattern), `stderr line ${pattern}`, deadlineMs),
     exited: (deadlineMs = 30_000) => waitUntil(() => exit, 'exit', deadlineMs),
     send: (line) => proc.stdin!.write(`${line}\n`),
   };
@@ -97,10 +163,14 @@ export function fixture(name: string, args: string[] = [], env: NodeJS.ProcessEn
   return start(process.execPath, [join(here, 'fixtures', name), ...args], { TOWNLOCK_DIST: DIST, ...env });
 }
 
-/** Kills (SIGKILL) every child still running; call from after/afterEach. */
+/** Kills (SIGKILL) every child still running (the whole group of detached ones); call from after/afterEach. */
 export function reapAll(): void {
-  for (const proc of children) proc.kill('SIGKILL');
+  for (const proc of children) {
+    if (groupLeaders.has(proc)) killGroup(proc);
+    proc.kill('SIGKILL');
+  }
   children.clear();
+  groupLeaders.clear();
 }
 
 /** Makes a temporary directory and returns it with its remover. */

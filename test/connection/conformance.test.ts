@@ -1,0 +1,326 @@
+/**
+ * One conformance suite, run against LocalConnection and against SshConnection talking to a real sshd
+ * on 127.0.0.1, with the same expectations. SSH-only failure modes follow.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  type Connection,
+  ConnectionError,
+  LocalConnection,
+  SshConnection,
+} from '../../src/connection/index.js';
+import { hasTool, reapAll, requireTool, tempDir } from '../multiprocess/helpers.js';
+import { SSHD, startSshd, type TestSshd } from './sshd.js';
+
+const tmp = tempDir('townlock-conn-');
+let sshd: TestSshd | undefined;
+const haveSshd = existsSync(SSHD) && hasTool('ssh-keygen');
+const haveTmux = hasTool('tmux');
+
+before(async () => {
+  if (haveSshd) sshd = await startSshd(join(tmp.dir, 'sshd'));
+});
+after(() => {
+  sshd?.kill();
+  reapAll();
+  tmp.remove();
+});
+
+const tmuxSocket = join(tmp.dir, 'tmux.sock');
+const kinds: { label: string; make: () => Connection; needs?: string }[] = [
+  { label: 'LocalConnection', make: () => new LocalConnection({ tmuxSocket }) },
+  {
+    label: 'SshConnection',
+    needs: 'sshd (openssh-server)',
+    make: () =>
+      new SshConnection({
+        name: 'test-ssh',
+        host: sshd!.host,
+        keyPath: sshd!.clientKey,
+        knownHostsPath: sshd!.knownHosts,
+        tmuxSocket,
+      }),
+  },
+];
+
+/** Polls `check` until it returns true or the deadline passes (for effects visible only by looking). */
+async function eventually(check: () => Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`deadline passed waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+for (const kind of kinds) {
+  describe(`${kind.label} conformance`, () => {
+    let conn: Connection;
+    let n = 0;
+    const dir = () => join(tmp.dir, `${kind.label}-${++n}`);
+    const ready = (t: { skip: (r: string) => void }) => {
+      if (kind.needs && !requireTool(t, kind.needs, haveSshd)) return false;
+      conn ??= kind.make();
+      return true;
+    };
+    after(() => conn?.close());
+
+    test('writeFile, readFile, stat, exists; writes are atomic and keep the mode', async (t) => {
+      if (!ready(t)) return;
+      const d = dir();
+      await conn.mkdir(d);
+      const file = join(d, 'a.txt');
+      assert.equal(await conn.exists(file), false);
+      await conn.writeFile(file, 'hello\n');
+      assert.equal((await conn.readFile(file)).toString(), 'hello\n');
+      const s = await conn.stat(file);
+      assert.deepEqual([s.name, s.size, s.isDir, s.mode & 0o777], ['a.txt', 6, false, 0o600]);
+      assert.ok(Math.abs(s.mtime.getTime() - Date.now()) < 60_000);
+      await conn.writeFile(file, Buffer.from([0, 1, 2, 255]), { mode: 0o640 });
+      assert.deepEqual([...(await conn.readFile(file))], [0, 1, 2, 255]);
+      assert.equal((await conn.stat(file)).mode & 0o777, 0o640);
+      await conn.writeFile(file, 'again');
+      assert.equal((await conn.stat(file)).mode & 0o777, 0o640, 'an existing file keeps its mode');
+      assert.deepEqual(readdirSync(d), ['a.txt'], 'no temp file left');
+      assert.equal((await conn.stat(d)).isDir, true);
+      assert.equal(await conn.exists(d), true);
+    });
+
+    test('mkdir is recursive and idempotent; remove and removeAll', async (t) => {
+      if (!ready(t)) return;
+      const d = dir();
+      await conn.mkdir(join(d, 'x', 'y', 'z'));
+      await conn.mkdir(join(d, 'x', 'y', 'z'));
+      await conn.writeFile(join(d, 'x', 'y', 'f'), '1');
+      await conn.remove(join(d, 'x', 'y', 'f'));
+      await conn.remove(join(d, 'x', 'y', 'z'));
+      assert.deepEqual(readdirSync(join(d, 'x', 'y')), []);
+      await conn.writeFile(join(d, 'x', 'y', 'g'), '1');
+      await conn.removeAll(join(d, 'x'));
+      assert.equal(await conn.exists(join(d, 'x')), false);
+      await conn.removeAll(join(d, 'x'));
+    });
+
+    test('missing paths give NotFoundError, refused ones PermissionError', async (t) => {
+      if (!ready(t)) return;
+      const missing = join(dir(), 'nope');
+      for (const op of [() => conn.readFile(missing), () => conn.stat(missing), () => conn.remove(missing)]) {
+        const err = await op().then(
+          () => assert.fail('should fail'),
+          (e: unknown) => e as ConnectionError,
+        );
+        assert.equal(err.code, 'ERR_NOT_FOUND');
+        assert.ok(err instanceof ConnectionError);
+        assert.equal(err.path, missing);
+        assert.equal(err.machine, conn.name);
+      }
+      // Refused even to root: procfs entries cannot be unlinked, sysfs takes no new files.
+      await assert.rejects(conn.remove('/proc/version'), { code: 'ERR_PERMISSION', name: 'PermissionError' });
+      await assert.rejects(conn.writeFile('/sys/kernel/townlock-test', 'x'), { code: 'ERR_PERMISSION' });
+    });
+
+    test('glob: *, ?, [...], ** and hidden files', async (t) => {
+      if (!ready(t)) return;
+      const d = dir();
+      for (const f of [
+        'a/one.txt',
+        'a/two.txt',
+        'a/.hidden.txt',
+        'a/b/three.txt',
+        'a/b/c/four.log',
+        'x1',
+        'x2',
+        'y1',
+      ]) {
+        await conn.mkdir(join(d, f, '..'));
+        await conn.writeFile(join(d, f), f);
+      }
+      assert.deepEqual(await conn.glob(`${d}/a/*.txt`), [`${d}/a/one.txt`, `${d}/a/two.txt`]);
+      assert.deepEqual(await conn.glob(`${d}/a/**/*.txt`), [
+        `${d}/a/b/three.txt`,
+        `${d}/a/one.txt`,
+        `${d}/a/two.txt`,
+      ]);
+      assert.deepEqual(await conn.glob(`${d}/x?`), [`${d}/x1`, `${d}/x2`]);
+      assert.deepEqual(await conn.glob(`${d}/[xy]1`), [`${d}/x1`, `${d}/y1`]);
+      assert.deepEqual(await conn.glob(`${d}/[!x]1`), [`${d}/y1`]);
+      assert.deepEqual(await conn.glob(`${d}/a/.h*`), [`${d}/a/.hidden.txt`]);
+      assert.deepEqual(await conn.glob(`${d}/a/b/c/four.log`), [`${d}/a/b/c/four.log`]);
+      assert.deepEqual(await conn.glob(`${d}/nothing/*`), []);
+    });
+
+    test('exec passes every argument literally and returns stdout, stderr and code', async (t) => {
+      if (!ready(t)) return;
+      const nasty = [
+        'a b',
+        "it's",
+        'say "hi"',
+        '; rm -rf /tmp/never',
+        '$(id)',
+        '`id`',
+        'line1\nline2',
+        '*',
+        '',
+        '$HOME',
+        '\\',
+      ];
+      const r = await conn.exec('printf', ['[%s]\n', ...nasty]);
+      assert.equal(r.code, 0);
+      assert.equal(r.stdout, nasty.map((a) => `[${a}]\n`).join(''));
+      const fail = await conn.exec('sh', ['-c', 'echo out; echo err >&2; exit 3']);
+      assert.deepEqual(fail, { stdout: 'out\n', stderr: 'err\n', code: 3 });
+      assert.equal((await conn.exec('no-such-command-xyz')).code, 127);
+    });
+
+    test('exec honours cwd, env and input', async (t) => {
+      if (!ready(t)) return;
+      const d = dir();
+      await conn.mkdir(d);
+      assert.equal((await conn.exec('pwd', [], { cwd: d })).stdout, `${d}\n`);
+      const env = await conn.exec('sh', ['-c', 'printf %s "$TL_VALUE"'], { env: { TL_VALUE: "x 'y' $z" } });
+      assert.equal(env.stdout, "x 'y' $z");
+      assert.equal((await conn.exec('cat', [], { input: 'from stdin' })).stdout, 'from stdin');
+      await assert.rejects(conn.exec('true', [], { env: { 'BAD NAME': '1' } }), {
+        code: 'ERR_INVALID_OPTION',
+      });
+    });
+
+    test('exec timeout and abort kill the command and reject', async (t) => {
+      if (!ready(t)) return;
+      const started = Date.now();
+      await assert.rejects(conn.exec('sleep', ['20'], { timeout: 200 }), (err: ConnectionError) => {
+        assert.equal(err.code, 'ERR_CONNECTION');
+        assert.equal(err.reason, 'timeout');
+        assert.equal(err.operation, 'exec');
+        return true;
+      });
+      await assert.rejects(conn.exec('sleep', ['20'], { signal: AbortSignal.timeout(100) }), {
+        reason: 'aborted',
+      });
+      assert.ok(Date.now() - started < 10_000);
+      assert.equal((await conn.exec('echo', ['still usable'])).stdout, 'still usable\n');
+    });
+
+    test('tmux: new, has, list, send-keys, capture, kill', async (t) => {
+      if (!ready(t) || !requireTool(t, 'tmux', haveTmux)) return;
+      const session = `tl-${kind.label}`;
+      await conn.tmuxNewSession(session, { cwd: tmp.dir });
+      assert.equal(await conn.tmuxHasSession(session), true);
+      assert.ok((await conn.tmuxListSessions()).includes(session));
+      await conn.tmuxSendKeys(session, "echo 'hello from' tmux-$((6*7))");
+      await eventually(
+        async () => (await conn.tmuxCapturePane(session)).includes('hello from tmux-42'),
+        'tmux output',
+      );
+      await conn.tmuxKillSession(session);
+      assert.equal(await conn.tmuxHasSession(session), false);
+      await assert.rejects(conn.tmuxSendKeys(session, 'x'), { code: 'ERR_CONNECTION' });
+    });
+
+    test('close is idempotent and works as asyncDispose', async (t) => {
+      if (!ready(t)) return;
+      const other = kind.make();
+      await other.exec('true');
+      await other[Symbol.asyncDispose]();
+      await other.close();
+      if (!other.isLocal)
+        await assert.rejects(other.exec('true'), { code: 'ERR_CONNECTION', reason: 'closed' });
+    });
+  });
+}
+
+describe('SshConnection failure modes', () => {
+  const opts = () => ({
+    host: sshd!.host,
+    keyPath: sshd!.clientKey,
+    knownHostsPath: sshd!.knownHosts,
+    connectTimeout: 10_000,
+  });
+
+  test('one SSH connection serves many operations', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const before = sshd!.acceptedCount();
+    await using conn = new SshConnection(opts());
+    await Promise.all(Array.from({ length: 4 }, (_, i) => conn.exec('echo', [String(i)])));
+    await conn.stat('/');
+    await conn.exec('true');
+    assert.equal(sshd!.acceptedCount() - before, 1);
+  });
+
+  test('a wrong key is an auth error', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    await using conn = new SshConnection({ ...opts(), keyPath: sshd!.wrongKey });
+    await assert.rejects(conn.exec('true'), (err: ConnectionError) => {
+      assert.equal(err.code, 'ERR_CONNECTION');
+      assert.equal(err.reason, 'auth');
+      assert.equal(err.operation, 'connect');
+      assert.match(err.message, /authentication/);
+      return true;
+    });
+    await assert.rejects(
+      new SshConnection({ ...opts(), keyPath: join(tmp.dir, 'missing-key') }).exec('true'),
+      {
+        reason: 'auth',
+        message: /cannot read key/,
+      },
+    );
+  });
+
+  test('an unknown host key is refused; accept-new records it; a changed key is always refused', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const empty = join(tmp.dir, 'known_hosts_empty');
+    await assert.rejects(
+      new SshConnection({ ...opts(), knownHostsPath: empty }).exec('true'),
+      (err: ConnectionError) => {
+        assert.equal(err.reason, 'host-key');
+        assert.match(err.message, /not in .*known_hosts_empty/);
+        return true;
+      },
+    );
+    await using tofu = new SshConnection({ ...opts(), knownHostsPath: empty, hostKeyPolicy: 'accept-new' });
+    assert.equal((await tofu.exec('echo', ['ok'])).stdout, 'ok\n');
+    assert.match(
+      readFileSync(empty, 'utf8'),
+      new RegExp(`^\\[127\\.0\\.0\\.1\\]:${sshd!.port} ssh-ed25519 `),
+    );
+    await using again = new SshConnection({ ...opts(), knownHostsPath: empty });
+    assert.equal((await again.exec('echo', ['ok'])).code, 0, 'the recorded key is now trusted');
+
+    const changed = join(tmp.dir, 'known_hosts_changed');
+    const otherKey = readFileSync(`${sshd!.wrongKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(changed, `[127.0.0.1]:${sshd!.port} ${otherKey}\n`);
+    await assert.rejects(
+      new SshConnection({ ...opts(), knownHostsPath: changed, hostKeyPolicy: 'accept-new' }).exec('true'),
+      { reason: 'host-key', message: /does not match/ },
+    );
+  });
+
+  test('sshd killed mid-operation rejects the operation; nothing hangs', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    // A private server, so killing it does not disturb the other tests.
+    const own = await startSshd(join(tmp.dir, 'sshd-kill'));
+    const conn = new SshConnection({
+      host: own.host,
+      keyPath: own.clientKey,
+      knownHostsPath: own.knownHosts,
+      keepaliveInterval: 1000,
+    });
+    const d = join(tmp.dir, 'kill-marker');
+    const running = conn.exec('sh', ['-c', `echo $$ > ${d}; exec sleep 30`]);
+    await eventually(
+      async () => existsSync(d) && readFileSync(d, 'utf8').trim() !== '',
+      'remote command start',
+    );
+    own.kill();
+    await assert.rejects(running, (err: ConnectionError) => {
+      assert.equal(err.code, 'ERR_CONNECTION');
+      assert.equal(err.reason, 'closed');
+      return true;
+    });
+    await assert.rejects(conn.exec('true'), { code: 'ERR_CONNECTION' });
+    await conn.close();
+  });
+});
