@@ -5,7 +5,14 @@
 import { TownlockError } from '../errors.js';
 import { registryPath } from './args.js';
 import { lockClean, lockRun, lockStatus } from './commands/lock.js';
-import { machineAdd, machineList, machineRemove, machineShow } from './commands/machine.js';
+import {
+  machineAdd,
+  machineExec,
+  machineList,
+  machineRemove,
+  machineShow,
+  machineTest,
+} from './commands/machine.js';
 import type { Command } from './commands/types.js';
 import { type CliContext, EXIT, type ExitCode, UsageError } from './context.js';
 import { printError } from './output.js';
@@ -16,6 +23,8 @@ export const COMMANDS: Command[] = [
   machineShow,
   machineAdd,
   machineRemove,
+  machineExec,
+  machineTest,
   lockRun,
   lockStatus,
   lockClean,
@@ -147,6 +156,7 @@ Global options:
 Examples:
   townlock machine add build-01 --type ssh --host deploy@build-01:2222
   townlock machine list --json
+  townlock machine exec build-01 -- uname -a
   townlock lock run -n state.json -- ./update.sh
 
 Exit codes: 0 success, 1 failure (or lock conflict), 2 usage error.

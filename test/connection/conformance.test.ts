@@ -3,6 +3,7 @@
  * on 127.0.0.1, with the same expectations. SSH-only failure modes follow.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,7 +13,8 @@ import {
   LocalConnection,
   SshConnection,
 } from '../../src/connection/index.js';
-import { hasTool, reapAll, requireTool, tempDir } from '../multiprocess/helpers.js';
+import { MachineRegistry } from '../../src/registry/index.js';
+import { DIST, hasTool, reapAll, requireTool, tempDir } from '../multiprocess/helpers.js';
 import { SSHD, startSshd, type TestSshd } from './sshd.js';
 
 const tmp = tempDir('townlock-conn-');
@@ -322,5 +324,56 @@ describe('SshConnection failure modes', () => {
     });
     await assert.rejects(conn.exec('true'), { code: 'ERR_CONNECTION' });
     await conn.close();
+  });
+});
+
+describe('registry connections and the CLI over SSH', () => {
+  const BIN = join(DIST, '..', 'bin', 'townlock.js');
+  const tl = (args: string[]) =>
+    spawnSync(process.execPath, [BIN, ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+
+  test('registry.connection() gives a working connection for local and ssh machines', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const path = join(tmp.dir, 'reg', 'machines.json');
+    const reg = await MachineRegistry.open(path);
+    await reg.add({ name: 'remote', type: 'ssh', host: sshd!.host, keyPath: sshd!.clientKey });
+    await using remote = reg.connection('remote', { knownHostsPath: sshd!.knownHosts });
+    assert.equal(remote.isLocal, false);
+    assert.equal(remote.name, 'remote');
+    assert.equal((await remote.exec('echo', ['over ssh'])).stdout, 'over ssh\n');
+    await using local = reg.connection('local');
+    assert.equal(local.isLocal, true);
+    assert.equal(reg.localConnection().isLocal, true);
+    assert.throws(() => reg.connection('nope'), { code: 'ERR_MACHINE_NOT_FOUND' });
+  });
+
+  test('townlock machine exec passes arguments literally and the exit code through; machine test reports', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const registry = join(tmp.dir, 'cli-reg', 'machines.json');
+    const g = ['--registry', registry];
+    assert.equal(
+      tl([...g, 'machine', 'add', 'box', '--host', sshd!.host, '--key', sshd!.clientKey]).status,
+      0,
+    );
+    const k = ['--known-hosts', sshd!.knownHosts];
+    const r = tl([...g, 'machine', 'exec', 'box', ...k, '--', 'printf', '%s|', 'a b', '$(id)', "it's"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, "a b|$(id)|it's|");
+    assert.equal(tl([...g, 'machine', 'exec', 'box', ...k, '--', 'sh', '-c', 'exit 5']).status, 5);
+    const test = tl([...g, 'machine', 'test', 'box', ...k, '--json']);
+    assert.equal(test.status, 0, test.stderr);
+    const report = JSON.parse(test.stdout);
+    assert.equal(report.ok, true);
+    assert.match(report.uname, /Linux/);
+    assert.ok(report.rttMs > 0);
+    const human = tl([...g, 'machine', 'test', 'box', ...k]);
+    assert.match(human.stdout, /^ok box: connected in [\d.]+ ms, round trip [\d.]+ ms\nLinux /);
+    const unknownHost = tl([...g, 'machine', 'test', 'box', '--known-hosts', join(tmp.dir, 'none')]);
+    assert.equal(unknownHost.status, 1);
+    assert.match(unknownHost.stderr, /^townlock: .*not in .*none.*\[ERR_CONNECTION\]\n$/);
   });
 });

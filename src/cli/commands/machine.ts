@@ -1,8 +1,9 @@
 /** `townlock machine ...`: list, show, add and remove machines in the registry. */
 
+import type { SshConnectionOptions } from '../../connection/ssh.js';
 import type { Machine } from '../../registry/machine.js';
 import { MachineRegistry } from '../../registry/registry.js';
-import { parse, positionals } from '../args.js';
+import { parse, positionals, splitAtDashDash } from '../args.js';
 import { type CliContext, EXIT, type ExitCode, UsageError } from '../context.js';
 import { printJson, table, useColor } from '../output.js';
 import type { Command } from './types.js';
@@ -92,3 +93,100 @@ export const machineRemove: Command = {
     return EXIT.ok;
   },
 };
+
+/** Connection options the machine exec/test commands take from flags and the environment. */
+const connectionOptions = {
+  'known-hosts': { type: 'string' },
+  'accept-new-host-key': { type: 'boolean' },
+  timeout: { type: 'string' },
+} as const;
+
+/** SSH options from the parsed flags (known_hosts, trust on first use). */
+function sshOptions(values: {
+  'known-hosts'?: string;
+  'accept-new-host-key'?: boolean;
+}): Partial<SshConnectionOptions> {
+  const options: Partial<SshConnectionOptions> = {};
+  if (values['known-hosts']) options.knownHostsPath = values['known-hosts'];
+  if (values['accept-new-host-key']) options.hostKeyPolicy = 'accept-new';
+  return options;
+}
+
+/** Parses --timeout SECONDS into ms (undefined when absent). */
+function timeoutMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(`--timeout needs a number of seconds, got ${JSON.stringify(value)}`);
+  return n * 1000;
+}
+
+const CONNECTION_HELP = `  --known-hosts PATH      known_hosts file (default: $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts)
+  --accept-new-host-key   trust and record the key of a host not yet in known_hosts
+  --timeout SECONDS       give up after this long
+The key passphrase, if any, is read from $TOWNLOCK_SSH_PASSPHRASE.`;
+
+export const machineExec: Command = {
+  path: ['machine', 'exec'],
+  summary: "Run a command on a machine; exits with the command's exit code",
+  usage: 'townlock machine exec NAME [--known-hosts PATH] [--timeout SECONDS] -- COMMAND [ARGS...]',
+  example: "townlock machine exec build-01 -- ls -la '/srv/my town'",
+  details: `Every argument reaches the remote command literally (quoted for the remote shell).\n\n${CONNECTION_HELP}`,
+  async run(args, ctx, { registry }): Promise<ExitCode> {
+    const [before, command] = splitAtDashDash(args);
+    const { values, positionals: rest } = parse(before, connectionOptions);
+    const [name, ...inline] = rest;
+    if (!name) throw new UsageError('missing NAME');
+    const argv = command ?? inline;
+    if (argv.length === 0) throw new UsageError('missing COMMAND (after --)');
+    const conn = (await open(registry)).connection(name, sshOptions(values));
+    try {
+      const r = await conn.exec(argv[0]!, argv.slice(1), { timeout: timeoutMs(values.timeout) });
+      ctx.stdout.write(r.stdout);
+      ctx.stderr.write(r.stderr);
+      return r.code;
+    } finally {
+      await conn.close();
+    }
+  },
+};
+
+export const machineTest: Command = {
+  path: ['machine', 'test'],
+  summary: 'Connect to a machine and report the round-trip time and `uname -a`',
+  usage: 'townlock machine test NAME [--known-hosts PATH] [--accept-new-host-key] [--json]',
+  example: 'townlock machine test build-01',
+  details: CONNECTION_HELP,
+  async run(args, ctx, { registry }): Promise<ExitCode> {
+    const { values, positionals: rest } = parse(args, { ...connectionOptions, json: { type: 'boolean' } });
+    const [name] = positionals(rest, ['NAME']);
+    const conn = (await open(registry)).connection(name!, sshOptions(values));
+    try {
+      const timeout = timeoutMs(values.timeout) ?? 30_000;
+      const started = performance.now();
+      await conn.exec('true', [], { timeout });
+      const connectMs = performance.now() - started;
+      const t = performance.now();
+      const uname = await conn.exec('uname', ['-a'], { timeout });
+      const rttMs = performance.now() - t;
+      const result = {
+        name,
+        ok: uname.code === 0,
+        connectMs: round(connectMs),
+        rttMs: round(rttMs),
+        uname: uname.stdout.trim(),
+      };
+      if (values.json) printJson(ctx.stdout, result);
+      else
+        ctx.stdout.write(
+          `ok ${name}: connected in ${result.connectMs} ms, round trip ${result.rttMs} ms\n${result.uname}\n`,
+        );
+      return result.ok ? EXIT.ok : EXIT.failure;
+    } finally {
+      await conn.close();
+    }
+  },
+};
+
+/** Rounds ms to 0.1. */
+const round = (ms: number) => Math.round(ms * 10) / 10;

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { remoteCommandLine, shellQuote } from './_exec.js';
+import { checkHostKey, rememberHostKey } from './_known-hosts.js';
+import { parseSshHost } from './ssh.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'townlock-ssh-unit-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A fake public key blob of the given type (type name, then payload), as SSH encodes it. */
+function blob(type: string, payload: string): Buffer {
+  const name = Buffer.from(type);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(name.length);
+  return Buffer.concat([len, name, Buffer.from(payload)]);
+}
+const ed = blob('ssh-ed25519', 'key-one');
+const edOther = blob('ssh-ed25519', 'key-two');
+const rsa = blob('ssh-rsa', 'rsa-key');
+
+describe('parseSshHost', () => {
+  test('user, host and port', () => {
+    assert.deepEqual(parseSshHost('deploy@build-01:2222'), { user: 'deploy', host: 'build-01', port: 2222 });
+    assert.deepEqual(parseSshHost('build-01'), { user: undefined, host: 'build-01', port: 22 });
+    assert.deepEqual(parseSshHost('me@[::1]:2200'), { user: 'me', host: '::1', port: 2200 });
+  });
+  test('refuses option-like and malformed hosts', () => {
+    for (const bad of ['-oProxyCommand=x', 'a b', 'h:0', 'h:70000', '', 'a@b@c']) {
+      assert.throws(() => parseSshHost(bad), { code: 'ERR_INVALID_OPTION' }, bad);
+    }
+  });
+});
+
+describe('shell quoting', () => {
+  test('quotes only what needs it, and single quotes survive', () => {
+    assert.equal(shellQuote('plain-word_1.txt'), 'plain-word_1.txt');
+    assert.equal(shellQuote("it's"), `'it'\\''s'`);
+    assert.equal(shellQuote(''), "''");
+    assert.equal(shellQuote('$(id)'), "'$(id)'");
+  });
+  test('cwd and env become a quoted prefix', () => {
+    assert.equal(remoteCommandLine('ls', ['a b'], { cwd: '/my dir' }), "cd '/my dir' && exec ls 'a b'");
+    assert.equal(remoteCommandLine('env', [], { env: { A: "x'y" } }), "env A='x'\\''y' env");
+  });
+});
+
+describe('known_hosts', () => {
+  const file = (name: string, content: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  };
+
+  test('plain, bracketed-port, wildcard and hashed entries match', () => {
+    const b64 = ed.toString('base64');
+    assert.equal(
+      checkHostKey(
+        file('plain', `other ssh-ed25519 xxx\nbuild,build.lan ssh-ed25519 ${b64}\n`),
+        'build',
+        22,
+        ed,
+      ),
+      'match',
+    );
+    assert.equal(
+      checkHostKey(file('port', `[10.0.0.5]:2222 ssh-ed25519 ${b64}\n`), '10.0.0.5', 2222, ed),
+      'match',
+    );
+    assert.equal(
+      checkHostKey(file('port22', `[10.0.0.5]:2222 ssh-ed25519 ${b64}\n`), '10.0.0.5', 22, ed),
+      'unknown',
+    );
+    assert.equal(
+      checkHostKey(file('wild', `*.lan,!bad.lan ssh-ed25519 ${b64}\n`), 'box.lan', 22, ed),
+      'match',
+    );
+    assert.equal(
+      checkHostKey(file('wild2', `*.lan,!bad.lan ssh-ed25519 ${b64}\n`), 'bad.lan', 22, ed),
+      'unknown',
+    );
+    const salt = Buffer.from('0123456789abcdef0123');
+    const hash = createHmac('sha1', salt).update('[h]:2200').digest('base64');
+    assert.equal(
+      checkHostKey(
+        file('hashed', `|1|${salt.toString('base64')}|${hash} ssh-ed25519 ${b64}\n`),
+        'h',
+        2200,
+        ed,
+      ),
+      'match',
+    );
+  });
+
+  test('a different key of the same type is a mismatch; another type alone is unknown; revoked wins', () => {
+    const path = file(
+      'mismatch',
+      `box ssh-ed25519 ${edOther.toString('base64')}\nbox ssh-rsa ${rsa.toString('base64')}\n`,
+    );
+    assert.equal(checkHostKey(path, 'box', 22, ed), 'mismatch');
+    assert.equal(
+      checkHostKey(file('othertype', `box ssh-rsa ${rsa.toString('base64')}\n`), 'box', 22, ed),
+      'unknown',
+    );
+    const revoked = file(
+      'revoked',
+      `@revoked * ssh-ed25519 ${ed.toString('base64')}\nbox ssh-ed25519 ${ed.toString('base64')}\n`,
+    );
+    assert.equal(checkHostKey(revoked, 'box', 22, ed), 'revoked');
+    assert.equal(checkHostKey(join(dir, 'missing'), 'box', 22, ed), 'unknown');
+  });
+
+  test('rememberHostKey appends an entry that then matches', () => {
+    const path = join(dir, 'sub', 'known_hosts');
+    rememberHostKey(path, 'box', 2200, ed);
+    assert.equal(readFileSync(path, 'utf8'), `[box]:2200 ssh-ed25519 ${ed.toString('base64')}\n`);
+    assert.equal(checkHostKey(path, 'box', 2200, ed), 'match');
+  });
+});
