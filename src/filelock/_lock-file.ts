@@ -98,17 +98,44 @@ const INFO_PREFIX = `{"pid":${process.pid},"host":${JSON.stringify(hostname())},
   process.argv.join(' ').slice(0, 512),
 )},"since":"`;
 
+/** An exclusive hold whose holder info line is still to be written. */
+interface PendingInfo {
+  fd: number;
+  offset: number;
+  since: number;
+}
+
+const pendingInfo = new Set<PendingInfo>();
+let infoScheduled = false;
+
 /**
- * Writes one JSON line of holder info at `offset`. Readers parse only up to the first newline, so a longer
- * line left behind by a crashed holder needs no truncation; correctness never depends on this content.
+ * Arranges for one JSON line of holder info to be written at `offset` when the event loop next turns,
+ * and returns a function that cancels it (call it before releasing). Deferring keeps the write off the
+ * lock/unlock fast path: a lock released within the same turn was never observable, so it writes nothing.
+ * Readers parse only up to the first newline, so a longer line left behind needs no truncation; the
+ * content is for diagnostics and correctness never depends on it.
  */
-export function writeHolderInfo(fd: number, offset: number): void {
-  const line = `${INFO_PREFIX}${new Date().toISOString()}"}\n`;
-  try {
-    fs.writeSync(fd, line, offset);
-  } catch {
-    // Diagnostics only: a full disk or read-only lock file must not fail the lock.
+export function scheduleHolderInfo(fd: number, offset: number): () => void {
+  const entry = { fd, offset, since: Date.now() };
+  pendingInfo.add(entry);
+  if (!infoScheduled) {
+    infoScheduled = true;
+    setImmediate(writePendingInfo).unref();
   }
+  return () => pendingInfo.delete(entry);
+}
+
+/** Writes the info line of every exclusive hold still held. */
+function writePendingInfo(): void {
+  infoScheduled = false;
+  for (const { fd, offset, since } of pendingInfo) {
+    try {
+      fs.writeSync(fd, `${INFO_PREFIX}${new Date(since).toISOString()}"}\n`, offset);
+    } catch {
+      // Diagnostics only: a full disk or read-only lock file must not fail the lock.
+    }
+  }
+  pendingInfo.clear();
 }
 
 /** Parses the first line of a lock file's content as holder info, or returns undefined. */
@@ -136,8 +163,7 @@ export function parseHolderInfo(content: string): HolderInfo | undefined {
 export function releaseAndWake(backend: LockBackend, lockPath: string, held: LockFd): void {
   try {
     backend.unlock(held.fd);
-    const now = Date.now() / 1000;
-    fs.futimesSync(held.fd, now, now);
+    backend.touch(held.fd);
   } catch (err) {
     closeQuietly(held.fd);
     throw err;

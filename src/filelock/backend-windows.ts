@@ -6,6 +6,7 @@
  * byte 0 for length 1, and holder info is written from byte 1 on, because Windows byte-range locks are
  * mandatory: other handles cannot read a locked range.
  */
+import { futimesSync } from 'node:fs';
 import koffi from 'koffi';
 import type { LockBackend, LockType } from './backend.js';
 
@@ -46,6 +47,10 @@ export function createWindowsBackend(): LockBackend {
       const error = getLastError();
       if (error === ERROR_LOCK_VIOLATION || error === ERROR_IO_PENDING) return false;
       throw new Error(`LockFileEx failed with Win32 error ${error}`);
+    },
+    touch(fd: number): void {
+      const now = Date.now() / 1000;
+      futimesSync(fd, now, now);
     },
     unlock(fd: number): void {
       if (unlockFileEx(getOsfHandle(fd), 0, 1, 0, overlapped()) === 0) {

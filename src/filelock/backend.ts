@@ -19,6 +19,8 @@ export interface LockBackend {
   tryLock(fd: number, type: LockType): boolean;
   /** Releases the lock held through `fd` (closing `fd` releases it too). */
   unlock(fd: number): void;
+  /** Sets the file's times to now, so that waiters watching the lock file wake (called after unlock). */
+  touch(fd: number): void;
 }
 
 let cached: LockBackend | undefined;

@@ -61,9 +61,10 @@ describe('lock file placement', () => {
     await lock.withLock(() => assert.ok(existsSync(lock.lockPath)));
   });
 
-  test('exclusive holders write one line of holder info', async () => {
+  test('exclusive holders write one line of holder info once the event loop turns', async () => {
     const lock = new FileLock(fresh());
-    await lock.withLock(() => {
+    await lock.withLock(async () => {
+      await settle(); // the info line is written off the fast path, at the next turn of the loop
       const info = JSON.parse(readFileSync(lock.lockPath, 'utf8').split('\n')[0]!);
       assert.equal(info.pid, process.pid);
       assert.equal(typeof info.host, 'string');
@@ -354,6 +355,7 @@ describe('diagnostics and clean-up', () => {
     const file = fresh();
     assert.deepEqual(await lockHolders(file), []);
     await withWriteLock(file, async () => {
+      await settle();
       const [holder, ...rest] = await lockHolders(file);
       assert.equal(rest.length, 0);
       assert.equal(holder?.pid, process.pid);

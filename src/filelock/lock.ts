@@ -28,8 +28,8 @@ import {
   type LockFd,
   openLockFile,
   releaseAndWake,
+  scheduleHolderInfo,
   takeLockFd,
-  writeHolderInfo,
 } from './_lock-file.js';
 import { type LockBackend, type LockType, loadBackend, loadedBackend } from './backend.js';
 import {
@@ -47,14 +47,28 @@ import {
   resolveLockOptions,
 } from './options.js';
 
-/** Which locks the current async context holds, for re-entrancy; written only by `withLock`. */
-const context = new AsyncLocalStorage<ReadonlyMap<string, FileLock>>();
+/** A lock held by `withLock` in the current async context, and the ones around it (for re-entrancy). */
+interface HeldInContext {
+  lock: FileLock;
+  outer: HeldInContext | undefined;
+}
+
+/** Which locks the current async context holds; written only by `withLock`. */
+const context = new AsyncLocalStorage<HeldInContext>();
+
+/** The innermost lock on `lockPath` the current context still holds, if any. */
+function heldInContext(lockPath: string): FileLock | undefined {
+  for (let h = context.getStore(); h; h = h.outer) {
+    if (h.lock.lockPath === lockPath && h.lock.isLocked) return h.lock;
+  }
+  return undefined;
+}
 
 /** The in-process queue of each lock file that is held or waited for; idle queues are dropped. */
 const queues = new Map<string, LocalQueue>();
 
 /** What a held FileLock owns: an OS descriptor, or nothing when it re-entered an outer hold. */
-type Hold = { held: LockFd } | { reentrant: true };
+type Hold = { held: LockFd; cancelInfo: (() => void) | undefined } | { reentrant: true };
 
 /** An advisory lock on the file at `path`, taken on `<lockDir>/<basename>.lock`. */
 export class FileLock {
@@ -104,11 +118,33 @@ export class FileLock {
 
   /** Releases the lock; rejects with `NotLockedError` if this handle does not hold it. */
   async unlock(): Promise<void> {
+    this.#release();
+  }
+
+  /** Runs `fn` while holding the lock and returns its result; always unlocks, even if `fn` throws. */
+  async withLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    await this.#acquire(this.#options.timeout, true);
+    try {
+      if ('reentrant' in this.#hold!) return await fn();
+      return await context.run({ lock: this, outer: context.getStore() }, fn);
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** Alias of `unlock()` that does nothing when not locked, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#hold) this.#release();
+  }
+
+  /** Gives back the OS lock, then the in-process grant, waking the next waiter. */
+  #release(): void {
     const hold = this.#hold;
     if (!hold) throw new NotLockedError(this.lockPath);
     this.#hold = undefined;
     if ('reentrant' in hold) return;
     const queue = queues.get(this.lockPath)!;
+    hold.cancelInfo?.();
     try {
       releaseAndWake(loadedBackend()!, this.lockPath, hold.held);
     } finally {
@@ -117,31 +153,13 @@ export class FileLock {
     }
   }
 
-  /** Runs `fn` while holding the lock and returns its result; always unlocks, even if `fn` throws. */
-  async withLock<T>(fn: () => T | Promise<T>): Promise<T> {
-    await this.lock();
-    try {
-      if ('reentrant' in this.#hold!) return await fn();
-      const held = new Map(context.getStore());
-      held.set(this.lockPath, this);
-      return await context.run(held, fn);
-    } finally {
-      await this.unlock();
-    }
-  }
-
-  /** Alias of `unlock()` that does nothing when not locked, for `await using`. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#hold) await this.unlock();
-  }
-
   /** Shared path of lock() and tryLock(); returns false only when busy and `throwOnBusy` is false. */
   async #acquire(timeout: number, throwOnBusy: boolean): Promise<boolean> {
     if (this.#hold) throw new AlreadyLockedError(this.lockPath);
     const { type, signal } = this.#options;
     if (signal?.aborted) throw new LockAbortedError(this.lockPath, signal.reason);
-    const outer = context.getStore()?.get(this.lockPath);
-    if (outer?.isLocked) {
+    const outer = heldInContext(this.lockPath);
+    if (outer) {
       if (outer.type === 'shared' && type === 'exclusive') throw new LockUpgradeError(this.lockPath);
       this.#hold = { reentrant: true };
       return true;
@@ -161,7 +179,16 @@ export class FileLock {
     }
     let held: LockFd | undefined;
     try {
-      held = await acquireOsLock(backend, this.lockPath, this.#options, deadline);
+      const attempt = attemptOsLock(
+        backend,
+        this.lockPath,
+        this.#options,
+        takeLockFd(this.lockPath, this.#options.mode),
+      );
+      held =
+        'locked' in attempt
+          ? attempt.locked
+          : await waitForOsLock(backend, this.lockPath, this.#options, deadline, attempt.open);
     } finally {
       if (!held) {
         queue.release(type);
@@ -176,8 +203,8 @@ export class FileLock {
         findHolderPid(this.lockPath),
       );
     }
-    if (type === 'exclusive') writeHolderInfo(held.fd, backend.infoOffset);
-    this.#hold = { held };
+    const cancelInfo = type === 'exclusive' ? scheduleHolderInfo(held.fd, backend.infoOffset) : undefined;
+    this.#hold = { held, cancelInfo };
     return true;
   }
 }
@@ -205,40 +232,63 @@ async function waitInQueue(
 }
 
 /**
- * Takes the OS lock: one non-blocking attempt, then waits (woken by the lock file changing, or by backoff)
- * until the deadline. Returns the locked descriptor, or undefined when the deadline passed.
+ * One OS-level attempt on the open descriptor `fd`. If what it locked is no longer the file at the path
+ * (cleanStaleLocks unlinked it, or it was replaced), the lock protects nothing: it reopens and tries
+ * again. Returns the locked descriptor, or the open one to wait on when the lock is busy.
  */
-async function acquireOsLock(
+function attemptOsLock(
+  backend: LockBackend,
+  lockPath: string,
+  options: ResolvedLockOptions,
+  fd: LockFd,
+): { locked: LockFd } | { open: LockFd } {
+  let current = fd;
+  for (;;) {
+    try {
+      if (!backend.tryLock(current.fd, options.type)) return { open: current };
+      if (isCurrent(current, lockPath)) return { locked: current };
+    } catch (err) {
+      closeQuietly(current.fd);
+      throw err;
+    }
+    closeQuietly(current.fd); // releases the orphan lock
+    current = openLockFile(lockPath, options.mode);
+  }
+}
+
+/**
+ * Waits for the OS lock on `fd` until the deadline: woken by the lock file changing (a townlock holder
+ * touches it on release) or by backoff polling. Returns the locked descriptor, or undefined at the
+ * deadline; closes `fd` on every path that does not return it.
+ */
+async function waitForOsLock(
   backend: LockBackend,
   lockPath: string,
   options: ResolvedLockOptions,
   deadline: number,
+  fd: LockFd,
 ): Promise<LockFd | undefined> {
-  let current: LockFd | undefined = takeLockFd(lockPath, options.mode);
+  let current: LockFd | undefined = fd;
   let watcher: FSWatcher | undefined;
   let delay = options.retryDelay;
   try {
     for (;;) {
-      if (backend.tryLock(current.fd, options.type)) {
-        if (isCurrent(current, lockPath)) {
-          const locked = current;
-          current = undefined;
-          return locked;
-        }
-        // We locked an inode that cleanStaleLocks unlinked (or someone replaced): it protects nothing.
-        closeQuietly(current.fd);
-        current = undefined;
-        watcher?.close();
-        watcher = undefined;
-        current = openLockFile(lockPath, options.mode);
-        continue;
-      }
       const remaining = deadline - performance.now();
       if (remaining <= 0) return undefined;
       watcher ??= watchQuietly(lockPath);
       const jittered = delay * (0.75 + Math.random() * 0.5);
       const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
       if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
+      const before: LockFd = current;
+      const attempt = attemptOsLock(backend, lockPath, options, current);
+      current = undefined;
+      if ('locked' in attempt) return attempt.locked;
+      current = attempt.open;
+      if (current !== before) {
+        // The file was replaced: watch the new one.
+        watcher?.close();
+        watcher = undefined;
+      }
     }
   } finally {
     watcher?.close();
