@@ -11,8 +11,7 @@
  * that read-modify-write compose this with a lock (the registry does).
  */
 import { randomBytes } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { closeSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError } from '../errors.js';
 import { ops } from './_fs-ops.js';
@@ -31,14 +30,14 @@ export class PendingFile {
   readonly path: string;
   /** The temporary file: `.<name>.tmp-<pid>-<random>` in the same directory. */
   readonly tempPath: string;
-  #handle: FileHandle | undefined;
+  #fd: number | undefined;
   #state: 'open' | 'committed' | 'cleaned' = 'open';
   readonly #fsync: boolean;
 
-  private constructor(path: string, tempPath: string, handle: FileHandle, fsync: boolean) {
+  private constructor(path: string, tempPath: string, fd: number, fsync: boolean) {
     this.path = path;
     this.tempPath = tempPath;
-    this.#handle = handle;
+    this.#fd = fd;
     this.#fsync = fsync;
   }
 
@@ -57,42 +56,52 @@ export class PendingFile {
       dirname(target),
       `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`,
     );
-    const handle = await ops.open(tempPath, 'wx', finalMode);
-    const pending = new PendingFile(target, tempPath, handle, fsync);
+    const fd = await ops.open(tempPath, 'wx', finalMode);
+    const pending = new PendingFile(target, tempPath, fd, fsync);
     // The open mode is filtered by the umask; set it exactly, as the existing file had it.
-    await pending.#step(() => ops.chmod(handle, finalMode));
+    await pending.#step(() => ops.chmod(fd, finalMode));
     return pending;
   }
 
   /** Writes `data` as the whole content of the pending file. */
   async write(data: string | Uint8Array): Promise<void> {
-    const handle = this.#openHandle();
+    const fd = this.#openFd();
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    await this.#step(() => ops.write(handle, bytes));
+    await this.#step(() => ops.write(fd, bytes));
   }
 
-  /** Atomically replaces `path` with what was written (durably unless `fsync: false`). */
-  async commit(): Promise<void> {
-    const handle = this.#openHandle();
+  /**
+   * Atomically replaces `path` with what was written, durably unless `fsync: false`. With
+   * `{ syncDirectory: false }` the caller takes over the directory fsync ({@link syncDirectory}): the
+   * registry does it after releasing its lock, so the next writer's work overlaps it.
+   */
+  async commit(options: { syncDirectory?: boolean } = {}): Promise<void> {
+    const fd = this.#openFd();
     await this.#step(async () => {
-      if (this.#fsync) await ops.sync(handle);
-      await ops.close(handle);
-      this.#handle = undefined;
+      if (this.#fsync) await ops.sync(fd);
+      await ops.close(fd);
+      this.#fd = undefined;
       await ops.rename(this.tempPath, this.path);
     });
     this.#state = 'committed';
     // Once renamed, the new content is in place; a failing directory fsync is reported, but there is
     // no temporary file left to remove.
-    if (this.#fsync) await syncDirectory(dirname(this.path));
+    if (this.#fsync && options.syncDirectory !== false) await syncDirectory(dirname(this.path));
   }
 
   /** Discards the pending file. Idempotent; does nothing after commit(). */
   async cleanup(): Promise<void> {
     if (this.#state !== 'open') return;
     this.#state = 'cleaned';
-    const handle = this.#handle;
-    this.#handle = undefined;
-    await handle?.close().catch(() => {});
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed by a failed close step
+      }
+    }
     await ops.unlink(this.tempPath).catch(() => {});
   }
 
@@ -101,12 +110,12 @@ export class PendingFile {
     await this.cleanup();
   }
 
-  /** The open handle, or an error if the file was committed or discarded. */
-  #openHandle(): FileHandle {
-    if (this.#state !== 'open' || !this.#handle) {
+  /** The open descriptor, or an error if the file was committed or discarded. */
+  #openFd(): number {
+    if (this.#state !== 'open' || this.#fd === undefined) {
       throw new InvalidOptionError('PendingFile', this.#state, 'a pending file that is still open');
     }
-    return this.#handle;
+    return this.#fd;
   }
 
   /** Runs one step; on failure removes the temporary file (closing it first) and rethrows. */
@@ -145,7 +154,7 @@ export async function removeStaleTempFiles(path: string): Promise<number> {
   const prefix = `.${basename(target)}.tmp-`;
   let names: string[];
   try {
-    names = await readdir(dirname(target));
+    names = readdirSync(dirname(target));
   } catch {
     return 0;
   }
@@ -163,7 +172,7 @@ export async function removeStaleTempFiles(path: string): Promise<number> {
 /** Follows a symlink at `path` so the rename replaces the link's target, not the link. */
 async function resolveTarget(path: string): Promise<string> {
   try {
-    return await realpath(path);
+    return realpathSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path;
     throw err;
@@ -173,7 +182,7 @@ async function resolveTarget(path: string): Promise<string> {
 /** The permission bits of an existing file, or undefined if there is none. */
 async function existingMode(path: string): Promise<number | undefined> {
   try {
-    return (await stat(path)).mode & 0o7777;
+    return statSync(path).mode & 0o7777;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -181,7 +190,7 @@ async function existingMode(path: string): Promise<number | undefined> {
 }
 
 /** fsyncs a directory so a rename in it is durable; platforms that cannot (Windows) are skipped. */
-async function syncDirectory(dir: string): Promise<void> {
+export async function syncDirectory(dir: string): Promise<void> {
   try {
     await ops.syncDir(dir);
   } catch (err) {

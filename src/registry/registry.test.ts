@@ -140,6 +140,43 @@ describe('update and group commit', () => {
   });
 });
 
+describe('write failures', () => {
+  test('a failed write is reported to every caller and leaves no phantom change in memory or on disk', async () => {
+    const path = freshPath();
+    const reg = await MachineRegistry.open(path);
+    await reg.add({ name: 'kept', type: 'ssh', host: 'kept' });
+    const before = readFileSync(path, 'utf8');
+    const realRename = ops.rename;
+    ops.rename = async () => {
+      throw Object.assign(new Error('injected rename failure'), { code: 'EIO' });
+    };
+    try {
+      const results = await Promise.allSettled([
+        reg.add({ name: 'lost1', type: 'ssh', host: 'l1' }),
+        reg.remove('kept'),
+      ]);
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        assert.equal((r as PromiseRejectedResult).reason.code, 'ERR_REGISTRY_IO');
+      }
+    } finally {
+      ops.rename = realRename;
+    }
+    assert.equal(readFileSync(path, 'utf8'), before);
+    assert.equal(reg.has('lost1'), false);
+    assert.equal(reg.has('kept'), true);
+    assert.deepEqual(
+      readdirSync(dirname(path)).filter((n) => n.includes('.tmp-')),
+      [],
+    );
+    await reg.add({ name: 'after', type: 'ssh', host: 'a' });
+    assert.deepEqual(
+      reg.list().map((m) => m.name),
+      ['after', 'kept', 'local'],
+    );
+  });
+});
+
 describe('validation', () => {
   const invalid: [string, object, string][] = [
     ['empty name', { name: '', type: 'local' }, 'name'],

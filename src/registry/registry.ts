@@ -14,7 +14,7 @@
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { removeStaleTempFiles, writeFileAtomic } from '../atomic/pending-file.js';
+import { PendingFile, removeStaleTempFiles, syncDirectory } from '../atomic/pending-file.js';
 import type { Connection } from '../connection/connection.js';
 import { ConnectionError } from '../connection/errors.js';
 import { LocalConnection } from '../connection/local.js';
@@ -63,6 +63,8 @@ export class MachineRegistry {
   readonly #fsync: boolean;
   #state: RegistryState;
   #fingerprint: string | undefined;
+  /** The text the in-memory state was parsed from or serialized to; lets a reload skip re-parsing. */
+  #text: string | undefined;
   #queue: PendingOp[] = [];
   #flushing = false;
 
@@ -169,7 +171,17 @@ export class MachineRegistry {
       const batch = this.#queue.splice(0);
       const outcomes: (() => void)[] = [];
       try {
-        await withWriteLock(this.path, () => this.#commitBatch(batch, outcomes), this.#lockOptions);
+        const written = await withWriteLock(
+          this.path,
+          () => this.#commitBatch(batch, outcomes),
+          this.#lockOptions,
+        );
+        // The directory fsync runs after the lock is released, so the next writer overlaps it; callers
+        // are still answered only once their change is durable.
+        if (written && this.#fsync)
+          await syncDirectory(dirname(written)).catch((err) =>
+            Promise.reject(wrapIo(this.path, 'write', err)),
+          );
         for (const settle of outcomes) settle();
       } catch (err) {
         for (const op of batch) op.reject(err);
@@ -178,8 +190,11 @@ export class MachineRegistry {
     this.#flushing = false;
   }
 
-  /** Under the lock: reload, apply each op with its own undo log, write once if anything changed. */
-  async #commitBatch(batch: PendingOp[], outcomes: (() => void)[]): Promise<void> {
+  /**
+   * Under the lock: reload, apply each op with its own undo log, write once if anything changed.
+   * Returns the path written (symlinks resolved), or undefined when nothing changed.
+   */
+  async #commitBatch(batch: PendingOp[], outcomes: (() => void)[]): Promise<string | undefined> {
     this.#refresh(true);
     const state = this.#state;
     let changed = false;
@@ -194,17 +209,29 @@ export class MachineRegistry {
         outcomes.push(() => op.reject(err));
       }
     }
-    if (!changed) return;
+    if (!changed) return undefined;
+    this.#text = undefined; // memory is now ahead of the file until the rename succeeds
+    let written: string;
     try {
       mkdirSync(dirname(this.path), { recursive: true });
       // Under the lock no other registry writer is active, so any temp file here is a crashed writer's.
       await removeStaleTempFiles(this.path);
-      await writeFileAtomic(this.path, serializeRegistry(state), { fsync: this.#fsync });
+      const pending = await PendingFile.create(this.path, { fsync: this.#fsync });
+      const text = serializeRegistry(state);
+      try {
+        await pending.write(text);
+        await pending.commit({ syncDirectory: false });
+      } finally {
+        await pending.cleanup();
+      }
+      written = pending.path;
+      this.#text = text;
     } catch (err) {
       this.#fingerprint = undefined; // memory may now differ from the file: re-read on next access
       throw wrapIo(this.path, 'write', err);
     }
     this.#fingerprint = fingerprintOf(this.path);
+    return written;
   }
 
   /** Re-reads the file if it changed since last read (or always, with `force`). */
@@ -218,6 +245,7 @@ export class MachineRegistry {
     if (!stat) {
       if (force || this.#fingerprint !== 'missing') this.#state = emptyState();
       this.#fingerprint = 'missing';
+      this.#text = undefined;
       return;
     }
     const fingerprint = `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
@@ -228,7 +256,8 @@ export class MachineRegistry {
     } catch (err) {
       throw wrapIo(this.path, 'read', err);
     }
-    this.#state = parseRegistry(text, this.path);
+    if (text !== this.#text) this.#state = parseRegistry(text, this.path);
+    this.#text = text;
     this.#fingerprint = fingerprint;
   }
 }
