@@ -7,6 +7,12 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', '
 
 /** Runs townlock with this process's arguments and sets the exit code. */
 export async function runMain(argv: string[] = process.argv.slice(2)): Promise<void> {
+  // A closed pipe (`townlock machine list | head -1`) is the reader's choice, not an error to report.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
   const ctx: CliContext = {
     env: process.env,
     cwd: process.cwd(),
