@@ -271,6 +271,11 @@ describe('misuse and re-entrancy', () => {
     await assert.rejects(lock.lock(), { code: 'ERR_ALREADY_LOCKED' });
     await lock.unlock();
     await assert.rejects(lock.unlock(), { code: 'ERR_NOT_LOCKED' });
+    // Two concurrent lock() calls on one handle: the second fails fast instead of leaking a hold.
+    const first = lock.lock();
+    await assert.rejects(lock.lock(), { code: 'ERR_ALREADY_LOCKED' });
+    await first;
+    await lock.unlock();
   });
 
   test('nested same or weaker mode re-enters; shared then exclusive fails at once', async () => {

@@ -78,6 +78,8 @@ export class FileLock {
   readonly lockPath: string;
   readonly #options: ResolvedLockOptions;
   #hold: Hold | undefined;
+  /** True while an acquisition through this handle is in progress. */
+  #acquiring = false;
 
   /** Validates the options; creates nothing until the first lock. */
   constructor(path: string, options: FileLockOptions = {}) {
@@ -155,7 +157,17 @@ export class FileLock {
 
   /** Shared path of lock() and tryLock(); returns false only when busy and `throwOnBusy` is false. */
   async #acquire(timeout: number, throwOnBusy: boolean): Promise<boolean> {
-    if (this.#hold) throw new AlreadyLockedError(this.lockPath);
+    if (this.#hold || this.#acquiring) throw new AlreadyLockedError(this.lockPath);
+    this.#acquiring = true;
+    try {
+      return await this.#acquireOnce(timeout, throwOnBusy);
+    } finally {
+      this.#acquiring = false;
+    }
+  }
+
+  /** The body of #acquire, run while `#acquiring` guards the handle against a second caller. */
+  async #acquireOnce(timeout: number, throwOnBusy: boolean): Promise<boolean> {
     const { type, signal } = this.#options;
     if (signal?.aborted) throw new LockAbortedError(this.lockPath, signal.reason);
     const outer = heldInContext(this.lockPath);
