@@ -168,6 +168,21 @@ describe('crash release', () => {
   });
 });
 
+describe('process lifecycle', () => {
+  test('a process that locked, timed out and aborted exits on its own with no leftover handles', async () => {
+    const file = freshFile();
+    // The same lock directory reached through a symlink gives a second lockPath string, hence an
+    // OS-level wait with a file watcher inside one process.
+    const { symlinkSync, mkdirSync } = await import('node:fs');
+    mkdirSync(join(tmp.dir, '.gastown', 'locks'), { recursive: true });
+    const alias = join(tmp.dir, `alias-${seq}`);
+    symlinkSync(join(tmp.dir, '.gastown', 'locks'), alias);
+    const kid = fixture('lifecycle.mjs', [file, alias]);
+    assert.equal(await kid.exited(15_000), 0, kid.stderr());
+    assert.deepEqual(kid.lines.filter(Boolean), ['resources []']);
+  });
+});
+
 describe('cleanStaleLocks race', () => {
   // Contenders hold the lock while a separate process deletes unheld lock files in a tight loop. With the
   // inode check (acquirers re-check that the path names the inode they locked) no two contenders ever hold
