@@ -3,28 +3,44 @@
 //    proper-lockfile + write-file-atomic, counting lost updates.
 // 2. 100 concurrent adds in one process: group commit vs one call at a time.
 // 3. Scale: open / get / add / list at 100, 1,000 and 10,000 machines.
-// Usage: node bench/registry.mjs   (BENCH_PROCS, BENCH_ADDS)
-import { execFile } from 'node:child_process';
+// Usage: node bench/registry.mjs   (BENCH_PROCS, BENCH_ADDS, BENCH_ROUNDS)
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { MachineRegistry } from '../dist/registry/index.js';
 import { fmt, printTable, scratch } from './_util.mjs';
 
 const P = Number(process.env.BENCH_PROCS ?? 4);
 const M = Number(process.env.BENCH_ADDS ?? 200);
 const child = new URL('./_registry-child.mjs', import.meta.url).pathname;
-const run = promisify(execFile);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+/** Starts a writer; resolves `ready` when it has loaded and `done` when it finished. */
+function writer(args) {
+  const p = spawn(process.execPath, [child, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  const seen = (word) =>
+    new Promise((resolve, reject) => {
+      const check = () => out.includes(word) && resolve();
+      p.stdout.on('data', (d) => {
+        out += d;
+        check();
+      });
+      p.on('close', (code) => (code === 0 ? check() : reject(new Error(`writer exited ${code}`))));
+    });
+  return { ready: seen('ready'), done: seen('done'), go: () => p.stdin.end('go\n') };
+}
 
 /** P writer processes of M adds each; returns ops/s and how many machines are missing at the end. */
 async function writers(impl) {
   const dir = scratch(`registry-${impl}`);
   const path = join(dir, 'machines.json');
   fs.writeFileSync(path, JSON.stringify({ version: 1, machines: {} }, null, 2));
+  const kids = Array.from({ length: P }, (_, i) => writer([impl, path, String(M), `w${i}`]));
+  await Promise.all(kids.map((k) => k.ready));
   const start = performance.now();
-  await Promise.all(
-    Array.from({ length: P }, (_, i) => run(process.execPath, [child, impl, path, String(M), `w${i}`])),
-  );
+  for (const k of kids) k.go();
+  await Promise.all(kids.map((k) => k.done));
   const seconds = (performance.now() - start) / 1000;
   const count = Object.keys(JSON.parse(fs.readFileSync(path, 'utf8')).machines).filter(
     (n) => n !== 'local',
@@ -33,9 +49,17 @@ async function writers(impl) {
   return { opsPerSec: (P * M) / seconds, lost: P * M - count, seconds };
 }
 
-const t = await writers('townlock');
-const p = await writers('proper-lockfile');
-console.log(`1. ${P} processes x ${M} adds (process start-up included)\n`);
+/** The run with the median throughput of `runs`. */
+const median = (runs) => [...runs].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor(runs.length / 2)];
+const townlockRuns = [];
+const properRuns = [];
+for (let r = 0; r < ROUNDS; r++) {
+  townlockRuns.push(await writers('townlock'));
+  properRuns.push(await writers('proper-lockfile'));
+}
+const t = median(townlockRuns);
+const p = median(properRuns);
+console.log(`1. ${P} processes x ${M} adds, median of ${ROUNDS} alternating rounds (start-up not timed)\n`);
 printTable(
   ['implementation', 'adds/s', 'wall s', 'lost'],
   [

@@ -70,12 +70,8 @@ export class PendingFile {
     await this.#step(() => ops.write(fd, bytes));
   }
 
-  /**
-   * Atomically replaces `path` with what was written, durably unless `fsync: false`. With
-   * `{ syncDirectory: false }` the caller takes over the directory fsync ({@link syncDirectory}): the
-   * registry does it after releasing its lock, so the next writer's work overlaps it.
-   */
-  async commit(options: { syncDirectory?: boolean } = {}): Promise<void> {
+  /** Atomically replaces `path` with what was written (durably unless `fsync: false`). */
+  async commit(): Promise<void> {
     const fd = this.#openFd();
     await this.#step(async () => {
       if (this.#fsync) await ops.sync(fd);
@@ -86,7 +82,7 @@ export class PendingFile {
     this.#state = 'committed';
     // Once renamed, the new content is in place; a failing directory fsync is reported, but there is
     // no temporary file left to remove.
-    if (this.#fsync && options.syncDirectory !== false) await syncDirectory(dirname(this.path));
+    if (this.#fsync) await syncDirectory(dirname(this.path));
   }
 
   /** Discards the pending file. Idempotent; does nothing after commit(). */
@@ -190,7 +186,7 @@ async function existingMode(path: string): Promise<number | undefined> {
 }
 
 /** fsyncs a directory so a rename in it is durable; platforms that cannot (Windows) are skipped. */
-export async function syncDirectory(dir: string): Promise<void> {
+async function syncDirectory(dir: string): Promise<void> {
   try {
     await ops.syncDir(dir);
   } catch (err) {

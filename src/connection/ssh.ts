@@ -289,7 +289,16 @@ export class SshConnection extends BaseConnection {
         reject(new ConnectionError(this.name, 'connect', reason, message, { cause: err }));
         client.end();
       });
-      client.connect(config);
+      try {
+        client.connect(config);
+      } catch (err) {
+        // ssh2 parses the key synchronously: an encrypted key without (or with a wrong) passphrase lands here.
+        reject(
+          new ConnectionError(this.name, 'connect', 'auth', `cannot use the key: ${(err as Error).message}`, {
+            cause: err,
+          }),
+        );
+      }
     });
   }
 

@@ -7,7 +7,7 @@
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
 import { RegistryCorruptError, RegistryVersionError } from './errors.js';
-import { type StoredMachine, toFileEntry } from './machine.js';
+import type { StoredMachine } from './machine.js';
 
 /** The newest file version this code reads and writes. */
 export const REGISTRY_VERSION = 1;
@@ -65,61 +65,77 @@ export function parseRegistry(text: string, path: string): RegistryState {
 function parseEntry(key: string, entry: unknown, path: string): StoredMachine {
   if (!isObject(entry))
     throw new RegistryCorruptError(path, `machine ${JSON.stringify(key)} is not an object`);
-  const { name: _name, type, host, key_path, town_path, ...extra } = entry;
-  for (const [field, value] of Object.entries({ type, host, key_path, town_path })) {
-    if (value !== undefined && value !== null && typeof value !== 'string') {
-      throw new RegistryCorruptError(path, `machine ${JSON.stringify(key)} has a non-string "${field}"`);
+  /** A known string field, or undefined; anything but a string or null is corruption. */
+  const field = (name: string): string | undefined => {
+    const value = entry[name];
+    if (value === undefined || value === null || value === '') return undefined;
+    if (typeof value !== 'string') {
+      throw new RegistryCorruptError(path, `machine ${JSON.stringify(key)} has a non-string "${name}"`);
     }
-  }
+    return value;
+  };
   // A type this version does not know (a newer tool's) is kept as written; connection() rejects it.
-  const machine = { name: key, type: (type ?? '') as 'local' | 'ssh' } as StoredMachine['machine'];
-  if (host) machine.host = host as string;
-  if (key_path) machine.keyPath = key_path as string;
-  if (town_path) machine.townPath = town_path as string;
+  const machine = { name: key, type: (field('type') ?? '') as 'local' | 'ssh' } as StoredMachine['machine'];
+  const host = field('host');
+  const keyPath = field('key_path');
+  const townPath = field('town_path');
+  if (host) machine.host = host;
+  if (keyPath) machine.keyPath = keyPath;
+  if (townPath) machine.townPath = townPath;
+  // No prototype, so a "__proto__" field from the file stays an ordinary field.
+  const extra: Record<string, unknown> = Object.create(null);
+  for (const k of Object.keys(entry)) if (!KNOWN.has(k)) extra[k] = entry[k];
   return { machine, extra };
 }
 
+/** The per-machine fields of the Go format. */
+const KNOWN = new Set(['name', 'type', 'host', 'key_path', 'town_path']);
+
 /** Serializes the state in the Go tool's exact layout. */
 export function serializeRegistry(state: RegistryState): string {
-  const names = [...state.machines.keys()].sort(byteOrder);
-  const entries = names.map((name) => {
-    const fields = Object.entries(toFileEntry(state.machines.get(name)!));
-    return `    ${JSON.stringify(name)}: ${object(fields, '    ')}`;
-  });
-  const machines = entries.length === 0 ? '{}' : `{\n${entries.join(',\n')}\n  }`;
-  const top: [string, unknown][] = [
-    ['version', Math.max(state.version, REGISTRY_VERSION)],
-    ['machines', RAW(machines)],
-    ...Object.entries(state.extra),
-  ];
-  return escapeLikeGo(object(top, ''));
+  const names = sortBytewise([...state.machines.keys()]);
+  // Built by concatenation: this runs under the write lock for every write, so it must stay cheap.
+  let machines = '';
+  for (const name of names) {
+    const { machine, extra } = state.machines.get(name)!;
+    if (machines !== '') machines += ',\n';
+    machines += `    ${quote(name)}: {\n`;
+    machines += `      "name": ${quote(machine.name)},\n`;
+    machines += `      "type": ${quote(machine.type)},\n`;
+    machines += `      "host": ${quote(machine.host ?? '')},\n`;
+    machines += `      "key_path": ${quote(machine.keyPath ?? '')},\n`;
+    machines += `      "town_path": ${quote(machine.townPath ?? '')}`;
+    for (const [k, v] of Object.entries(extra))
+      machines += `,\n      ${JSON.stringify(k)}: ${indented(v, '      ')}`;
+    machines += '\n    }';
+  }
+  const version = Math.max(state.version, REGISTRY_VERSION);
+  let out = `{\n  "version": ${version},\n  "machines": ${machines === '' ? '{}' : `{\n${machines}\n  }`}`;
+  for (const [k, v] of Object.entries(state.extra)) out += `,\n  ${JSON.stringify(k)}: ${indented(v, '  ')}`;
+  return escapeLikeGo(`${out}\n}`);
 }
 
-/** Marks already-serialized JSON so {@link object} inserts it as is. */
-class Raw {
-  constructor(readonly text: string) {}
+/** A JSON string literal; skips JSON.stringify for the common strings that need no escaping. */
+function quote(s: string): string {
+  return /^[\w .@:/~+,=-]*$/.test(s) ? `"${s}"` : JSON.stringify(s);
 }
-const RAW = (text: string) => new Raw(text);
 
-/** Serializes ordered fields as an indented object at the given indentation. */
-function object(fields: [string, unknown][], indent: string): string {
-  if (fields.length === 0) return '{}';
-  const inner = `${indent}  `;
-  const lines = fields.map(([k, v]) => {
-    const value = v instanceof Raw ? v.text : JSON.stringify(v, null, 2).replace(/\n/g, `\n${inner}`);
-    return `${inner}${JSON.stringify(k)}: ${value}`;
-  });
-  return `{\n${lines.join(',\n')}\n${indent}}`;
+/** JSON for a value nested at `indent`, in json.MarshalIndent's two-space layout. */
+function indented(value: unknown, indent: string): string {
+  return JSON.stringify(value, null, 2).replace(/\n/g, `\n${indent}`);
+}
+
+/** Sorts by UTF-8 bytes, as Go sorts map keys; plain comparison agrees below U+D800, the common case. */
+function sortBytewise(names: string[]): string[] {
+  if (names.every((n) => !/[\ud800-\uffff]/.test(n)))
+    return names.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+  const bytes = new Map(names.map((n) => [n, Buffer.from(n)]));
+  return names.sort((x, y) => Buffer.compare(bytes.get(x)!, bytes.get(y)!));
 }
 
 /** Go's encoding/json escapes these for HTML safety; doing the same keeps files byte-identical. */
 function escapeLikeGo(json: string): string {
   return json.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/** Compares strings by UTF-8 bytes, as Go's sort of map keys does. */
-function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 /** Whether `v` is a plain JSON object. */

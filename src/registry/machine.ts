@@ -69,18 +69,6 @@ export interface StoredMachine {
   extra: Record<string, unknown>;
 }
 
-/** The machine in the file's shape: every Go field present (Go writes empty strings), then the extras. */
-export function toFileEntry({ machine, extra }: StoredMachine): Record<string, unknown> {
-  return {
-    name: machine.name,
-    type: machine.type,
-    host: machine.host ?? '',
-    key_path: machine.keyPath ?? '',
-    town_path: machine.townPath ?? '',
-    ...extra,
-  };
-}
-
 /** Whether `s` contains an ASCII control character (newline, NUL, escape, DEL, ...). */
 function hasControlCharacter(s: string): boolean {
   for (let i = 0; i < s.length; i++) {

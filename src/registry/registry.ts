@@ -14,7 +14,7 @@
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { PendingFile, removeStaleTempFiles, syncDirectory } from '../atomic/pending-file.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../atomic/pending-file.js';
 import type { Connection } from '../connection/connection.js';
 import { ConnectionError } from '../connection/errors.js';
 import { LocalConnection } from '../connection/local.js';
@@ -171,17 +171,7 @@ export class MachineRegistry {
       const batch = this.#queue.splice(0);
       const outcomes: (() => void)[] = [];
       try {
-        const written = await withWriteLock(
-          this.path,
-          () => this.#commitBatch(batch, outcomes),
-          this.#lockOptions,
-        );
-        // The directory fsync runs after the lock is released, so the next writer overlaps it; callers
-        // are still answered only once their change is durable.
-        if (written && this.#fsync)
-          await syncDirectory(dirname(written)).catch((err) =>
-            Promise.reject(wrapIo(this.path, 'write', err)),
-          );
+        await withWriteLock(this.path, () => this.#commitBatch(batch, outcomes), this.#lockOptions);
         for (const settle of outcomes) settle();
       } catch (err) {
         for (const op of batch) op.reject(err);
@@ -190,11 +180,8 @@ export class MachineRegistry {
     this.#flushing = false;
   }
 
-  /**
-   * Under the lock: reload, apply each op with its own undo log, write once if anything changed.
-   * Returns the path written (symlinks resolved), or undefined when nothing changed.
-   */
-  async #commitBatch(batch: PendingOp[], outcomes: (() => void)[]): Promise<string | undefined> {
+  /** Under the lock: reload, apply each op with its own undo log, write once if anything changed. */
+  async #commitBatch(batch: PendingOp[], outcomes: (() => void)[]): Promise<void> {
     this.#refresh(true);
     const state = this.#state;
     let changed = false;
@@ -209,29 +196,22 @@ export class MachineRegistry {
         outcomes.push(() => op.reject(err));
       }
     }
-    if (!changed) return undefined;
+    if (!changed) return;
     this.#text = undefined; // memory is now ahead of the file until the rename succeeds
-    let written: string;
+    const text = serializeRegistry(state);
     try {
       mkdirSync(dirname(this.path), { recursive: true });
       // Under the lock no other registry writer is active, so any temp file here is a crashed writer's.
       await removeStaleTempFiles(this.path);
-      const pending = await PendingFile.create(this.path, { fsync: this.#fsync });
-      const text = serializeRegistry(state);
-      try {
-        await pending.write(text);
-        await pending.commit({ syncDirectory: false });
-      } finally {
-        await pending.cleanup();
-      }
-      written = pending.path;
-      this.#text = text;
+      // The directory fsync stays inside the lock: measured, concurrent fsyncs from several writers slow
+      // each other down more than the longer critical section costs (BENCHMARKS.md).
+      await writeFileAtomic(this.path, text, { fsync: this.#fsync });
     } catch (err) {
       this.#fingerprint = undefined; // memory may now differ from the file: re-read on next access
       throw wrapIo(this.path, 'write', err);
     }
+    this.#text = text;
     this.#fingerprint = fingerprintOf(this.path);
-    return written;
   }
 
   /** Re-reads the file if it changed since last read (or always, with `force`). */

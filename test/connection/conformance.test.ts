@@ -270,6 +270,31 @@ describe('SshConnection failure modes', () => {
     );
   });
 
+  test('a passphrase-protected key works with the passphrase (option or env) and fails clearly without', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const { execFileSync } = await import('node:child_process');
+    const { appendFileSync } = await import('node:fs');
+    const key = join(tmp.dir, 'sshd', 'protected_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'open sesame', '-f', key]);
+    appendFileSync(join(tmp.dir, 'sshd', 'authorized_keys'), readFileSync(`${key}.pub`));
+    await using withOption = new SshConnection({ ...opts(), keyPath: key, passphrase: 'open sesame' });
+    assert.equal((await withOption.exec('echo', ['unlocked'])).stdout, 'unlocked\n');
+    process.env.TOWNLOCK_SSH_PASSPHRASE = 'open sesame';
+    try {
+      await using fromEnv = new SshConnection({ ...opts(), keyPath: key });
+      assert.equal((await fromEnv.exec('true')).code, 0);
+    } finally {
+      delete process.env.TOWNLOCK_SSH_PASSPHRASE;
+    }
+    for (const passphrase of [undefined, 'wrong']) {
+      await assert.rejects(new SshConnection({ ...opts(), keyPath: key, passphrase }).exec('true'), {
+        code: 'ERR_CONNECTION',
+        reason: 'auth',
+        message: /cannot use the key/,
+      });
+    }
+  });
+
   test('an unknown host key is refused; accept-new records it; a changed key is always refused', async (t) => {
     if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
     const empty = join(tmp.dir, 'known_hosts_empty');
