@@ -288,6 +288,26 @@ describe('file format', () => {
   });
 });
 
+describe('unusual fields', () => {
+  test('a field named __proto__ is kept as an ordinary field and written back', async () => {
+    const path = freshPath();
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(
+      path,
+      '{"version": 1, "machines": {"a": {"name": "a", "type": "local", "__proto__": {"polluted": true}}}}',
+    );
+    const reg = await MachineRegistry.open(path);
+    await reg.add({ name: 'b', type: 'local' });
+    assert.equal(({} as { polluted?: boolean }).polluted, undefined);
+    assert.deepEqual(
+      Object.getOwnPropertyDescriptor(JSON.parse(readFileSync(path, 'utf8')).machines.a, '__proto__')?.value,
+      {
+        polluted: true,
+      },
+    );
+  });
+});
+
 describe('bad files are never overwritten', () => {
   const bad: [string, string, string, number | undefined][] = [
     ['empty', '', 'ERR_REGISTRY_CORRUPT', 0],
