@@ -2,22 +2,19 @@ import assert from 'node:assert/strict';
 import {
   chmodSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, describe, test } from 'node:test';
+import { afterEach, describe, test } from 'node:test';
+import { openFds, scratchDir } from '../../test/scratch-dir.js';
 import { ops } from './_fs-ops.js';
 import { PendingFile, removeStaleTempFiles, writeFileAtomic } from './index.js';
 
-const root = mkdtempSync(join(tmpdir(), 'townlock-atomic-'));
-after(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir('townlock-atomic-');
 let seq = 0;
 /** A fresh empty directory. */
 const freshDir = () => {
@@ -25,7 +22,6 @@ const freshDir = () => {
   mkdirSync(dir);
   return dir;
 };
-const openFds = () => readdirSync('/proc/self/fd').length;
 const original = { ...ops };
 afterEach(() => Object.assign(ops, original));
 

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
+import { scratchDir } from '../../test/scratch-dir.js';
 import { JsonParseError, readJsonFile } from './index.js';
 import { locateJsonError } from './read-json.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'townlock-json-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('townlock-json-');
 
 test('readJsonFile parses valid JSON', async () => {
   const file = join(dir, 'ok.json');

@@ -1,14 +1,12 @@
 /** The CLI in-process, with a fake context: colour rules and output plumbing. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
+import { scratchDir } from '../../test/scratch-dir.js';
 import { runCli } from './cli.js';
 import type { CliContext } from './context.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'townlock-cli-unit-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('townlock-cli-unit-');
 
 /** A context whose stdout claims to be a terminal. */
 function fakeContext(env: Record<string, string>) {

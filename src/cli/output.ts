@@ -24,6 +24,11 @@ export function table(header: string[], rows: string[][], color: boolean): strin
   return `${[style(color, 'bold', line(header)), ...rows.map(line)].join('\n')}\n`;
 }
 
+/** Writes an aligned table to stdout, coloured only when stdout is a terminal and NO_COLOR is unset. */
+export function printTable(ctx: CliContext, header: string[], rows: string[][]): void {
+  ctx.stdout.write(table(header, rows, useColor(ctx.stdout, ctx.env)));
+}
+
 /** Writes `value` as one JSON document. */
 export function printJson(out: Output, value: unknown): void {
   out.write(`${JSON.stringify(value, null, 2)}\n`);

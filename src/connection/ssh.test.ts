@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { scratchDir } from '../../test/scratch-dir.js';
 import { remoteCommandLine, shellQuote } from './_exec.js';
 import { checkHostKey, rememberHostKey } from './_known-hosts.js';
 import { parseSshHost } from './ssh.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'townlock-ssh-unit-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('townlock-ssh-unit-');
 
 /** A fake public key blob of the given type (type name, then payload), as SSH encodes it. */
 function blob(type: string, payload: string): Buffer {

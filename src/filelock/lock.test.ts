@@ -3,20 +3,11 @@
  * process exclude each other just as two processes do; cross-process cases are in test/multiprocess.
  */
 import assert from 'node:assert/strict';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
+import { openFds, scratchDir } from '../../test/scratch-dir.js';
 import {
   AlreadyLockedError,
   cleanStaleLocks,
@@ -30,13 +21,10 @@ import {
   withWriteLock,
 } from './index.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'townlock-lock-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('townlock-lock-');
 let seq = 0;
 const fresh = () => join(dir, `data${++seq}.json`);
 
-/** Open descriptors of this process (Linux). */
-const openFds = () => readdirSync('/proc/self/fd').length;
 /** Turns the event loop so idle descriptors kept for reuse are closed. */
 const settle = () => new Promise((r) => setImmediate(r));
 

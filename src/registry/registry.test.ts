@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { scratchDir } from '../../test/scratch-dir.js';
 import { ops } from '../atomic/_fs-ops.js';
 import { MachineRegistry, RegistryCorruptError, RegistryVersionError } from './index.js';
 
-const root = mkdtempSync(join(tmpdir(), 'townlock-registry-'));
-after(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir('townlock-registry-');
 const goFixture = join(dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/go-registry.json');
 let seq = 0;
 /** A registry path in a fresh directory (the file does not exist). */

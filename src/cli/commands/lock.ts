@@ -10,7 +10,7 @@ import { FileLock } from '../../filelock/lock.js';
 import { lockPathFor } from '../../filelock/options.js';
 import { parse, positionals, splitAtDashDash } from '../args.js';
 import { type CliContext, EXIT, type ExitCode, UsageError } from '../context.js';
-import { printJson, table, useColor } from '../output.js';
+import { printJson, printTable } from '../output.js';
 import type { Command } from './types.js';
 
 export const lockRun: Command = {
@@ -180,10 +180,7 @@ DIR/.gastown/locks (or in DIR itself if it is a lock directory). Only held locks
     );
     if (rows.length === 0)
       ctx.stdout.write(`no locks held (${statuses.length} lock file${statuses.length === 1 ? '' : 's'})\n`);
-    else
-      ctx.stdout.write(
-        table(['LOCK', 'PID', 'MODE', 'SINCE', 'COMMAND'], rows, useColor(ctx.stdout, ctx.env)),
-      );
+    else printTable(ctx, ['LOCK', 'PID', 'MODE', 'SINCE', 'COMMAND'], rows);
     return EXIT.ok;
   },
 };

@@ -5,7 +5,7 @@ import type { Machine } from '../../registry/machine.js';
 import { MachineRegistry } from '../../registry/registry.js';
 import { parse, positionals, splitAtDashDash } from '../args.js';
 import { type CliContext, EXIT, type ExitCode, UsageError } from '../context.js';
-import { printJson, table, useColor } from '../output.js';
+import { printJson, printTable } from '../output.js';
 import type { Command } from './types.js';
 
 /** Opens the registry the global options name. */
@@ -24,10 +24,7 @@ export const machineList: Command = {
     positionals(rest, []);
     const machines = (await open(registry)).list();
     if (values.json) printJson(ctx.stdout, machines);
-    else
-      ctx.stdout.write(
-        table(['NAME', 'TYPE', 'HOST', 'KEY', 'TOWN'], machines.map(row), useColor(ctx.stdout, ctx.env)),
-      );
+    else printTable(ctx, ['NAME', 'TYPE', 'HOST', 'KEY', 'TOWN'], machines.map(row));
     return EXIT.ok;
   },
 };
