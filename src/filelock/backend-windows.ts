@@ -15,10 +15,26 @@ const LOCKFILE_EXCLUSIVE_LOCK = 0x2;
 const ERROR_LOCK_VIOLATION = 33;
 const ERROR_IO_PENDING = 997;
 
+/**
+ * Maps a Node file descriptor to its Win32 HANDLE. Node's descriptors come from the C runtime linked into
+ * node.exe, so the right table is node.exe's own: libuv's uv_get_osfhandle, which node.exe exports for
+ * addons. The shared UCRT's _get_osfhandle is the fallback for builds that link the CRT dynamically.
+ */
+function osHandleGetter(): (fd: number) => bigint | number {
+  try {
+    return koffi.load(process.execPath).func('intptr_t uv_get_osfhandle(int fd)') as (
+      fd: number,
+    ) => bigint | number;
+  } catch {
+    return koffi.load('ucrtbase.dll').func('intptr_t _get_osfhandle(int fd)') as (
+      fd: number,
+    ) => bigint | number;
+  }
+}
+
 /** Builds the LockFileEx backend; throws if kernel32 or the C runtime cannot be loaded. */
 export function createWindowsBackend(): LockBackend {
   const kernel32 = koffi.load('kernel32.dll');
-  const ucrt = koffi.load('ucrtbase.dll');
   koffi.struct('TL_OVERLAPPED', {
     Internal: 'uintptr_t',
     InternalHigh: 'uintptr_t',
@@ -26,7 +42,7 @@ export function createWindowsBackend(): LockBackend {
     OffsetHigh: 'uint32_t',
     hEvent: 'void *',
   });
-  const getOsfHandle = ucrt.func('intptr_t _get_osfhandle(int fd)') as (fd: number) => bigint | number;
+  const getOsfHandle = osHandleGetter();
   const lockFileEx = kernel32.func(
     'int __stdcall LockFileEx(intptr_t h, uint32_t flags, uint32_t reserved, uint32_t lo, uint32_t hi, _Inout_ TL_OVERLAPPED *ov)',
   ) as (h: bigint | number, flags: number, r: number, lo: number, hi: number, ov: object) => number;
