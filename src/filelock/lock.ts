@@ -19,7 +19,7 @@
  * - Protection from code that ignores the lock: these are advisory locks.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { type FSWatcher, watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
 import { resolve } from 'node:path';
 import { LocalQueue } from './_local-queue.js';
 import {
@@ -31,6 +31,7 @@ import {
   scheduleHolderInfo,
   takeLockFd,
 } from './_lock-file.js';
+import { pause, waitEvent, watchQuietly } from './_wait.js';
 import { type LockBackend, type LockType, loadBackend, loadedBackend } from './backend.js';
 import {
   AlreadyLockedError,
@@ -306,59 +307,6 @@ async function waitForOsLock(
     watcher?.close();
     if (current) closeQuietly(current.fd);
   }
-}
-
-/** Watches the lock file for the releaser's touch; undefined if watching is impossible (polling still works). */
-function watchQuietly(lockPath: string): FSWatcher | undefined {
-  try {
-    const watcher = watch(lockPath, { persistent: false });
-    watcher.on('error', () => {});
-    return watcher;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Sleeps up to `ms`, ending early (true) if the lock file changes. */
-function pause(
-  ms: number,
-  watcher: FSWatcher | undefined,
-  signal: AbortSignal | undefined,
-  lockPath: string,
-) {
-  const onChange = (wake: () => void) => {
-    watcher?.on('change', wake);
-    return () => watcher?.off('change', wake);
-  };
-  return waitEvent(onChange, ms, signal, lockPath);
-}
-
-/**
- * Waits until `subscribe`'s wake callback fires (true) or `ms` passes (false); rejects with
- * LockAbortedError when `signal` aborts. Every timer and listener is removed however it ends.
- */
-function waitEvent(
-  subscribe: (wake: () => void) => () => void,
-  ms: number,
-  signal: AbortSignal | undefined,
-  lockPath: string,
-): Promise<boolean> {
-  return new Promise<boolean>((resolvePromise, reject) => {
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      unsubscribe();
-      signal?.removeEventListener('abort', onAbort);
-      fn();
-    };
-    const onAbort = () => settle(() => reject(new LockAbortedError(lockPath, signal?.reason)));
-    const timer = Number.isFinite(ms) ? setTimeout(() => settle(() => resolvePromise(false)), ms) : undefined;
-    const unsubscribe = subscribe(() => settle(() => resolvePromise(true)));
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Runs `fn` under a shared lock on `path` (see {@link FileLock}). */

@@ -68,6 +68,14 @@ describe('open and read', () => {
   });
 });
 
+describe('bad arguments', () => {
+  test('open needs a path and update a function (ERR_INVALID_OPTION)', async () => {
+    await assert.rejects(MachineRegistry.open(''), { code: 'ERR_INVALID_OPTION', message: /path/ });
+    const reg = await MachineRegistry.open(freshPath());
+    await assert.rejects(reg.update('nope' as never), { code: 'ERR_INVALID_OPTION', message: /fn/ });
+  });
+});
+
 describe('update and group commit', () => {
   test('update returns the callback result and applies its changes', async () => {
     const reg = await MachineRegistry.open(freshPath());

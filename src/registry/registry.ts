@@ -19,6 +19,7 @@ import type { Connection } from '../connection/connection.js';
 import { ConnectionError } from '../connection/errors.js';
 import { LocalConnection } from '../connection/local.js';
 import { SshConnection, type SshConnectionOptions } from '../connection/ssh.js';
+import { InvalidOptionError } from '../errors.js';
 import { withWriteLock } from '../filelock/lock.js';
 import type { FileLockOptions } from '../filelock/options.js';
 import { emptyState, parseRegistry, type RegistryState, serializeRegistry } from './_format.js';
@@ -77,6 +78,8 @@ export class MachineRegistry {
 
   /** Opens the registry at `path`. A missing file reads as just `local`; nothing is created until a write. */
   static async open(path: string, options: RegistryOptions = {}): Promise<MachineRegistry> {
+    if (typeof path !== 'string' || path === '')
+      throw new InvalidOptionError('path', path, 'a non-empty string');
     const registry = new MachineRegistry(resolve(path), options);
     registry.#refresh(true);
     return registry;
@@ -121,6 +124,7 @@ export class MachineRegistry {
    * `fn`'s result. If `fn` throws, its changes are discarded and only this call fails.
    */
   update<T>(fn: (draft: RegistryDraft) => T | Promise<T>): Promise<T> {
+    if (typeof fn !== 'function') return Promise.reject(new InvalidOptionError('fn', fn, 'a function'));
     return new Promise<T>((resolvePromise, reject) => {
       this.#queue.push({ fn, resolve: resolvePromise as (v: unknown) => void, reject });
       if (this.#flushing) return;
@@ -211,7 +215,8 @@ export class MachineRegistry {
       throw wrapIo(this.path, 'write', err);
     }
     this.#text = text;
-    this.#fingerprint = fingerprintOf(this.path);
+    const written = statSync(this.path, { throwIfNoEntry: false });
+    this.#fingerprint = written && fingerprintOf(written);
   }
 
   /** Re-reads the file if it changed since last read (or always, with `force`). */
@@ -228,7 +233,7 @@ export class MachineRegistry {
       this.#text = undefined;
       return;
     }
-    const fingerprint = `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+    const fingerprint = fingerprintOf(stat);
     if (!force && fingerprint === this.#fingerprint) return;
     let text: string;
     try {
@@ -282,10 +287,9 @@ function sortedMachines(state: RegistryState): Machine[] {
     .sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
-/** The current fingerprint of the file, or undefined if it cannot be read. */
-function fingerprintOf(path: string): string | undefined {
-  const stat = statSync(path, { throwIfNoEntry: false });
-  return stat && `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+/** What identifies one version of the file without reading it: a rename changes the inode. */
+function fingerprintOf(stat: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+  return `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
 }
 
 /** Wraps OS errors in RegistryIoError; townlock errors pass through. */

@@ -1,0 +1,59 @@
+/**
+ * Waiting primitives for lock.ts: sleep until a timer, a file change or an abort, leaving no timer,
+ * listener or watcher behind however the wait ends.
+ */
+import { type FSWatcher, watch } from 'node:fs';
+import { LockAbortedError } from './errors.js';
+
+/** Watches the lock file for the releaser's touch; undefined if watching is impossible (polling still works). */
+export function watchQuietly(lockPath: string): FSWatcher | undefined {
+  try {
+    const watcher = watch(lockPath, { persistent: false });
+    watcher.on('error', () => {});
+    return watcher;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sleeps up to `ms`, ending early (true) if the lock file changes. */
+export function pause(
+  ms: number,
+  watcher: FSWatcher | undefined,
+  signal: AbortSignal | undefined,
+  lockPath: string,
+) {
+  const onChange = (wake: () => void) => {
+    watcher?.on('change', wake);
+    return () => watcher?.off('change', wake);
+  };
+  return waitEvent(onChange, ms, signal, lockPath);
+}
+
+/**
+ * Waits until `subscribe`'s wake callback fires (true) or `ms` passes (false); rejects with
+ * LockAbortedError when `signal` aborts. Every timer and listener is removed however it ends.
+ */
+export function waitEvent(
+  subscribe: (wake: () => void) => () => void,
+  ms: number,
+  signal: AbortSignal | undefined,
+  lockPath: string,
+): Promise<boolean> {
+  return new Promise<boolean>((resolvePromise, reject) => {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      unsubscribe();
+      signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const onAbort = () => settle(() => reject(new LockAbortedError(lockPath, signal?.reason)));
+    const timer = Number.isFinite(ms) ? setTimeout(() => settle(() => resolvePromise(false)), ms) : undefined;
+    const unsubscribe = subscribe(() => settle(() => resolvePromise(true)));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
