@@ -27,22 +27,24 @@ let cached: LockBackend | undefined;
 
 /** Returns the backend for this platform, loading its native functions on first use. */
 export async function loadBackend(): Promise<LockBackend> {
-  if (cached) return cached;
-  switch (process.platform) {
+  cached ??= await createBackend(process.platform);
+  return cached;
+}
+
+/** Builds the backend for `platform`; throws ERR_UNSUPPORTED_PLATFORM rather than fall back silently. */
+export async function createBackend(platform: string): Promise<LockBackend> {
+  switch (platform) {
     case 'linux':
     case 'darwin':
     case 'freebsd':
     case 'openbsd':
     case 'netbsd':
-      cached = (await import('./backend-flock.js')).createFlockBackend();
-      break;
+      return (await import('./backend-flock.js')).createFlockBackend();
     case 'win32':
-      cached = (await import('./backend-windows.js')).createWindowsBackend();
-      break;
+      return (await import('./backend-windows.js')).createWindowsBackend();
     default:
-      throw new UnsupportedPlatformError(process.platform);
+      throw new UnsupportedPlatformError(platform);
   }
-  return cached;
 }
 
 /** The backend if already loaded; lets the hot path stay synchronous after the first lock. */

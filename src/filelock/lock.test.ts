@@ -326,6 +326,11 @@ describe('misuse and re-entrancy', () => {
     assert.equal(await new FileLock(file).tryLock(), true);
   });
 
+  test('a platform without a backend gets ERR_UNSUPPORTED_PLATFORM, never a silent fallback', async () => {
+    const { createBackend } = await import('./backend.js');
+    await assert.rejects(createBackend('aix'), { code: 'ERR_UNSUPPORTED_PLATFORM', message: /"aix"/ });
+  });
+
   test('bad options give ERR_INVALID_OPTION naming the option and value', () => {
     const cases: [unknown, RegExp][] = [
       [{ type: 'read' }, /type.*"read"/],
