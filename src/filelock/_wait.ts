@@ -16,6 +16,12 @@ export function watchQuietly(lockPath: string): FSWatcher | undefined {
   }
 }
 
+/** Closes a watcher at the next turn of the event loop (it no longer delivers to anyone meanwhile). */
+export function closeSoon(watcher: FSWatcher): void {
+  watcher.removeAllListeners('change');
+  setImmediate(() => watcher.close());
+}
+
 /** Sleeps up to `ms`, ending early (true) if the lock file changes. */
 export function pause(
   ms: number,
