@@ -70,6 +70,8 @@ export class SshConnection extends BaseConnection {
   readonly #options: SshConnectionOptions;
   readonly #target: { user: string; host: string; port: number };
   #client: Promise<Client> | undefined;
+  /** The connected client behind #client, once ready; lets a drop forget it synchronously. */
+  #live: Client | undefined;
   #sftp: Promise<SFTPWrapper> | undefined;
   readonly #pending = new Set<(err: Error) => void>();
   #closed = false;
@@ -268,6 +270,7 @@ export class SshConnection extends BaseConnection {
     return new Promise<Client>((resolve, reject) => {
       const client = new Client();
       client.once('ready', () => {
+        this.#live = client;
         client.removeAllListeners('error');
         client.on('error', (err) => this.#dropped(client, err));
         client.on('close', () => this.#dropped(client, undefined));
@@ -327,12 +330,11 @@ export class SshConnection extends BaseConnection {
 
   /** The connection dropped (or was closed): forget it and fail everything in flight. */
   #dropped(client: Client, err: Error | undefined): void {
-    void this.#client?.then((c) => {
-      if (c === client) {
-        this.#client = undefined;
-        this.#sftp = undefined;
-      }
-    });
+    if (this.#live === client) {
+      this.#live = undefined;
+      this.#client = undefined;
+      this.#sftp = undefined;
+    }
     const reason = new ConnectionError(
       this.name,
       'connection',
