@@ -269,5 +269,9 @@ describe('lock status and clean', () => {
     holder.send('release');
     await holder.exited();
     assert.match(tl(['lock', 'status', dir]).out, /no locks held \(1 lock file\)/);
+    assert.equal(
+      tl(['lock', 'status', file]).out,
+      `not locked: ${join(dir, '.gastown', 'locks', 'state.json.lock')}\n`,
+    );
   });
 });

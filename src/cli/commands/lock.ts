@@ -179,7 +179,11 @@ DIR/.gastown/locks (or in DIR itself if it is a lock directory). Only held locks
       s.holders.map((h) => [s.lockPath, String(h.pid), h.mode, h.since ?? '-', h.command ?? '-']),
     );
     if (rows.length === 0)
-      ctx.stdout.write(`no locks held (${statuses.length} lock file${statuses.length === 1 ? '' : 's'})\n`);
+      ctx.stdout.write(
+        isDir
+          ? `no locks held (${statuses.length} lock file${statuses.length === 1 ? '' : 's'})\n`
+          : `not locked: ${statuses[0]!.lockPath}\n`,
+      );
     else printTable(ctx, ['LOCK', 'PID', 'MODE', 'SINCE', 'COMMAND'], rows);
     return EXIT.ok;
   },
