@@ -360,6 +360,16 @@ describe('bad files are never overwritten', () => {
     await assert.rejects(MachineRegistry.open(path), { code: 'ERR_REGISTRY_IO', message: /is a directory/ });
   });
 
+  test('a directory the writer may not write gives ERR_REGISTRY_IO (permission denied)', async () => {
+    // sysfs refuses new files even to root, so this holds whoever runs the tests.
+    const reg = await MachineRegistry.open('/sys/kernel/townlock-test/machines.json');
+    assert.deepEqual(reg.list(), [{ name: 'local', type: 'local' }]);
+    await assert.rejects(reg.add({ name: 'x', type: 'local' }), {
+      code: 'ERR_REGISTRY_IO',
+      message: /Cannot write registry .*machines\.json: permission denied \(E(ACCES|PERM)\)/,
+    });
+  });
+
   test('a file in place of the parent directory gives ERR_REGISTRY_IO', async () => {
     const parent = join(root, `plain${++seq}`);
     writeFileSync(parent, 'x');

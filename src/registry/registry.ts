@@ -178,7 +178,8 @@ export class MachineRegistry {
         await withWriteLock(this.path, () => this.#commitBatch(batch, outcomes), this.#lockOptions);
         for (const settle of outcomes) settle();
       } catch (err) {
-        for (const op of batch) op.reject(err);
+        const reason = wrapIo(this.path, 'write', err); // e.g. the lock directory cannot be created
+        for (const op of batch) op.reject(reason);
       }
     }
     this.#flushing = false;
