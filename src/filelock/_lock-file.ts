@@ -125,8 +125,8 @@ export function scheduleHolderInfo(fd: number, offset: number): () => void {
   return () => pendingInfo.delete(entry);
 }
 
-/** Writes the info line of every exclusive hold still held. */
-function writePendingInfo(): void {
+/** Writes the info line of every exclusive hold of this process still held (also run by lockHolders). */
+export function writePendingInfo(): void {
   infoScheduled = false;
   for (const { fd, offset, since } of pendingInfo) {
     try {

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import { hostname } from 'node:os';
-import { type HolderInfo, parseHolderInfo } from './_lock-file.js';
+import { type HolderInfo, parseHolderInfo, writePendingInfo } from './_lock-file.js';
 import { type FileLockOptions, lockPathFor } from './options.js';
 
 /** One process holding a lock file. */
@@ -36,6 +36,7 @@ export async function lockHolders(
 
 /** Lists the holders of a lock file given by its own path; [] if it does not exist. */
 export function holdersOfLockFile(lockPath: string): LockHolder[] {
+  writePendingInfo(); // this process's own holds report their info even before the event loop turns
   let content: string;
   let stat: fs.BigIntStats | undefined;
   try {
