@@ -158,8 +158,16 @@ describe('crash release', () => {
     const file = freshFile();
     const holder = fixture('hold.mjs', [file]);
     await holder.waitFor('held');
+    const [info] = await lockHolders(file);
+    assert.equal(info?.pid, holder.proc.pid);
+    assert.equal(info?.mode, 'exclusive');
+    assert.match(info?.command ?? '', /hold\.mjs/);
+    assert.ok(Date.parse(info?.since ?? '') <= Date.now(), 'since comes from the holder info line');
     const lock = new FileLock(file, { timeout: 10_000 });
     assert.equal(await lock.tryLock(), false);
+    await assert.rejects(new FileLock(file, { timeout: 20 }).lock(), {
+      message: new RegExp(`held by pid ${holder.proc.pid}`),
+    });
     const waiting = lock.lock();
     holder.proc.kill('SIGKILL');
     await waiting;
