@@ -290,8 +290,13 @@ describe('misuse and re-entrancy', () => {
   test('a context that outlives its withLock does not re-enter a released lock', async () => {
     const file = fresh();
     let later!: Promise<void>;
+    let outerDone!: () => void;
+    const released = new Promise<void>((r) => {
+      outerDone = r;
+    });
     await withWriteLock(file, () => {
-      later = new Promise((r) => setTimeout(r, 10)).then(() =>
+      // Started inside the outer lock's context, run only after that lock is released.
+      later = released.then(() =>
         withWriteLock(file, async () => {
           const holders = await lockHolders(file);
           assert.deepEqual(
@@ -302,6 +307,7 @@ describe('misuse and re-entrancy', () => {
         }),
       );
     });
+    outerDone();
     await later;
   });
 
