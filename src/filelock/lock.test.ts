@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
-import { openFds, scratchDir } from '../../test/scratch-dir.js';
+import { inotifyWatches, openFds, scratchDir } from '../../test/scratch-dir.js';
 import {
   AlreadyLockedError,
   cleanStaleLocks,
@@ -235,14 +235,24 @@ describe('timeouts and cancellation', () => {
     const holder = await FileLock.acquire(file);
     await settle();
     const fdsBefore = openFds();
+    const watchesBefore = inotifyWatches();
     const resourcesBefore = process.getActiveResourcesInfo().length;
     for (let i = 0; i < 20; i++) {
       await assert.rejects(new FileLock(file, { timeout: 5 }).lock(), LockTimeoutError);
       await assert.rejects(new FileLock(file, { signal: AbortSignal.timeout(5) }).lock(), LockAbortedError);
       assert.equal(await new FileLock(file).tryLock(), false);
     }
+    // An OS-level wait (same lock file through a symlinked directory) uses a file watcher.
+    const aliasDir = join(dir, 'leak-alias');
+    symlinkSync(join(dir, '.gastown', 'locks'), aliasDir);
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(new FileLock(file, { lockDir: aliasDir, timeout: 15 }).lock(), LockTimeoutError);
+      const aborted = new FileLock(file, { lockDir: aliasDir, signal: AbortSignal.timeout(15) });
+      await assert.rejects(aborted.lock(), LockAbortedError);
+    }
     await settle();
     assert.equal(openFds(), fdsBefore);
+    assert.equal(inotifyWatches(), watchesBefore, 'every file watcher is closed');
     assert.equal(process.getActiveResourcesInfo().length, resourcesBefore);
     await holder.unlock();
     await settle();
