@@ -76,7 +76,7 @@ function keepIdle(lockPath: string, held: LockFd): void {
   idle.set(lockPath, held);
   if (flushScheduled) return;
   flushScheduled = true;
-  setImmediate(closeIdle).unref();
+  setImmediate(closeIdle);
 }
 
 /** Closes every idle descriptor. */
@@ -120,7 +120,7 @@ export function scheduleHolderInfo(fd: number, offset: number): () => void {
   pendingInfo.add(entry);
   if (!infoScheduled) {
     infoScheduled = true;
-    setImmediate(writePendingInfo).unref();
+    setImmediate(writePendingInfo);
   }
   return () => pendingInfo.delete(entry);
 }

@@ -260,6 +260,28 @@ describe('timeouts and cancellation', () => {
   });
 });
 
+describe('worker threads', () => {
+  test('a worker that locks and exits leaves no descriptor open in the process', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const file = fresh();
+    await settle();
+    const before = openFds();
+    const source = `
+      const { withWriteLock, FileLock } = await import(${JSON.stringify(new URL('../../dist/filelock/index.js', import.meta.url).href)});
+      await withWriteLock(${JSON.stringify(file)}, () => {});
+      const l = await FileLock.acquire(${JSON.stringify(file)});
+      await l.unlock();
+    `;
+    for (let i = 0; i < 3; i++) {
+      // The worker runs the built package (npm test builds it first): workers do not inherit tsx.
+      const worker = new Worker(source, { eval: true });
+      const code = await new Promise((resolve, reject) => worker.on('exit', resolve).on('error', reject));
+      assert.equal(code, 0);
+    }
+    assert.equal(openFds(), before);
+  });
+});
+
 describe('misuse and re-entrancy', () => {
   test('lock twice on one handle: ERR_ALREADY_LOCKED; unlock when not held: ERR_NOT_LOCKED', async () => {
     const lock = new FileLock(fresh());
