@@ -13,8 +13,7 @@
  *   operation reconnects.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { homedir, userInfo } from 'node:os';
+import { userInfo } from 'node:os';
 import { posix } from 'node:path';
 import {
   Client,
@@ -24,13 +23,15 @@ import {
   type SFTPWrapper,
   type Stats,
 } from 'ssh2';
-import { InvalidOptionError } from '../errors.js';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
 import { checkEnv, collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
 import { checkHostKey, keyType, rememberHostKey } from './_known-hosts.js';
+import { credentials, expandHome, parseSshHost } from './_ssh-options.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
+
+export { parseSshHost };
 
 /** Options for {@link SshConnection}. */
 export interface SshConnectionOptions extends BaseConnectionOptions {
@@ -48,20 +49,6 @@ export interface SshConnectionOptions extends BaseConnectionOptions {
   connectTimeout?: number;
   /** Keep-alive interval in ms (0 disables). @default 15000 */
   keepaliveInterval?: number;
-}
-
-/** `[user@]host[:port]` split into its parts. */
-export function parseSshHost(spec: string): { user: string | undefined; host: string; port: number } {
-  const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s[\]]+)(?::(\d+))?$/.exec(spec);
-  if (!m || spec.startsWith('-')) throw new InvalidOptionError('host', spec, '[user@]host[:port]');
-  const port = m[3] === undefined ? 22 : Number(m[3]);
-  if (port < 1 || port > 65535) throw new InvalidOptionError('host', spec, 'a port from 1 to 65535');
-  return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port };
-}
-
-/** Expands a leading `~/` to the home directory. */
-function expandHome(path: string): string {
-  return path === '~' ? homedir() : path.startsWith('~/') ? posix.join(homedir(), path.slice(2)) : path;
 }
 
 /** A machine reached over SSH. */
@@ -265,7 +252,7 @@ export class SshConnection extends BaseConnection {
             : `host key of ${host}:${port} does not match ${knownHosts} (${verdict}): possible man-in-the-middle, refusing`;
         return false;
       },
-      ...this.#credentials(),
+      ...credentials(this.name, this.#options),
     };
     return new Promise<Client>((resolve, reject) => {
       const client = new Client();
@@ -303,29 +290,6 @@ export class SshConnection extends BaseConnection {
         );
       }
     });
-  }
-
-  /** Key, passphrase or agent, from the options and the environment. */
-  #credentials(): Partial<ConnectConfig> {
-    const o = this.#options;
-    const passphrase = o.passphrase ?? process.env.TOWNLOCK_SSH_PASSPHRASE;
-    const candidates = o.keyPath ? [o.keyPath] : ['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa'];
-    for (const candidate of candidates) {
-      try {
-        return { privateKey: readFileSync(expandHome(candidate)), passphrase };
-      } catch (err) {
-        if (o.keyPath) {
-          throw new ConnectionError(
-            this.name,
-            'connect',
-            'auth',
-            `cannot read key ${o.keyPath}: ${(err as Error).message}`,
-            { cause: err },
-          );
-        }
-      }
-    }
-    return process.env.SSH_AUTH_SOCK ? { agent: process.env.SSH_AUTH_SOCK } : {};
   }
 
   /** The connection dropped (or was closed): forget it and fail everything in flight. */

@@ -1,0 +1,49 @@
+/**
+ * How an SshConnection finds its peer and its credentials: host specs, `~` expansion, keys, passphrases
+ * and the agent, from the options and the environment.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { posix } from 'node:path';
+import type { ConnectConfig } from 'ssh2';
+import { InvalidOptionError } from '../errors.js';
+import { ConnectionError } from './errors.js';
+
+/** `[user@]host[:port]` split into its parts. */
+export function parseSshHost(spec: string): { user: string | undefined; host: string; port: number } {
+  const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s[\]]+)(?::(\d+))?$/.exec(spec);
+  if (!m || spec.startsWith('-')) throw new InvalidOptionError('host', spec, '[user@]host[:port]');
+  const port = m[3] === undefined ? 22 : Number(m[3]);
+  if (port < 1 || port > 65535) throw new InvalidOptionError('host', spec, 'a port from 1 to 65535');
+  return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** Expands a leading `~/` to the home directory. */
+export function expandHome(path: string): string {
+  return path === '~' ? homedir() : path.startsWith('~/') ? posix.join(homedir(), path.slice(2)) : path;
+}
+
+/** Key, passphrase or agent for `options`: the key file given, else the agent, else the usual key files. */
+export function credentials(
+  machine: string,
+  options: { keyPath?: string; passphrase?: string },
+): Partial<ConnectConfig> {
+  const passphrase = options.passphrase ?? process.env.TOWNLOCK_SSH_PASSPHRASE;
+  if (options.keyPath) {
+    try {
+      return { privateKey: readFileSync(expandHome(options.keyPath)), passphrase };
+    } catch (err) {
+      const message = `cannot read key ${options.keyPath}: ${(err as Error).message}`;
+      throw new ConnectionError(machine, 'connect', 'auth', message, { cause: err });
+    }
+  }
+  if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
+  for (const candidate of ['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa']) {
+    try {
+      return { privateKey: readFileSync(expandHome(candidate)), passphrase };
+    } catch {
+      // try the next usual key file
+    }
+  }
+  return {};
+}
