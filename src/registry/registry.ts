@@ -22,9 +22,13 @@ import { SshConnection, type SshConnectionOptions } from '../connection/ssh.js';
 import { InvalidOptionError } from '../errors.js';
 import { withWriteLock } from '../filelock/lock.js';
 import type { FileLockOptions } from '../filelock/options.js';
+import { makeDraft, type RegistryDraft, sortedMachines } from './_draft.js';
 import { emptyState, parseRegistry, type RegistryState, serializeRegistry } from './_format.js';
+
+export type { RegistryDraft };
+
 import { LocalMachineError, MachineNotFoundError, RegistryIoError } from './errors.js';
-import { type Machine, type StoredMachine, validateMachine } from './machine.js';
+import { type Machine, validateMachine } from './machine.js';
 
 /** Options for {@link MachineRegistry.open}. */
 export interface RegistryOptions {
@@ -34,19 +38,6 @@ export interface RegistryOptions {
   lockDir?: string;
   /** fsync each write (file and directory). Turn off only for throwaway data. @default true */
   fsync?: boolean;
-}
-
-/** The view of the registry an {@link MachineRegistry.update} callback edits. */
-export interface RegistryDraft {
-  /** The machine named `name`; throws MachineNotFoundError. */
-  get(name: string): Machine;
-  has(name: string): boolean;
-  /** All machines, sorted by name. */
-  list(): Machine[];
-  /** Adds or replaces a machine (validated; unknown fields of a replaced machine are kept). */
-  add(machine: Machine): void;
-  /** Removes a machine; throws MachineNotFoundError, or LocalMachineError for `local`. */
-  remove(name: string): void;
 }
 
 /** One queued write: the callback and how to answer its caller. */
@@ -246,46 +237,6 @@ export class MachineRegistry {
     this.#text = text;
     this.#fingerprint = fingerprint;
   }
-}
-
-/** Builds the draft an update callback edits; every change pushes its inverse onto `undo`. */
-function makeDraft(state: RegistryState, undo: (() => void)[]): RegistryDraft {
-  const { machines } = state;
-  const restore = (name: string, previous: StoredMachine | undefined) => () => {
-    if (previous) machines.set(name, previous);
-    else machines.delete(name);
-  };
-  return {
-    get(name) {
-      const stored = machines.get(name);
-      if (!stored) throw new MachineNotFoundError(name);
-      return { ...stored.machine };
-    },
-    has: (name) => machines.has(name),
-    list: () => sortedMachines(state),
-    add(machine) {
-      const clean = validateMachine(machine);
-      if (clean.name === 'local' && clean.type !== 'local')
-        throw new LocalMachineError('changed to another type');
-      const previous = machines.get(clean.name);
-      machines.set(clean.name, { machine: clean, extra: previous?.extra ?? {} });
-      undo.push(restore(clean.name, previous));
-    },
-    remove(name) {
-      if (name === 'local') throw new LocalMachineError('removed');
-      const previous = machines.get(name);
-      if (!previous) throw new MachineNotFoundError(name);
-      machines.delete(name);
-      undo.push(restore(name, previous));
-    },
-  };
-}
-
-/** Copies of all machines, sorted by name. */
-function sortedMachines(state: RegistryState): Machine[] {
-  return [...state.machines.values()]
-    .map((s) => ({ ...s.machine }))
-    .sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
 /** What identifies one version of the file without reading it: a rename changes the inode. */
