@@ -12,7 +12,8 @@
  * - Lock files are never deleted on unlock. Deleting them lets two processes hold "the lock" on two
  *   different inodes; instead every acquirer checks after locking that the path still names the inode it
  *   locked, and retries if not, which makes {@link cleanStaleLocks} safe.
- * - A timed-out or aborted wait leaves no descriptor, timer or watcher behind.
+ * - A timed-out or aborted wait leaves no descriptor or timer behind, and its file watcher is closed at
+ *   the next turn of the event loop (closing an inotify watch waits for the kernel).
  *
  * Not guaranteed
  * - Fairness between processes: the kernel decides which waiter wins a released lock.
@@ -180,8 +181,11 @@ export class FileLock {
     const backend = loadedBackend() ?? (await loadBackend());
     const start = performance.now();
     const deadline = timeout > 0 ? start + timeout : timeout === 0 ? Number.POSITIVE_INFINITY : start;
-    const queue = queues.get(this.lockPath) ?? new LocalQueue();
-    queues.set(this.lockPath, queue);
+    let queue = queues.get(this.lockPath);
+    if (!queue) {
+      queue = new LocalQueue();
+      queues.set(this.lockPath, queue);
+    }
     if (!queue.tryAcquire(type)) {
       const granted = deadline > start && (await waitInQueue(queue, type, deadline, signal, this.lockPath));
       if (!granted) {
