@@ -5,9 +5,9 @@
  * TypeScript, so no libuv threadpool thread ever parks in flock() or LockFileEx().
  */
 import { UnsupportedPlatformError } from '../errors.js';
+import type { LockType } from '../lock.js';
 
-/** Shared (read) or exclusive (write). */
-export type LockType = 'exclusive' | 'shared';
+export type { LockType };
 
 /** One platform's advisory lock primitive, applied to whole lock files opened by the caller. */
 export interface LockBackend {

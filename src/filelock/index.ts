@@ -1,5 +1,5 @@
 /** townlock/filelock: advisory cross-process file locks. See docs/locking.md. */
-export type { LockType } from './backend.js';
+export type { Lock, LockType } from '../lock.js';
 export { cleanStaleLocks } from './clean.js';
 export {
   AlreadyLockedError,

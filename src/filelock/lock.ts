@@ -22,6 +22,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { FSWatcher } from 'node:fs';
 import { resolve } from 'node:path';
+import type { Lock } from '../lock.js';
 import { LocalQueue } from './_local-queue.js';
 import {
   closeQuietly,
@@ -73,7 +74,7 @@ const queues = new Map<string, LocalQueue>();
 type Hold = { held: LockFd; cancelInfo: (() => void) | undefined } | { reentrant: true };
 
 /** An advisory lock on the file at `path`, taken on `<lockDir>/<basename>.lock`. */
-export class FileLock {
+export class FileLock implements Lock {
   /** The protected file, absolute. */
   readonly path: string;
   /** The lock file, absolute: `<dirname(path)>/.gastown/locks/<basename(path)>.lock` by default. */
