@@ -4,12 +4,18 @@
  */
 import fs from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
+import { basename } from 'node:path';
+import { displayPath as display, type FsPath, fsBasename, fsDirname, type LockTarget } from './_target.js';
 import type { LockBackend } from './backend.js';
-import { LockSymlinkError } from './errors.js';
+import { LockSymlinkError, LockUnsafeError } from './errors.js';
 
-// libuv opens every file with O_CLOEXEC, so lock descriptors never leak into child processes.
-const OPEN_FLAGS = fs.constants.O_RDWR | fs.constants.O_CREAT | (fs.constants.O_NOFOLLOW ?? 0);
+// libuv opens every file with O_CLOEXEC, so lock descriptors never leak into child processes. O_NONBLOCK
+// keeps a FIFO planted at the lock path from blocking the open; the type check below then refuses it.
+const OPEN_FLAGS =
+  fs.constants.O_RDWR |
+  fs.constants.O_CREAT |
+  (fs.constants.O_NOFOLLOW ?? 0) |
+  (fs.constants.O_NONBLOCK ?? 0);
 
 /** An open lock file descriptor and the inode it refers to (fixed for the descriptor's life). */
 export interface LockFd {
@@ -19,34 +25,68 @@ export interface LockFd {
 }
 
 /**
- * Opens (creating it and its directory if needed) the lock file read-write, refusing symlinks.
- * The file is never truncated: a holder's content belongs to the holder.
+ * Opens (creating it and its directory if needed) the lock file read-write, refusing symlinks, anything
+ * but a regular file, hard-linked files, and files or lock directories owned by another non-root user
+ * (who could swap or unlink them under us: the check OpenSSH's StrictModes makes). The file is never
+ * truncated: a holder's content belongs to the holder.
  */
-export function openLockFile(lockPath: string, mode: number): LockFd {
-  let fd: number;
-  try {
-    fd = fs.openSync(lockPath, OPEN_FLAGS, mode);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'EMLINK') throw new LockSymlinkError(lockPath, err);
-    if (code !== 'ENOENT') throw err;
-    fs.mkdirSync(dirname(lockPath), { recursive: true });
-    return openLockFile(lockPath, mode);
+export function openLockFile(lockPath: FsPath, mode: number): LockFd {
+  for (;;) {
+    let fd: number;
+    try {
+      fd = fs.openSync(lockPath, OPEN_FLAGS, mode);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' || code === 'EMLINK') throw new LockSymlinkError(display(lockPath), err);
+      if (code !== 'ENOENT') throw err;
+      fs.mkdirSync(fsDirname(lockPath), { recursive: true });
+      continue;
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      // No links left: cleanStaleLocks deleted it between our open and fstat. Open the path again.
+      if (st.nlink === 0) {
+        closeQuietly(fd);
+        continue;
+      }
+      checkLockFile(lockPath, st);
+      return { fd, ino: st.ino, dev: st.dev };
+    } catch (err) {
+      closeQuietly(fd);
+      throw err;
+    }
   }
-  try {
-    const { ino, dev } = fs.fstatSync(fd);
-    return { fd, ino, dev };
-  } catch (err) {
-    closeQuietly(fd);
-    throw err;
+}
+
+/** Throws LockUnsafeError unless `st` is a plain, singly linked lock file in directories we trust. */
+function checkLockFile(lockPath: FsPath, st: fs.Stats): void {
+  const shown = display(lockPath);
+  if (!st.isFile()) throw new LockUnsafeError(shown, 'it is not a regular file');
+  if (st.nlink !== 1) throw new LockUnsafeError(shown, `it has ${st.nlink} hard links`);
+  checkOwner(shown, 'lock file', st.uid);
+  const dir = fsDirname(lockPath);
+  checkOwner(shown, `lock directory ${display(dir)}`, fs.lstatSync(dir).uid);
+  const parent = fsDirname(dir);
+  if (fsBasename(parent) === '.gastown') {
+    checkOwner(shown, `directory ${display(parent)}`, fs.lstatSync(parent).uid);
   }
+}
+
+/** Refuses what another non-root user owns: they could replace or delete it while we hold its lock. */
+function checkOwner(lockPath: string, what: string, uid: number): void {
+  const euid = process.geteuid?.();
+  if (euid === undefined || uid === euid || uid === 0) return;
+  throw new LockUnsafeError(
+    lockPath,
+    `the ${what} is owned by uid ${uid}, not by this user (${euid}) or root`,
+  );
 }
 
 /**
  * True when `lockPath` still names the inode `held` refers to. A lock held on an inode that was unlinked
  * (by cleanStaleLocks) or replaced protects nothing, so acquirers must check this after locking.
  */
-export function isCurrent(held: LockFd, lockPath: string): boolean {
+export function isCurrent(held: LockFd, lockPath: FsPath): boolean {
   const onPath = fs.lstatSync(lockPath, { throwIfNoEntry: false });
   return onPath !== undefined && held.ino === onPath.ino && held.dev === onPath.dev;
 }
@@ -60,20 +100,20 @@ const idle = new Map<string, LockFd>();
 let flushScheduled = false;
 
 /** Returns an open descriptor for the lock file: an idle one if there is one, else a new one. */
-export function takeLockFd(lockPath: string, mode: number): LockFd {
-  const cached = idle.get(lockPath);
-  if (!cached) return openLockFile(lockPath, mode);
-  idle.delete(lockPath);
+export function takeLockFd({ key, fsLockPath }: LockTarget, mode: number): LockFd {
+  const cached = idle.get(key);
+  if (!cached) return openLockFile(fsLockPath, mode);
+  idle.delete(key);
   return cached;
 }
 
 /** Keeps an unlocked descriptor for reuse until the event loop turns; closes it if one is kept already. */
-function keepIdle(lockPath: string, held: LockFd): void {
-  if (idle.has(lockPath)) {
+function keepIdle(key: string, held: LockFd): void {
+  if (idle.has(key)) {
     closeQuietly(held.fd);
     return;
   }
-  idle.set(lockPath, held);
+  idle.set(key, held);
   if (flushScheduled) return;
   flushScheduled = true;
   setImmediate(closeIdle);
@@ -90,12 +130,18 @@ function closeIdle(): void {
 export interface HolderInfo {
   pid: number;
   host: string;
+  /** The executable or script name only: lock files are world-readable, arguments may hold secrets. */
   command: string;
   since: string;
 }
 
+/** The name diagnostics show for this process: its script's file name, else the executable's. */
+export function executableName(): string {
+  return basename(process.argv[1] || process.execPath).slice(0, 128);
+}
+
 const INFO_PREFIX = `{"pid":${process.pid},"host":${JSON.stringify(hostname())},"command":${JSON.stringify(
-  process.argv.join(' ').slice(0, 512),
+  executableName(),
 )},"since":"`;
 
 /** An exclusive hold whose holder info line is still to be written. */
@@ -160,7 +206,7 @@ export function parseHolderInfo(content: string): HolderInfo | undefined {
  * Releases the lock, then touches the file so that townlock waiters watching it wake at once, then
  * parks the descriptor for reuse. The touch comes after the unlock, or the woken waiter would find the lock still held.
  */
-export function releaseAndWake(backend: LockBackend, lockPath: string, held: LockFd): void {
+export function releaseAndWake(backend: LockBackend, key: string, held: LockFd): void {
   try {
     backend.unlock(held.fd);
     backend.touch(held.fd);
@@ -168,7 +214,7 @@ export function releaseAndWake(backend: LockBackend, lockPath: string, held: Loc
     closeQuietly(held.fd);
     throw err;
   }
-  keepIdle(lockPath, held);
+  keepIdle(key, held);
 }
 
 /** Closes a descriptor, ignoring errors (used on paths that are already failing). */

@@ -3,10 +3,12 @@
  * listener or watcher behind however the wait ends.
  */
 import { type FSWatcher, watch } from 'node:fs';
+import { setLongTimeout } from '../_long-timer.js';
+import type { FsPath } from './_target.js';
 import { LockAbortedError } from './errors.js';
 
 /** Watches the lock file for the releaser's touch; undefined if watching is impossible (polling still works). */
-export function watchQuietly(lockPath: string): FSWatcher | undefined {
+export function watchQuietly(lockPath: FsPath): FSWatcher | undefined {
   try {
     const watcher = watch(lockPath, { persistent: false });
     watcher.on('error', () => {});
@@ -51,13 +53,16 @@ export function waitEvent(
     const settle = (fn: () => void) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      timer?.clear();
       unsubscribe();
       signal?.removeEventListener('abort', onAbort);
       fn();
     };
     const onAbort = () => settle(() => reject(new LockAbortedError(lockPath, signal?.reason)));
-    const timer = Number.isFinite(ms) ? setTimeout(() => settle(() => resolvePromise(false)), ms) : undefined;
+    // A long timer: a timeout of 2^31 ms or more must not fire at once (Node clamps such delays to 1 ms).
+    const timer = Number.isFinite(ms)
+      ? setLongTimeout(() => settle(() => resolvePromise(false)), ms)
+      : undefined;
     const unsubscribe = subscribe(() => settle(() => resolvePromise(true)));
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });

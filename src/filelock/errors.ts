@@ -84,3 +84,26 @@ export class LockSymlinkError extends FileLockError {
   }
 }
 LockSymlinkError.prototype.name = 'LockSymlinkError';
+
+/**
+ * The lock file or its directory cannot be trusted (`ERR_LOCK_UNSAFE`): not a regular file (a FIFO, a
+ * device), hard-linked to another file, or owned by another non-root user who could replace it.
+ */
+export class LockUnsafeError extends FileLockError {
+  /** Why the file was refused. */
+  readonly reason: string;
+
+  constructor(lockPath: string, reason: string) {
+    super('ERR_LOCK_UNSAFE', `Refusing to use lock file ${lockPath}: ${reason}`, lockPath);
+    this.reason = reason;
+  }
+}
+LockUnsafeError.prototype.name = 'LockUnsafeError';
+
+/** cleanStaleLocks was pointed at something that is not a townlock lock directory (`ERR_LOCK_DIR`). */
+export class LockDirError extends FileLockError {
+  constructor(dir: string, reason: string) {
+    super('ERR_LOCK_DIR', `Not cleaning ${dir}: ${reason}`, dir);
+  }
+}
+LockDirError.prototype.name = 'LockDirError';

@@ -9,8 +9,15 @@
  */
 import fs from 'node:fs';
 import { hostname } from 'node:os';
-import { type HolderInfo, parseHolderInfo, writePendingInfo } from './_lock-file.js';
-import { type FileLockOptions, lockPathFor } from './options.js';
+import { InvalidOptionError } from '../errors.js';
+import { closeQuietly, type HolderInfo, parseHolderInfo, writePendingInfo } from './_lock-file.js';
+import { type FsPath, resolveLockTarget } from './_target.js';
+import type { FileLockOptions } from './options.js';
+
+/** Holder info is one short line; nothing past this many bytes is ever read from a lock file. */
+const MAX_INFO_BYTES = 4096;
+// Never follow a symlink (to /dev/zero, say) and never block on a FIFO planted at the lock path.
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
 
 /** One process holding a lock file. */
 export interface LockHolder {
@@ -18,7 +25,7 @@ export interface LockHolder {
   pid: number;
   /** `'exclusive'` or `'shared'`. */
   mode: 'exclusive' | 'shared';
-  /** The holder's command line, when known. */
+  /** The holder's executable or script name (never its arguments), when known. */
   command?: string;
   /** The holder's host name, when known. */
   host?: string;
@@ -28,23 +35,38 @@ export interface LockHolder {
 
 /** Lists the holders of the lock protecting `path` (the lock file is found as FileLock finds it). */
 export async function lockHolders(
-  path: string,
+  path: string | Buffer,
   options: Pick<FileLockOptions, 'lockDir'> = {},
 ): Promise<LockHolder[]> {
-  return holdersOfLockFile(lockPathFor(path, options.lockDir));
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError('options', options, 'an object');
+  }
+  return holdersOfLockFile(resolveLockTarget(path, options.lockDir).fsLockPath);
 }
 
-/** Lists the holders of a lock file given by its own path; [] if it does not exist. */
-export function holdersOfLockFile(lockPath: string): LockHolder[] {
+/**
+ * Lists the holders of a lock file given by its own path; [] if it does not exist or is not a regular
+ * file. Reads at most a few KB of it, without following symlinks or blocking on FIFOs.
+ */
+export function holdersOfLockFile(lockPath: FsPath): LockHolder[] {
   writePendingInfo(); // this process's own holds report their info even before the event loop turns
-  let content: string;
-  let stat: fs.BigIntStats | undefined;
+  let fd: number;
   try {
-    stat = fs.statSync(lockPath, { bigint: true, throwIfNoEntry: false });
-    if (!stat) return [];
-    content = fs.readFileSync(lockPath, 'utf8');
+    fd = fs.openSync(lockPath, READ_FLAGS);
   } catch {
     return [];
+  }
+  let content: string;
+  let stat: fs.BigIntStats;
+  try {
+    stat = fs.fstatSync(fd, { bigint: true });
+    if (!stat.isFile()) return [];
+    const buf = Buffer.alloc(MAX_INFO_BYTES);
+    content = buf.subarray(0, fs.readSync(fd, buf, 0, MAX_INFO_BYTES, 0)).toString('utf8');
+  } catch {
+    return [];
+  } finally {
+    closeQuietly(fd);
   }
   const info = parseHolderInfo(content);
   if (process.platform === 'linux') return fromProcLocks(stat, info);
@@ -52,7 +74,7 @@ export function holdersOfLockFile(lockPath: string): LockHolder[] {
 }
 
 /** The pid of a current holder, for timeout messages; undefined if none can be found. */
-export function findHolderPid(lockPath: string): number | undefined {
+export function findHolderPid(lockPath: FsPath): number | undefined {
   return holdersOfLockFile(lockPath).find((h) => h.pid > 0)?.pid;
 }
 
@@ -79,7 +101,7 @@ function fromProcLocks(stat: fs.BigIntStats, info: HolderInfo | undefined): Lock
     const holder: LockHolder = { pid, mode, host: hostname() };
     if (info && info.pid === pid && mode === 'exclusive') Object.assign(holder, describeInfo(info));
     else if (pid > 0) {
-      const command = readCommand(pid);
+      const command = executableOf(pid);
       if (command) holder.command = command;
     }
     holders.push(holder);
@@ -92,10 +114,10 @@ function describeInfo(info: HolderInfo): Pick<LockHolder, 'command' | 'host' | '
   return { command: info.command, host: info.host, since: info.since };
 }
 
-/** A process's command line from /proc, or undefined. */
-function readCommand(pid: number): string | undefined {
+/** A process's executable name from /proc (comm: no arguments, which may hold secrets), or undefined. */
+function executableOf(pid: number): string | undefined {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') || undefined;
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() || undefined;
   } catch {
     return undefined;
   }

@@ -19,11 +19,11 @@
  * - Fairness between processes: the kernel decides which waiter wins a released lock.
  * - Protection from code that ignores the lock: these are advisory locks.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { FSWatcher } from 'node:fs';
-import { resolve } from 'node:path';
+import { InvalidOptionError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import { LocalQueue } from './_local-queue.js';
+import { dropIfIdle, fileQueue, Hold, heldInContext, runInHold } from './_holds.js';
+import type { LocalQueue } from './_local-queue.js';
 import {
   closeQuietly,
   isCurrent,
@@ -33,6 +33,7 @@ import {
   scheduleHolderInfo,
   takeLockFd,
 } from './_lock-file.js';
+import { type FsPath, type LockTarget, resolveLockTarget } from './_target.js';
 import { closeSoon, pause, waitEvent, watchQuietly } from './_wait.js';
 import { type LockBackend, type LockType, loadBackend, loadedBackend } from './backend.js';
 import {
@@ -43,52 +44,31 @@ import {
   NotLockedError,
 } from './errors.js';
 import { findHolderPid } from './holders.js';
-import {
-  type FileLockOptions,
-  lockPathFor,
-  type ResolvedLockOptions,
-  resolveLockOptions,
-} from './options.js';
-
-/** A lock held by `withLock` in the current async context, and the ones around it (for re-entrancy). */
-interface HeldInContext {
-  lock: FileLock;
-  outer: HeldInContext | undefined;
-}
-
-/** Which locks the current async context holds; written only by `withLock`. */
-const context = new AsyncLocalStorage<HeldInContext>();
-
-/** The innermost lock on `lockPath` the current context still holds, if any. */
-function heldInContext(lockPath: string): FileLock | undefined {
-  for (let h = context.getStore(); h; h = h.outer) {
-    if (h.lock.lockPath === lockPath && h.lock.isLocked) return h.lock;
-  }
-  return undefined;
-}
-
-/** The in-process queue of each lock file that is held or waited for; idle queues are dropped. */
-const queues = new Map<string, LocalQueue>();
-
-/** What a held FileLock owns: an OS descriptor, or nothing when it re-entered an outer hold. */
-type Hold = { held: LockFd; cancelInfo: (() => void) | undefined } | { reentrant: true };
+import { type FileLockOptions, type ResolvedLockOptions, resolveLockOptions } from './options.js';
 
 /** An advisory lock on the file at `path`, taken on `<lockDir>/<basename>.lock`. */
 export class FileLock implements Lock {
-  /** The protected file, absolute. */
+  /** The protected file, absolute, with symbolic links resolved (the file writers actually replace). */
   readonly path: string;
-  /** The lock file, absolute: `<dirname(path)>/.gastown/locks/<basename(path)>.lock` by default. */
+  /** The lock file, absolute: `<dir of path>/.gastown/locks/<basename(path)>.lock` by default. */
   readonly lockPath: string;
+  readonly #target: LockTarget;
   readonly #options: ResolvedLockOptions;
   #hold: Hold | undefined;
   /** True while an acquisition through this handle is in progress. */
   #acquiring = false;
 
-  /** Validates the options; creates nothing until the first lock. */
-  constructor(path: string, options: FileLockOptions = {}) {
-    this.lockPath = lockPathFor(path, options?.lockDir);
-    this.path = resolve(path);
-    this.#options = resolveLockOptions(options);
+  /**
+   * Validates the options and resolves the lock file (through symlinks, so every spelling of one file
+   * shares one lock); creates nothing until the first lock. `path` may be a Buffer for a file name that
+   * is not valid UTF-8.
+   */
+  constructor(path: string | Buffer, options: FileLockOptions = {}) {
+    const resolved = resolveLockOptions(options);
+    this.#target = resolveLockTarget(path, options.lockDir);
+    this.path = this.#target.path;
+    this.lockPath = this.#target.lockPath;
+    this.#options = resolved;
   }
 
   /** `'exclusive'` or `'shared'`. */
@@ -102,15 +82,16 @@ export class FileLock implements Lock {
   }
 
   /** Takes the lock and returns the held handle: `await using l = await FileLock.acquire(path)`. */
-  static async acquire(path: string, options?: FileLockOptions): Promise<FileLock> {
+  static async acquire(path: string | Buffer, options?: FileLockOptions): Promise<FileLock> {
     const lock = new FileLock(path, options);
     await lock.lock();
     return lock;
   }
 
   /**
-   * Waits for the lock, up to `timeout` ms. Rejects with `LockTimeoutError`, `LockAbortedError`,
-   * `AlreadyLockedError` (this handle holds it) or `LockUpgradeError` (the context holds it shared).
+   * Waits for the lock, up to `timeout` ms. Inside a hold of the same lock (a `withLock` callback), this
+   * nests in that hold instead. Rejects with `LockTimeoutError`, `LockAbortedError`, `AlreadyLockedError`
+   * (this handle holds it) or `LockUpgradeError` (the context holds it shared).
    */
   async lock(): Promise<void> {
     await this.#acquire(this.#options.timeout, true);
@@ -121,41 +102,38 @@ export class FileLock implements Lock {
     return this.#acquire(-1, false);
   }
 
-  /** Releases the lock; rejects with `NotLockedError` if this handle does not hold it. */
+  /**
+   * Releases this handle's hold; rejects with `NotLockedError` if it holds none. The OS lock is given back
+   * once every hold nested in this one has been released too.
+   */
   async unlock(): Promise<void> {
-    this.#release();
+    const hold = this.#hold;
+    if (!hold) throw new NotLockedError(this.lockPath);
+    this.#hold = undefined;
+    hold.release();
   }
 
-  /** Runs `fn` while holding the lock and returns its result; always unlocks, even if `fn` throws. */
+  /**
+   * Runs `fn` while holding the lock and returns its result; always unlocks, even if `fn` throws. Locks
+   * taken on the same file inside `fn` nest in this hold: they re-enter it, one exclusive at a time.
+   */
   async withLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    if (typeof fn !== 'function') throw new InvalidOptionError('fn', fn, 'a function');
     await this.#acquire(this.#options.timeout, true);
+    const hold = this.#hold!;
     try {
-      if ('reentrant' in this.#hold!) return await fn();
-      return await context.run({ lock: this, outer: context.getStore() }, fn);
+      return await runInHold(hold, fn);
     } finally {
-      this.#release();
+      if (this.#hold === hold) {
+        this.#hold = undefined;
+        hold.release();
+      }
     }
   }
 
   /** Alias of `unlock()` that does nothing when not locked, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#hold) this.#release();
-  }
-
-  /** Gives back the OS lock, then the in-process grant, waking the next waiter. */
-  #release(): void {
-    const hold = this.#hold;
-    if (!hold) throw new NotLockedError(this.lockPath);
-    this.#hold = undefined;
-    if ('reentrant' in hold) return;
-    const queue = queues.get(this.lockPath)!;
-    hold.cancelInfo?.();
-    try {
-      releaseAndWake(loadedBackend()!, this.lockPath, hold.held);
-    } finally {
-      queue.release(this.type);
-      if (queue.idle) queues.delete(this.lockPath);
-    }
+    if (this.#hold) await this.unlock();
   }
 
   /** Shared path of lock() and tryLock(); returns false only when busy and `throwOnBusy` is false. */
@@ -163,67 +141,79 @@ export class FileLock implements Lock {
     if (this.#hold || this.#acquiring) throw new AlreadyLockedError(this.lockPath);
     this.#acquiring = true;
     try {
-      return await this.#acquireOnce(timeout, throwOnBusy);
+      const { signal } = this.#options;
+      if (signal?.aborted) throw new LockAbortedError(this.lockPath, signal.reason);
+      const start = performance.now();
+      const deadline = timeout > 0 ? start + timeout : timeout === 0 ? Number.POSITIVE_INFINITY : start;
+      const parent = heldInContext(this.#target.key);
+      const hold = parent
+        ? await this.#nest(parent, deadline)
+        : await this.#acquireRoot(deadline, loadedBackend() ?? (await loadBackend()));
+      if (hold) {
+        this.#hold = hold;
+        return true;
+      }
+      if (!throwOnBusy) return false;
+      const holderPid = parent ? process.pid : findHolderPid(this.#target.fsLockPath);
+      throw new LockTimeoutError(this.lockPath, Math.round(performance.now() - start), holderPid);
     } finally {
       this.#acquiring = false;
     }
   }
 
-  /** The body of #acquire, run while `#acquiring` guards the handle against a second caller. */
-  async #acquireOnce(timeout: number, throwOnBusy: boolean): Promise<boolean> {
+  /** Re-enters `parent`: waits for a grant among the holds nested in it. Undefined when busy at the deadline. */
+  async #nest(parent: Hold, deadline: number): Promise<Hold | undefined> {
     const { type, signal } = this.#options;
-    if (signal?.aborted) throw new LockAbortedError(this.lockPath, signal.reason);
-    const outer = heldInContext(this.lockPath);
-    if (outer) {
-      if (outer.type === 'shared' && type === 'exclusive') throw new LockUpgradeError(this.lockPath);
-      this.#hold = { reentrant: true };
-      return true;
+    if (parent.type === 'shared' && type === 'exclusive') throw new LockUpgradeError(this.lockPath);
+    try {
+      const granted =
+        parent.nested.tryAcquire(type) ||
+        (deadline > performance.now() &&
+          (await waitInQueue(parent.nested, type, deadline, signal, this.lockPath)));
+      return granted ? new Hold(this.#target.key, type, parent) : undefined;
+    } finally {
+      parent.settle(); // a withdrawn request may have been the last thing keeping an released parent alive
     }
-    const backend = loadedBackend() ?? (await loadBackend());
-    const start = performance.now();
-    const deadline = timeout > 0 ? start + timeout : timeout === 0 ? Number.POSITIVE_INFINITY : start;
-    let queue = queues.get(this.lockPath);
-    if (!queue) {
-      queue = new LocalQueue();
-      queues.set(this.lockPath, queue);
-    }
+  }
+
+  /** Takes the in-process grant, then the OS lock. Undefined when busy at the deadline. */
+  async #acquireRoot(deadline: number, backend: LockBackend): Promise<Hold | undefined> {
+    const { type, signal, mode } = this.#options;
+    const { key, fsLockPath } = this.#target;
+    const queue = fileQueue(key);
     if (!queue.tryAcquire(type)) {
-      const granted = deadline > start && (await waitInQueue(queue, type, deadline, signal, this.lockPath));
+      const granted =
+        deadline > performance.now() && (await waitInQueue(queue, type, deadline, signal, this.lockPath));
       if (!granted) {
-        if (queue.idle) queues.delete(this.lockPath);
-        if (!throwOnBusy) return false;
-        throw new LockTimeoutError(this.lockPath, Math.round(performance.now() - start), process.pid);
+        dropIfIdle(key, queue);
+        return undefined;
       }
     }
     let held: LockFd | undefined;
     try {
-      const attempt = attemptOsLock(
-        backend,
-        this.lockPath,
-        this.#options,
-        takeLockFd(this.lockPath, this.#options.mode),
-      );
+      const attempt = attemptOsLock(backend, fsLockPath, this.#options, takeLockFd(this.#target, mode));
       held =
         'locked' in attempt
           ? attempt.locked
-          : await waitForOsLock(backend, this.lockPath, this.#options, deadline, attempt.open);
+          : await waitForOsLock(backend, this.#target, this.#options, deadline, attempt.open);
     } finally {
       if (!held) {
         queue.release(type);
-        if (queue.idle) queues.delete(this.lockPath);
+        dropIfIdle(key, queue);
       }
     }
-    if (!held) {
-      if (!throwOnBusy) return false;
-      throw new LockTimeoutError(
-        this.lockPath,
-        Math.round(performance.now() - start),
-        findHolderPid(this.lockPath),
-      );
-    }
-    const cancelInfo = type === 'exclusive' ? scheduleHolderInfo(held.fd, backend.infoOffset) : undefined;
-    this.#hold = { held, cancelInfo };
-    return true;
+    if (!held) return undefined;
+    const fd = held;
+    const cancelInfo = type === 'exclusive' ? scheduleHolderInfo(fd.fd, backend.infoOffset) : undefined;
+    return new Hold(key, type, undefined, () => {
+      cancelInfo?.();
+      try {
+        releaseAndWake(backend, key, fd);
+      } finally {
+        queue.release(type);
+        dropIfIdle(key, queue);
+      }
+    });
   }
 }
 
@@ -256,7 +246,7 @@ async function waitInQueue(
  */
 function attemptOsLock(
   backend: LockBackend,
-  lockPath: string,
+  lockPath: FsPath,
   options: ResolvedLockOptions,
   fd: LockFd,
 ): { locked: LockFd } | { open: LockFd } {
@@ -281,7 +271,7 @@ function attemptOsLock(
  */
 async function waitForOsLock(
   backend: LockBackend,
-  lockPath: string,
+  { fsLockPath, lockPath }: LockTarget,
   options: ResolvedLockOptions,
   deadline: number,
   fd: LockFd,
@@ -293,12 +283,12 @@ async function waitForOsLock(
     for (;;) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) return undefined;
-      watcher ??= watchQuietly(lockPath);
+      watcher ??= watchQuietly(fsLockPath);
       const jittered = delay * (0.75 + Math.random() * 0.5);
       const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
       if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
       const before: LockFd = current;
-      const attempt = attemptOsLock(backend, lockPath, options, current);
+      const attempt = attemptOsLock(backend, fsLockPath, options, current);
       current = undefined;
       if ('locked' in attempt) return attempt.locked;
       current = attempt.open;
@@ -317,19 +307,27 @@ async function waitForOsLock(
 }
 
 /** Runs `fn` under a shared lock on `path` (see {@link FileLock}). */
-export function withReadLock<T>(
-  path: string,
+export async function withReadLock<T>(
+  path: string | Buffer,
   fn: () => T | Promise<T>,
   options?: FileLockOptions,
 ): Promise<T> {
-  return new FileLock(path, { ...options, type: 'shared' }).withLock(fn);
+  return new FileLock(path, { ...checkedOptions(options), type: 'shared' }).withLock(fn);
 }
 
 /** Runs `fn` under an exclusive lock on `path` (see {@link FileLock}). */
-export function withWriteLock<T>(
-  path: string,
+export async function withWriteLock<T>(
+  path: string | Buffer,
   fn: () => T | Promise<T>,
   options?: FileLockOptions,
 ): Promise<T> {
-  return new FileLock(path, { ...options, type: 'exclusive' }).withLock(fn);
+  return new FileLock(path, { ...checkedOptions(options), type: 'exclusive' }).withLock(fn);
+}
+
+/** `options` if it is an object or undefined; anything else is ERR_INVALID_OPTION before it is spread. */
+function checkedOptions(options: FileLockOptions | undefined): FileLockOptions | undefined {
+  if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) {
+    throw new InvalidOptionError('options', options, 'an object');
+  }
+  return options;
 }

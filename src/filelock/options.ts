@@ -1,7 +1,7 @@
 /** FileLock options: their documented defaults, merged and validated in one place. */
-import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError } from '../errors.js';
-import type { LockType } from './backend.js';
+import type { LockType } from '../lock.js';
+import { resolveLockTarget } from './_target.js';
 
 /** Options for {@link FileLock} and the `with*Lock` helpers. */
 export interface FileLockOptions {
@@ -34,23 +34,17 @@ export interface ResolvedLockOptions {
 /** The default lock timeout, in ms (the Go design's 30 s). */
 export const DEFAULT_TIMEOUT = 30_000;
 
-/** Returns where the lock file for `path` lives: `<lockDir>/<basename(path)>.lock`. */
-export function lockPathFor(path: string, lockDir?: string): string {
-  if (typeof path !== 'string' || path.length === 0)
-    throw new InvalidOptionError('path', path, 'a non-empty string');
-  if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir.length === 0)) {
-    throw new InvalidOptionError('lockDir', lockDir, 'a non-empty string');
-  }
-  const abs = resolve(path);
-  return join(
-    lockDir === undefined ? join(dirname(abs), '.gastown', 'locks') : resolve(lockDir),
-    `${basename(abs)}.lock`,
-  );
+/**
+ * Returns where the lock file for `path` lives: `<dir>/.gastown/locks/<name>.lock`, where `<dir>/<name>`
+ * is the file `path` really names (symbolic links resolved), or `<lockDir>/<name>.lock`.
+ */
+export function lockPathFor(path: string | Buffer, lockDir?: string): string {
+  return resolveLockTarget(path, lockDir).lockPath;
 }
 
 /** Merges defaults into `options` and validates every field, naming the bad option and value. */
 export function resolveLockOptions(options: FileLockOptions = {}): ResolvedLockOptions {
-  if (options === null || typeof options !== 'object')
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
     throw new InvalidOptionError('options', options, 'an object');
   const {
     type = 'exclusive',

@@ -1,0 +1,215 @@
+/**
+ * What townlock will and will not use as a lock file, what it writes there, and what it reads back:
+ * hostile files planted at the lock path (FIFOs, devices, hard links, other users' files and
+ * directories), secrets on the command line, names that are not UTF-8, and very long timeouts.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  chownSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { fixture, hasTool, reapAll, requireTool } from '../../test/multiprocess/helpers.js';
+import { scratchDir } from '../../test/scratch-dir.js';
+import { FileLock, lockHolders, lockPathFor, withReadLock, withWriteLock } from './index.js';
+
+const dir = scratchDir('townlock-lockfile-');
+afterEach(reapAll);
+let seq = 0;
+/** A fresh directory with the lock directory already created. */
+const freshDir = () => {
+  const d = join(dir, `d${++seq}`);
+  mkdirSync(join(d, '.gastown', 'locks'), { recursive: true });
+  return d;
+};
+const isRoot = process.geteuid?.() === 0;
+const NOBODY = 65534;
+
+describe('hostile lock files are refused with ERR_LOCK_UNSAFE', () => {
+  test('a FIFO at the lock path: lock and lockHolders neither hang nor use it', async () => {
+    const d = freshDir();
+    const file = join(d, 'state.json');
+    execFileSync('mkfifo', [lockPathFor(file)]);
+    await assert.rejects(new FileLock(file, { timeout: 1_000 }).lock(), {
+      code: 'ERR_LOCK_UNSAFE',
+      message: /not a regular file/,
+    });
+    assert.deepEqual(await lockHolders(file), []);
+  });
+
+  test('a symlink to /dev/zero: refused by lock, and lockHolders reads nothing through it', async () => {
+    const d = freshDir();
+    const file = join(d, 'zero.json');
+    symlinkSync('/dev/zero', lockPathFor(file));
+    await assert.rejects(new FileLock(file).lock(), { code: 'ERR_LOCK_SYMLINK' });
+    const before = process.memoryUsage().rss;
+    assert.deepEqual(await lockHolders(file), []);
+    assert.ok(process.memoryUsage().rss - before < 50 * 2 ** 20, 'must not read /dev/zero');
+  });
+
+  test('a lock file hard-linked to another file is refused and the other file is untouched', async () => {
+    const d = freshDir();
+    const victim = join(d, 'victim.txt');
+    writeFileSync(victim, 'precious');
+    const file = join(d, 'linked.json');
+    linkSync(victim, lockPathFor(file));
+    await assert.rejects(
+      withWriteLock(file, () => {}),
+      { code: 'ERR_LOCK_UNSAFE', message: /2 hard links/ },
+    );
+    assert.equal(readFileSync(victim, 'utf8'), 'precious');
+  });
+
+  test('a lock directory or lock file planted by another non-root user is refused', async (t) => {
+    if (!isRoot) {
+      t.skip('needs root to create files owned by another user (CI runs as root)');
+      return;
+    }
+    const planted = join(dir, `shared${++seq}`);
+    mkdirSync(join(planted, '.gastown', 'locks'), { recursive: true });
+    chownSync(join(planted, '.gastown'), NOBODY, NOBODY);
+    await assert.rejects(
+      withWriteLock(join(planted, 'a.json'), () => {}),
+      {
+        code: 'ERR_LOCK_UNSAFE',
+        message: /owned by uid 65534/,
+      },
+    );
+    const d = freshDir();
+    chownSync(join(d, '.gastown', 'locks'), NOBODY, NOBODY);
+    await assert.rejects(
+      withWriteLock(join(d, 'b.json'), () => {}),
+      { code: 'ERR_LOCK_UNSAFE' },
+    );
+    const e = freshDir();
+    writeFileSync(lockPathFor(join(e, 'c.json')), '');
+    chownSync(lockPathFor(join(e, 'c.json')), NOBODY, NOBODY);
+    await assert.rejects(
+      withReadLock(join(e, 'c.json'), () => {}),
+      { code: 'ERR_LOCK_UNSAFE' },
+    );
+    // Root's own files are trusted.
+    const f = freshDir();
+    chownSync(join(f, '.gastown', 'locks'), 0, 0);
+    await withWriteLock(join(f, 'd.json'), () => {});
+  });
+});
+
+describe('what a holder writes', () => {
+  test('holder info names the executable, never the arguments (which may hold secrets)', async () => {
+    const d = freshDir();
+    const file = join(d, 'secret.json');
+    const holder = fixture('hold.mjs', [file, 'exclusive', '0', '--password=hunter2']);
+    await holder.waitFor('held');
+    const content = readFileSync(lockPathFor(file), 'utf8');
+    assert.ok(!content.includes('hunter2'), content);
+    const info = JSON.parse(content.split('\n')[0]!);
+    assert.equal(info.command, 'hold.mjs');
+    assert.deepEqual(Object.keys(info).sort(), ['command', 'host', 'pid', 'since']);
+    const [h] = await lockHolders(file);
+    assert.equal(h?.command, 'hold.mjs');
+    holder.send('release');
+    assert.equal(await holder.exited(), 0);
+  });
+
+  test('lockHolders reports a foreign holder by executable name only', async (t) => {
+    if (!requireTool(t, 'flock', hasTool('flock'))) return;
+    const d = freshDir();
+    const file = join(d, 'foreign.json');
+    await withWriteLock(file, () => {});
+    const { start } = await import('../../test/multiprocess/helpers.js');
+    const holder = start('flock', [lockPathFor(file), 'sh', '-c', 'echo held; read x # --token=s3cr3t']);
+    await holder.waitFor('held');
+    const holders = await lockHolders(file);
+    assert.equal(holders.length, 1);
+    assert.ok(!JSON.stringify(holders).includes('s3cr3t'), JSON.stringify(holders));
+    holder.send('go');
+    await holder.exited();
+  });
+});
+
+describe('names and timeouts at the edges', () => {
+  test('a file name that is not UTF-8 locks the same lock file as flock(1) on those bytes', async (t) => {
+    if (!requireTool(t, 'flock', hasTool('flock'))) return;
+    const d = freshDir();
+    const name = Buffer.concat([Buffer.from(join(d, 'data')), Buffer.from([0xff, 0xfe])]);
+    const lock = new FileLock(name);
+    await lock.lock();
+    const entries = readdirSync(Buffer.from(join(d, '.gastown', 'locks')), { encoding: 'buffer' });
+    const expected = Buffer.concat([Buffer.from('data'), Buffer.from([0xff, 0xfe]), Buffer.from('.lock')]);
+    assert.ok(
+      entries.some((e) => e.equals(expected)),
+      entries.map((e) => e.toString('hex')).join(' '),
+    );
+    // flock(1) on the raw bytes (spelled with printf's octal escapes: argv cannot carry them from Node).
+    const flockRaw = () =>
+      spawnSync('sh', [
+        '-c',
+        'flock -n "$(printf "%s/data\\377\\376.lock" "$1")" true',
+        'sh',
+        join(d, '.gastown', 'locks'),
+      ]).status;
+    assert.equal(flockRaw(), 1, 'flock(1) must see the lock held');
+    assert.equal(existsSync(join(d, '.gastown', 'locks', 'data\ufffd\ufffd.lock')), false, 'never mangled');
+    assert.equal(await new FileLock(name).tryLock(), false);
+    await lock.unlock();
+    assert.equal(flockRaw(), 0);
+  });
+
+  test('a timeout of 2^31 ms or more waits instead of timing out at once', async () => {
+    const d = freshDir();
+    const file = join(d, 'long.json');
+    const holder = await FileLock.acquire(file);
+    const controller = new AbortController();
+    const waiter = new FileLock(file, { timeout: 2_600_000_000, signal: controller.signal });
+    let settled = false;
+    const waiting = waiter.lock().then(
+      () => {
+        settled = true;
+      },
+      (err: unknown) => {
+        settled = true;
+        throw err;
+      },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50)); // a clamped timer would have fired by now
+    assert.equal(settled, false, 'a long timeout must not fire at once');
+    controller.abort();
+    await assert.rejects(waiting, { code: 'ERR_LOCK_ABORTED' });
+    await holder.unlock();
+  });
+
+  test('every public function rejects bad arguments with ERR_INVALID_OPTION naming them', async () => {
+    const file = join(freshDir(), 'args.json');
+    const bad: [string, () => unknown][] = [
+      ['path', () => new FileLock(123 as unknown as string)],
+      ['path', () => new FileLock(null as unknown as string)],
+      ['options', () => new FileLock(file, null as unknown as object)],
+      ['options', () => new FileLock(file, [] as unknown as object)],
+      ['fn', () => withWriteLock(file, 'nope' as unknown as () => void)],
+      ['options', () => withWriteLock(file, () => {}, 5 as unknown as object)],
+      ['options', () => withReadLock(file, () => {}, null as unknown as object)],
+      ['fn', () => new FileLock(file).withLock(undefined as unknown as () => void)],
+      ['path', () => lockHolders(undefined as unknown as string)],
+      ['options', () => lockHolders(file, null as unknown as object)],
+      ['path', () => lockPathFor('')],
+      ['lockDir', () => lockPathFor(file, 7 as unknown as string)],
+    ];
+    for (const [name, call] of bad) {
+      await assert.rejects(
+        (async () => call())(),
+        (err: { code?: string; message?: string }) =>
+          err.code === 'ERR_INVALID_OPTION' && (err.message ?? '').includes(name),
+        `${name}: ${call}`,
+      );
+    }
+  });
+});

@@ -1,0 +1,224 @@
+/**
+ * Re-entrancy is scoped to one live hold, not to a FileLock handle: nested holds taken inside a hold
+ * re-enter it, siblings inside an exclusive hold take turns, and the OS lock is given back only when the
+ * outer hold and every hold nested in it have ended. Each test here failed on the handle-scoped design.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { setImmediate as yieldTurn } from 'node:timers/promises';
+import { hasTool, requireTool } from '../../test/multiprocess/helpers.js';
+import { scratchDir } from '../../test/scratch-dir.js';
+import { FileLock, withReadLock, withWriteLock } from './index.js';
+
+const dir = scratchDir('townlock-reentry-');
+let seq = 0;
+const fresh = () => join(dir, `r${++seq}.json`);
+
+/** Yields to the event loop a few times: long enough for a wrongly granted lock to show itself. */
+const turns = async (n = 5) => {
+  for (let i = 0; i < n; i++) await yieldTurn();
+};
+
+/** Whether util-linux flock(1) can take the lock file exclusively right now. */
+const flockFree = (lockPath: string) => spawnSync('flock', ['-n', lockPath, 'true']).status === 0;
+
+/** Records enter/exit of named sections and the largest number inside at once. */
+function sections() {
+  const events: string[] = [];
+  let inside = 0;
+  let max = 0;
+  const run = (name: string) => async () => {
+    max = Math.max(max, ++inside);
+    events.push(`${name} in`);
+    await turns(3);
+    events.push(`${name} out`);
+    inside--;
+  };
+  return { events, run, max: () => max };
+}
+
+describe('re-entry is scoped to a live hold', () => {
+  test('a timer started inside an earlier hold of a reused FileLock does not re-enter a later hold', async () => {
+    const file = fresh();
+    const lock = new FileLock(file);
+    const events: string[] = [];
+    let fire!: () => void;
+    const timer = new Promise<void>((resolve) => {
+      fire = resolve;
+    });
+    let late!: Promise<void>;
+    await lock.withLock(() => {
+      // Runs in the first hold's async context, but only once a second hold of the same handle is active.
+      late = timer.then(() => withWriteLock(file, () => void events.push('timer')));
+    });
+    await lock.withLock(async () => {
+      events.push('second in');
+      fire();
+      await turns();
+      events.push('second out');
+    });
+    await late;
+    assert.deepEqual(events, ['second in', 'second out', 'timer']);
+  });
+
+  test('siblings under Promise.all inside an exclusive hold take turns', async () => {
+    const file = fresh();
+    const s = sections();
+    await withWriteLock(file, () =>
+      Promise.all([
+        withWriteLock(file, s.run('a')),
+        withWriteLock(file, s.run('b')),
+        withWriteLock(file, s.run('c')),
+      ]),
+    );
+    assert.equal(s.max(), 1, s.events.join(', '));
+    assert.deepEqual(s.events, ['a in', 'a out', 'b in', 'b out', 'c in', 'c out']);
+  });
+
+  test('nested holds nest further: grandchildren take turns under their own parent', async () => {
+    const file = fresh();
+    const s = sections();
+    await withWriteLock(file, () =>
+      withWriteLock(file, () =>
+        Promise.all([withWriteLock(file, s.run('x')), withWriteLock(file, s.run('y'))]),
+      ),
+    );
+    assert.equal(s.max(), 1);
+  });
+
+  test('shared children of a hold overlap each other; an exclusive child waits for them', async () => {
+    const file = fresh();
+    const s = sections();
+    await withWriteLock(file, () =>
+      Promise.all([
+        withReadLock(file, s.run('r1')),
+        withReadLock(file, s.run('r2')),
+        withWriteLock(file, s.run('w')),
+      ]),
+    );
+    assert.equal(s.max(), 2);
+    assert.deepEqual(s.events.slice(-2), ['w in', 'w out']);
+    const r = sections();
+    await withReadLock(file, () =>
+      Promise.all([withReadLock(file, r.run('a')), withReadLock(file, r.run('b'))]),
+    );
+    assert.equal(r.max(), 2);
+  });
+
+  test('taking the lock exclusively inside a shared hold still fails at once with ERR_LOCK_UPGRADE', async () => {
+    const file = fresh();
+    await withReadLock(file, async () => {
+      await assert.rejects(
+        withWriteLock(file, () => {}),
+        { code: 'ERR_LOCK_UPGRADE' },
+      );
+      await withWriteLock(join(dir, 'other.json'), () => {}); // another file is unaffected
+    });
+  });
+});
+
+describe('the OS lock is held until every nested hold has ended', () => {
+  test('a nested lock() outliving the outer hold keeps it: isLocked and flock(1) agree', async (t) => {
+    if (!requireTool(t, 'flock', hasTool('flock'))) return;
+    const file = fresh();
+    let inner!: FileLock;
+    const outer = new FileLock(file);
+    await outer.withLock(async () => {
+      inner = new FileLock(file);
+      await inner.lock();
+    });
+    assert.equal(outer.isLocked, false);
+    assert.equal(inner.isLocked, true);
+    assert.equal(flockFree(outer.lockPath), false, 'flock -n must not get a lock a live handle holds');
+    await inner.unlock();
+    assert.equal(inner.isLocked, false);
+    assert.equal(flockFree(outer.lockPath), true);
+  });
+
+  test('a nested request still queued when the outer hold ends is granted before the OS lock goes', async (t) => {
+    if (!requireTool(t, 'flock', hasTool('flock'))) return;
+    const file = fresh();
+    const lockPath = new FileLock(file).lockPath;
+    let releaseFirst!: () => void;
+    const firstGate = new Promise<void>((resolve) => {
+      releaseFirst = resolve;
+    });
+    let freeDuringSecond: boolean | undefined;
+    let children!: Promise<unknown>;
+    await withWriteLock(file, () => {
+      children = Promise.all([
+        withWriteLock(file, () => firstGate),
+        withWriteLock(file, () => {
+          freeDuringSecond = flockFree(lockPath);
+        }),
+      ]);
+    });
+    // The outer callback returned; the first child still holds and the second waits behind it.
+    releaseFirst();
+    await children;
+    assert.equal(freeDuringSecond, false, 'the second child ran while the OS lock was free');
+    assert.equal(flockFree(lockPath), true);
+  });
+
+  test('a context that outlives every hold takes the lock afresh', async () => {
+    const file = fresh();
+    let go!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    let later!: Promise<boolean>;
+    await withWriteLock(file, () => {
+      later = gate.then(() => new FileLock(file, { timeout: -1 }).tryLock());
+    });
+    const other = await FileLock.acquire(file);
+    go();
+    assert.equal(await later, false, 'must be busy: another handle holds the lock now');
+    await other.unlock();
+  });
+});
+
+describe('one lock per file, however it is spelled', () => {
+  test('a symlinked file, a symlinked directory and a lockDir through a symlink share one lock', async () => {
+    const real = join(dir, 'real');
+    mkdirSync(real);
+    const data = join(real, 'machines.json');
+    writeFileSync(data, '{}');
+    const linkDir = join(dir, 'link-dir');
+    symlinkSync(real, linkDir);
+    const other = join(dir, 'other');
+    mkdirSync(other);
+    const linkFile = join(other, 'machines.json');
+    symlinkSync('../real/machines.json', linkFile);
+    const spellings = [
+      data,
+      join(linkDir, 'machines.json'),
+      linkFile,
+      join(real, '..', 'real', 'machines.json'),
+    ];
+    const lockPaths = new Set(spellings.map((p) => new FileLock(p).lockPath));
+    assert.deepEqual([...lockPaths], [join(real, '.gastown', 'locks', 'machines.json.lock')]);
+    assert.equal(
+      new FileLock(data, { lockDir: join(linkDir, '.gastown', 'locks') }).lockPath,
+      join(real, '.gastown', 'locks', 'machines.json.lock'),
+    );
+    // Nested through two spellings: re-entry, not a deadlock.
+    const nested = await withWriteLock(linkFile, () =>
+      withWriteLock(data, () => 'nested', { timeout: 2_000 }),
+    );
+    assert.equal(nested, 'nested');
+    // Concurrent through different spellings: one at a time.
+    const s = sections();
+    await Promise.all(spellings.map((p, i) => withWriteLock(p, s.run(`s${i}`))));
+    assert.equal(s.max(), 1);
+  });
+
+  test('a dangling symlink locks the file it will create', async () => {
+    const target = join(dir, 'later', 'state.json');
+    const link = join(dir, 'dangling.json');
+    symlinkSync(target, link);
+    assert.equal(new FileLock(link).lockPath, join(dir, 'later', '.gastown', 'locks', 'state.json.lock'));
+  });
+});
