@@ -116,11 +116,11 @@ function keepIdle(key: string, held: LockFd): void {
   idle.set(key, held);
   if (flushScheduled) return;
   flushScheduled = true;
-  setImmediate(closeIdle);
+  setImmediate(closeIdleDescriptors);
 }
 
-/** Closes every idle descriptor. */
-function closeIdle(): void {
+/** Closes every idle descriptor now (also before cleanStaleLocks looks for open lock files). */
+export function closeIdleDescriptors(): void {
   flushScheduled = false;
   for (const held of idle.values()) closeQuietly(held.fd);
   idle.clear();

@@ -1,12 +1,14 @@
 /** townlock/filelock: advisory cross-process file locks. See docs/locking.md. */
 export type { Lock, LockType } from '../lock.js';
-export { cleanStaleLocks } from './clean.js';
+export { type CleanOptions, cleanStaleLocks } from './clean.js';
 export {
   AlreadyLockedError,
   FileLockError,
   LockAbortedError,
+  LockDirError,
   LockSymlinkError,
   LockTimeoutError,
+  LockUnsafeError,
   LockUpgradeError,
   NotLockedError,
 } from './errors.js';

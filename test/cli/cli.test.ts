@@ -251,6 +251,7 @@ describe('lock status and clean', () => {
     const holder = fixture('hold.mjs', [file, 'exclusive']);
     await holder.waitFor('held');
     await new FileLock(join(dir, 'other.json')).withLock(() => {});
+    await new Promise((resolve) => setImmediate(resolve)); // this process's idle descriptor closes
     const table = tl(['lock', 'status', file]);
     assert.equal(table.code, 0);
     assert.match(table.out, /^LOCK\s+PID\s+MODE\s+SINCE\s+COMMAND\n/);
@@ -263,7 +264,7 @@ describe('lock status and clean', () => {
     assert.match(held.holders[0].command, /hold\.mjs/);
     const clean = tl(['lock', 'clean', dir]);
     assert.equal(clean.code, 0);
-    assert.match(clean.out, /removed 1 unheld lock file/);
+    assert.match(clean.out, /removed 1 unused lock file/);
     assert.ok(existsSync(join(dir, '.gastown', 'locks', 'state.json.lock')));
     assert.ok(!existsSync(join(dir, '.gastown', 'locks', 'other.json.lock')));
     holder.send('release');
@@ -273,5 +274,19 @@ describe('lock status and clean', () => {
       tl(['lock', 'status', file]).out,
       `not locked: ${join(dir, '.gastown', 'locks', 'state.json.lock')}\n`,
     );
+  });
+
+  test("clean never touches a project's own *.lock files, and a missing DIR is an error", () => {
+    const dir = join(tmp.dir, `project${++seq}`);
+    mkdirSync(dir);
+    for (const name of ['Cargo.lock', 'yarn.lock', 'Gemfile.lock']) writeFileSync(join(dir, name), name);
+    const clean = tl(['lock', 'clean', dir]);
+    assert.equal(clean.code, 0);
+    assert.match(clean.out, /removed 0 unused lock files/);
+    for (const name of ['Cargo.lock', 'yarn.lock', 'Gemfile.lock'])
+      assert.ok(existsSync(join(dir, name)), name);
+    const missing = tl(['lock', 'clean', join(dir, 'nope')]);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.err, /does not exist \[ERR_LOCK_DIR\]/);
   });
 });

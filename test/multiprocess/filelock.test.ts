@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
-import { FileLock, lockHolders } from '../../src/filelock/index.js';
+import { FileLock, lockHolders, lockPathFor, withWriteLock } from '../../src/filelock/index.js';
 import { DIST, fixture, mutatedDist, reapAll, requireTool, start, tempDir } from './helpers.js';
 
 const M = Number(process.env.TOWNLOCK_STRESS_M ?? 150);
@@ -179,13 +179,10 @@ describe('crash release', () => {
 describe('process lifecycle', () => {
   test('a process that locked, timed out and aborted exits on its own with no leftover handles', async () => {
     const file = freshFile();
-    // The same lock directory reached through a symlink gives a second lockPath string, hence an
-    // OS-level wait with a file watcher inside one process.
-    const { symlinkSync, mkdirSync } = await import('node:fs');
-    mkdirSync(join(tmp.dir, '.gastown', 'locks'), { recursive: true });
-    const alias = join(tmp.dir, `alias-${seq}`);
-    symlinkSync(join(tmp.dir, '.gastown', 'locks'), alias);
-    const kid = fixture('lifecycle.mjs', [file, alias]);
+    const heldElsewhere = freshFile();
+    const other = fixture('hold.mjs', [heldElsewhere]);
+    await other.waitFor('held');
+    const kid = fixture('lifecycle.mjs', [file, heldElsewhere]);
     assert.equal(await kid.exited(15_000), 0, kid.stderr());
     assert.deepEqual(kid.lines.filter(Boolean), ['resources []']);
   });
@@ -199,7 +196,9 @@ describe('cleanStaleLocks race', () => {
   const run = async (dist: string, iterations: number) => {
     const file = freshFile('0');
     const lockDir = join(tmp.dir, '.gastown', 'locks');
-    const cleaner = fixture('cleaner.mjs', [lockDir], { TOWNLOCK_DIST: dist });
+    // Only townlock processes use these lock files, so the cleaner may skip its open-file checks and
+    // delete as often as it can: the acquirers' inode check alone must keep exclusion.
+    const cleaner = fixture('cleaner.mjs', [lockDir, 'townlock-only'], { TOWNLOCK_DIST: dist });
     await cleaner.waitFor('cleaning');
     const kids = Array.from({ length: 3 }, () =>
       fixture('contend.mjs', [file, String(iterations)], { TOWNLOCK_DIST: dist }),
@@ -241,5 +240,75 @@ describe('cleanStaleLocks race', () => {
     }
     t.diagnostic(`control run: ${violations} overlapping holds, ${lost} lost increments`);
     assert.ok(violations + lost > 0, 'the control run should have caught two holders');
+  });
+});
+
+describe('cleanStaleLocks beside flock(1), which does not re-check the inode', () => {
+  // Two flock(1) loops and a townlock contender share one lock file while a cleaner with its default
+  // open-file checks deletes unused lock files in a tight loop. Every holder creates one marker file
+  // exclusively; finding it already there means two holders at once. The control run patches the
+  // open-file checks out of a copy of dist/ (the cleaner of before) and must catch overlaps.
+  const run = async (dist: string, n: number) => {
+    const file = freshFile('0');
+    const lockFile = lockPathFor(file);
+    await withWriteLock(file, () => {}); // create the lock directory and file
+    const mark = `${file}.holder`;
+    const log = `${file}.overlaps`;
+    writeFileSync(log, '');
+    const cleaner = fixture('cleaner.mjs', [join(tmp.dir, '.gastown', 'locks')], { TOWNLOCK_DIST: dist });
+    await cleaner.waitFor('cleaning');
+    const script = join(DIST, '..', 'test', 'multiprocess', 'fixtures', 'flock-loop.sh');
+    const loops = [0, 1].map(() => start('sh', [script, lockFile, String(n), mark, log]));
+    const townlock = fixture('contend.mjs', [file, String(n)], { TOWNLOCK_DIST: dist });
+    for (const l of loops) await l.waitFor('done', 120_000);
+    const line = await townlock.waitFor(/^violations /, 120_000);
+    assert.equal(await townlock.exited(), 0, townlock.stderr());
+    cleaner.send('stop');
+    const [, removed, , unlinked] = (await cleaner.waitFor(/^removed /)).split(' ').map(Number);
+    const flockOverlaps = readFileSync(log, 'utf8').split('\n').filter(Boolean).length;
+    return {
+      overlaps: flockOverlaps + Number(line.split(' ')[1]),
+      count: Number(readFileSync(file, 'utf8')),
+      removed: removed!,
+      unlinked: unlinked!,
+    };
+  };
+
+  test('never two holders among flock(1), townlock and a cleaner', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const n = Number(process.env.TOWNLOCK_MIXED_ITER ?? 300);
+    // Deleting a contended file is rare by design (it is skipped while anyone has it open); rounds repeat
+    // until the cleaner has deleted at least once, so the test always covers deletion under contention.
+    let overlaps = 0;
+    let removed = 0;
+    let unlinked = 0;
+    for (let round = 0; round < 6 && unlinked === 0; round++) {
+      const r = await run(DIST, n);
+      assert.equal(r.count, n);
+      overlaps += r.overlaps;
+      removed += r.removed;
+      unlinked += r.unlinked;
+    }
+    t.diagnostic(`cleaner unlinked ${unlinked} lock files (${unlinked - removed} bridged) under contention`);
+    assert.equal(overlaps, 0);
+    assert.ok(
+      unlinked > 0,
+      'the cleaner must actually have deleted lock files for the test to mean anything',
+    );
+  });
+
+  test('control: a cleaner without the open-file checks lets flock(1) overlap', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const mutated = mutatedDist(
+      tmp.dir,
+      'dist-no-open-check',
+      'filelock/clean.js',
+      /const checkOpeners = !options\.assumeTownlockOnly;/,
+      'const checkOpeners = false;',
+    );
+    let overlaps = 0;
+    for (let round = 0; round < 8 && overlaps === 0; round++) overlaps += (await run(mutated, 300)).overlaps;
+    t.diagnostic(`control run: ${overlaps} overlapping holds`);
+    assert.ok(overlaps > 0, 'the control run should have caught two holders');
   });
 });

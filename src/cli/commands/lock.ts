@@ -195,13 +195,13 @@ export const lockClean: Command = {
   usage: 'townlock lock clean [DIR]',
   example: 'townlock lock clean ~/town',
   details:
-    'DIR (default: the current directory): cleans DIR/.gastown/locks, or DIR itself if it is a lock directory.',
+    'DIR (default: the current directory): cleans DIR/.gastown/locks, or DIR itself if it is a .gastown/locks directory.\nNothing else is ever touched; a DIR that does not exist is an error.',
   async run(args, ctx): Promise<ExitCode> {
     const { positionals: rest } = parse(args, {});
     const [target = ctx.cwd] = rest.length > 1 ? positionals(rest, ['DIR']) : rest;
-    const dir = await lockDirOf(resolve(ctx.cwd, target));
+    const dir = resolve(ctx.cwd, target);
     const removed = await cleanStaleLocks(dir);
-    ctx.stdout.write(`removed ${removed} unheld lock file${removed === 1 ? '' : 's'} from ${dir}\n`);
+    ctx.stdout.write(`removed ${removed} unused lock file${removed === 1 ? '' : 's'} from ${dir}\n`);
     return EXIT.ok;
   },
 };

@@ -1,0 +1,155 @@
+/**
+ * cleanStaleLocks: it deletes only unused lock files in townlock's own lock directories, and never lets
+ * a process that does not re-check the inode (flock(1), Python, the Go tool) hold a deleted lock file
+ * while a newcomer holds its replacement. The cross-process stress version is in test/multiprocess.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { type Child, hasTool, reapAll, requireTool, start } from '../../test/multiprocess/helpers.js';
+import { scratchDir } from '../../test/scratch-dir.js';
+import { cleanHooks } from './clean.js';
+import { cleanStaleLocks, FileLock, lockPathFor, withWriteLock } from './index.js';
+
+const root = scratchDir('townlock-clean-');
+afterEach(() => {
+  cleanHooks.beforeUnlink = undefined;
+  reapAll();
+});
+let seq = 0;
+/** A fresh project directory. */
+const project = () => {
+  const d = join(root, `p${++seq}`);
+  mkdirSync(d);
+  return d;
+};
+/** Creates the lock file of `file` the way a lock does, and returns its path. */
+const used = async (file: string) => {
+  await withWriteLock(file, () => {});
+  return lockPathFor(file);
+};
+
+/** A Python process that opens a file (without locking it), then locks and closes it when told. */
+const STRAGGLER = `
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+print('opened', flush=True)
+sys.stdin.readline()
+fcntl.flock(fd, fcntl.LOCK_EX)
+print('locked', flush=True)
+sys.stdin.readline()
+os.close(fd)
+print('closed', flush=True)
+sys.stdin.readline()
+`;
+const straggler = (path: string): Child => start('python3', ['-c', STRAGGLER, path]);
+/** Whether flock(1) gets the lock file at once. */
+const flockFree = (lockPath: string) => spawnSync('flock', ['-n', lockPath, 'true']).status === 0;
+
+describe('what cleanStaleLocks may touch', () => {
+  test("a project's own *.lock files are never touched, only .gastown/locks", async () => {
+    const d = project();
+    for (const name of ['Cargo.lock', 'yarn.lock', 'Gemfile.lock']) writeFileSync(join(d, name), name);
+    assert.equal(await cleanStaleLocks(d), 0, 'no .gastown/locks: nothing to clean');
+    const lockFile = await used(join(d, 'state.json'));
+    assert.equal(await cleanStaleLocks(d), 1);
+    assert.equal(existsSync(lockFile), false);
+    for (const name of ['Cargo.lock', 'yarn.lock', 'Gemfile.lock']) {
+      assert.equal(readFileSync(join(d, name), 'utf8'), name);
+    }
+  });
+
+  test('the lock directory itself may be given; a missing dir or a file is refused with ERR_LOCK_DIR', async () => {
+    const d = project();
+    const lockFile = await used(join(d, 'a.json'));
+    assert.equal(await cleanStaleLocks(join(d, '.gastown', 'locks')), 1);
+    assert.equal(existsSync(lockFile), false);
+    await assert.rejects(cleanStaleLocks(join(d, 'missing')), {
+      code: 'ERR_LOCK_DIR',
+      message: /does not exist/,
+    });
+    writeFileSync(join(d, 'plain'), 'x');
+    await assert.rejects(cleanStaleLocks(join(d, 'plain')), {
+      code: 'ERR_LOCK_DIR',
+      message: /not a directory/,
+    });
+    await assert.rejects(cleanStaleLocks(''), { code: 'ERR_INVALID_OPTION' });
+    await assert.rejects(cleanStaleLocks(7 as unknown as string), { code: 'ERR_INVALID_OPTION' });
+  });
+
+  test('a .gastown/locks that is a symlink is refused, and what it points at is untouched', async () => {
+    const d = project();
+    const elsewhere = join(d, 'elsewhere');
+    mkdirSync(elsewhere);
+    writeFileSync(join(elsewhere, 'keep.lock'), 'x');
+    mkdirSync(join(d, '.gastown'));
+    symlinkSync(elsewhere, join(d, '.gastown', 'locks'));
+    await assert.rejects(cleanStaleLocks(d), { code: 'ERR_LOCK_DIR' });
+    assert.ok(existsSync(join(elsewhere, 'keep.lock')));
+  });
+
+  test('held, foreign-typed, hard-linked and symlinked entries are kept', async () => {
+    const d = project();
+    const lockDir = join(d, '.gastown', 'locks');
+    const held = await FileLock.acquire(join(d, 'held.json'));
+    await used(join(d, 'free.json'));
+    execFileSync('mkfifo', [join(lockDir, 'fifo.lock')]);
+    writeFileSync(join(d, 'target'), 'data');
+    linkSync(join(d, 'target'), join(lockDir, 'hard.lock'));
+    symlinkSync(join(d, 'target'), join(lockDir, 'sym.lock'));
+    writeFileSync(join(lockDir, 'notes.txt'), 'not a lock');
+    assert.equal(await cleanStaleLocks(d), 1);
+    for (const kept of ['fifo.lock', 'hard.lock', 'sym.lock', 'notes.txt'])
+      assert.ok(existsSync(join(lockDir, kept)), kept);
+    assert.ok(existsSync(held.lockPath));
+    assert.equal(readFileSync(join(d, 'target'), 'utf8'), 'data');
+    await held.unlock();
+  });
+});
+
+describe('foreign processes that do not re-check the inode', () => {
+  test('a lock file another process has open (about to flock it) is not deleted', async (t) => {
+    if (!requireTool(t, 'python3', hasTool('python3'))) return;
+    const d = project();
+    const lockFile = await used(join(d, 'open.json'));
+    const s = straggler(lockFile);
+    await s.waitFor('opened');
+    assert.equal(await cleanStaleLocks(d), 0);
+    assert.ok(existsSync(lockFile));
+    s.send('lock');
+    await s.waitFor('locked');
+    assert.equal(
+      await new FileLock(join(d, 'open.json'), { timeout: -1 }).tryLock(),
+      false,
+      'one file, one lock',
+    );
+    s.send('close');
+    await s.waitFor('closed');
+  });
+
+  test('a process that opens the file between the check and the unlink never holds it beside a newcomer', async (t) => {
+    if (!requireTool(t, 'python3', hasTool('python3')) || !requireTool(t, 'flock', hasTool('flock'))) return;
+    const d = project();
+    const file = join(d, 'race.json');
+    const lockFile = await used(file);
+    let s: Child | undefined;
+    cleanHooks.beforeUnlink = async (path) => {
+      s = straggler(path);
+      await s.waitFor('opened');
+    };
+    const cleaning = cleanStaleLocks(d);
+    while (!s) await new Promise((r) => setImmediate(r));
+    await s.waitFor('opened');
+    s.send('lock');
+    await s.waitFor('locked'); // it holds the deleted inode...
+    assert.equal(flockFree(lockFile), false, '...so a newcomer on the path must wait');
+    assert.equal(await new FileLock(file, { timeout: -1 }).tryLock(), false);
+    s.send('close');
+    await s.waitFor('closed');
+    assert.equal(await cleaning, 0, 'the file it had to keep locked is not counted as removed');
+    assert.equal(flockFree(lockFile), true, 'free again once the straggler closed the old inode');
+    s.send('exit');
+  });
+});
