@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   mkdirSync,
@@ -143,13 +144,53 @@ describe('PendingFile', () => {
     assert.deepEqual(readdirSync(dir), ['q.txt']);
   });
 
-  test('removeStaleTempFiles removes only temp files of that target', async () => {
+  test('removeStaleTempFiles removes only temp files of that target whose writer is dead', async () => {
     const dir = freshDir();
     const file = join(dir, 'r.json');
-    writeFileSync(join(dir, '.r.json.tmp-1-abc'), 'x');
-    writeFileSync(join(dir, '.other.json.tmp-1-abc'), 'x');
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // exited: its pid names no live process
+    writeFileSync(join(dir, `.r.json.tmp-${dead}-abc`), 'x');
+    writeFileSync(join(dir, `.r.json.tmp-${process.pid}-abc`), 'live writer');
+    writeFileSync(join(dir, `.other.json.tmp-${dead}-abc`), 'x');
     writeFileSync(file, 'x');
     assert.equal(await removeStaleTempFiles(file), 1);
-    assert.deepEqual(readdirSync(dir).sort(), ['.other.json.tmp-1-abc', 'r.json']);
+    assert.deepEqual(readdirSync(dir).sort(), [
+      `.other.json.tmp-${dead}-abc`,
+      `.r.json.tmp-${process.pid}-abc`,
+      'r.json',
+    ]);
+  });
+});
+
+describe('bad arguments', () => {
+  test('leave the target as it was and give ERR_INVALID_OPTION naming the argument', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'keep.json');
+    writeFileSync(file, 'precious');
+    const cases: [string, () => Promise<unknown>][] = [
+      ['data', () => writeFileAtomic(file, 123 as unknown as string)],
+      ['data', () => writeFileAtomic(file, {} as unknown as string)],
+      ['data', () => writeFileAtomic(file, true as unknown as string)],
+      ['data', () => writeFileAtomic(file, null as unknown as string)],
+      ['data', () => writeFileAtomic(file, undefined as unknown as string)],
+      ['data', () => writeFileAtomic(file, [1, 2] as unknown as string)],
+      ['options', () => writeFileAtomic(file, 'x', null as unknown as object)],
+      ['options', () => writeFileAtomic(file, 'x', 'fast' as unknown as object)],
+      ['path', () => writeFileAtomic(42 as unknown as string, 'x')],
+      ['path', () => writeFileAtomic('', 'x')],
+      ['path', () => PendingFile.create(undefined as unknown as string)],
+      ['path', () => removeStaleTempFiles(null as unknown as string)],
+    ];
+    for (const [name, call] of cases) {
+      await assert.rejects(call(), (err: { code?: string; message?: string }) => {
+        assert.equal(err.code, 'ERR_INVALID_OPTION', `${name}: ${err.message}`);
+        assert.match(err.message ?? '', new RegExp(name));
+        return true;
+      });
+    }
+    const pending = await PendingFile.create(file);
+    await assert.rejects(pending.write(7 as unknown as string), { code: 'ERR_INVALID_OPTION' });
+    await pending.cleanup();
+    assert.equal(readFileSync(file, 'utf8'), 'precious');
+    assert.deepEqual(readdirSync(dir), ['keep.json']);
   });
 });

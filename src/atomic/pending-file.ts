@@ -43,9 +43,11 @@ export class PendingFile {
 
   /** Creates the temporary file (exclusively, so concurrent writers never share one). */
   static async create(path: string, options: AtomicWriteOptions = {}): Promise<PendingFile> {
-    const { mode, fsync = true } = options;
-    if (typeof path !== 'string' || path.length === 0)
+    if (typeof path !== 'string' || path.length === 0 || path.includes('\0'))
       throw new InvalidOptionError('path', path, 'a non-empty string');
+    if (options === null || typeof options !== 'object' || Array.isArray(options))
+      throw new InvalidOptionError('options', options, 'an object');
+    const { mode, fsync = true } = options;
     if (mode !== undefined && (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)) {
       throw new InvalidOptionError('mode', mode, 'file permission bits');
     }
@@ -65,6 +67,7 @@ export class PendingFile {
 
   /** Writes `data` as the whole content of the pending file. */
   async write(data: string | Uint8Array): Promise<void> {
+    checkData(data);
     const fd = this.#openFd();
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     await this.#step(() => ops.write(fd, bytes));
@@ -131,6 +134,7 @@ export async function writeFileAtomic(
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
+  checkData(data); // before anything is created: a bad argument must leave every file as it was
   const pending = await PendingFile.create(path, options);
   try {
     await pending.write(data);
@@ -141,11 +145,13 @@ export async function writeFileAtomic(
 }
 
 /**
- * Removes temporary files that crashed writers left beside `path`, returning how many it removed.
- * Warning: only safe while the caller excludes every other writer of `path` (holds its write lock);
- * otherwise it can delete a live writer's temporary file and make that writer's commit fail.
+ * Removes temporary files that crashed writers left beside `path`, returning how many it removed. Only
+ * files whose writer (the pid in the name) is no longer alive are removed, so a live writer's temp file
+ * is never taken from under it, even by a caller that does not exclude it. Safe to call at any time.
  */
 export async function removeStaleTempFiles(path: string): Promise<number> {
+  if (typeof path !== 'string' || path.length === 0)
+    throw new InvalidOptionError('path', path, 'a non-empty string');
   const target = await resolveTarget(resolve(path));
   const prefix = `.${basename(target)}.tmp-`;
   let names: string[];
@@ -157,12 +163,32 @@ export async function removeStaleTempFiles(path: string): Promise<number> {
   let removed = 0;
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
+    const pid = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length))?.[1];
+    if (pid === undefined || isAlive(Number(pid))) continue;
     await ops.unlink(join(dirname(target), name)).then(
       () => removed++,
       () => {},
     );
   }
   return removed;
+}
+
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Throws ERR_INVALID_OPTION unless `data` is a string or bytes (123 or {} would empty the target). */
+function checkData(data: unknown): void {
+  if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+    throw new InvalidOptionError('data', data, 'a string or a Uint8Array');
+  }
 }
 
 /** Follows a symlink at `path` so the rename replaces the link's target, not the link. */
