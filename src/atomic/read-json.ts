@@ -21,97 +21,103 @@ export function parseJson<T = unknown>(text: string, path: string): T {
 /**
  * Finds the first syntax error in `text` with a small validating scanner. V8's own messages do not always
  * carry a position (Node 20: "Unexpected token ..."), so we find it ourselves; only runs after a failure.
+ * Iterative, with an explicit stack: input nested 200,000 deep must not overflow the call stack.
  */
 export function locateJsonError(text: string): { position: number; detail: string } {
   let i = 0;
-  const fail = (detail: string): never => {
-    throw { position: i, detail };
-  };
+  /** Containers still open: '}' or ']' is what closes each. */
+  const open: string[] = [];
+  const fail = (detail: string) => ({ position: i, detail });
   const ws = () => {
     while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
   };
-  const literal = (word: string) => {
-    for (const ch of word) {
-      if (text[i] !== ch) fail(`invalid literal, expected ${word}`);
-      i++;
-    }
-  };
-  const string = () => {
+  /** Scans a string starting at its quote; returns an error detail or undefined. */
+  const string = (): string | undefined => {
     i++;
     while (i < text.length) {
       const ch = text[i]!;
       if (ch === '"') {
         i++;
-        return;
+        return undefined;
       }
-      if (ch < ' ') fail('control character in string');
+      if (ch < ' ') return 'control character in string';
       if (ch === '\\') {
         i++;
         if (text[i] === 'u') {
-          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail('invalid \\u escape');
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) return 'invalid \\u escape';
           i += 4;
-        } else if (!'"\\/bfnrt'.includes(text[i] ?? '')) fail('invalid escape');
+        } else if (!'"\\/bfnrt'.includes(text[i] ?? '')) return 'invalid escape';
       }
       i++;
     }
-    fail('unterminated string');
+    return 'unterminated string';
   };
-  const number = () => {
-    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
-    if (!m) fail('invalid number');
-    i += m![0].length;
-  };
-  const value = (): void => {
+  /** Scans one scalar, or opens a container (then `next` says what its first member is). */
+  let next = 'value' as 'value' | 'key' | 'after';
+  const value = (): string | undefined => {
     ws();
     const ch = text[i];
-    if (ch === undefined) fail('unexpected end of input');
-    else if (ch === '{') container('}', true);
-    else if (ch === '[') container(']', false);
-    else if (ch === '"') string();
-    else if (ch === 't') literal('true');
-    else if (ch === 'f') literal('false');
-    else if (ch === 'n') literal('null');
-    else if (ch === '-' || (ch >= '0' && ch <= '9')) number();
-    else fail(`unexpected character ${JSON.stringify(ch)}`);
-  };
-  const container = (close: string, isObject: boolean) => {
-    i++;
-    ws();
-    if (text[i] === close) {
+    if (ch === undefined) return 'unexpected end of input';
+    if (ch === '{' || ch === '[') {
+      open.push(ch === '{' ? '}' : ']');
       i++;
-      return;
-    }
-    for (;;) {
-      if (isObject) {
-        ws();
-        if (text[i] !== '"') fail('expected a property name in double quotes');
-        string();
-        ws();
-        if (text[i] !== ':') fail("expected ':' after property name");
-        i++;
-      }
-      value();
       ws();
+      if (text[i] === open.at(-1)) {
+        open.pop();
+        i++;
+        next = 'after';
+      } else next = ch === '{' ? 'key' : 'value';
+      return undefined;
+    }
+    next = 'after';
+    if (ch === '"') return string();
+    for (const word of ['true', 'false', 'null']) {
+      if (ch === word[0]) {
+        for (const w of word) {
+          if (text[i] !== w) return `invalid literal, expected ${word}`;
+          i++;
+        }
+        return undefined;
+      }
+    }
+    if (ch === '-' || (ch >= '0' && ch <= '9')) {
+      const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+      if (!m) return 'invalid number';
+      i += m[0].length;
+      return undefined;
+    }
+    return `unexpected character ${JSON.stringify(ch)}`;
+  };
+  /** Scans `"key":`; the value comes next. */
+  const key = (): string | undefined => {
+    ws();
+    if (text[i] !== '"') return 'expected a property name in double quotes';
+    const bad = string();
+    if (bad) return bad;
+    ws();
+    if (text[i] !== ':') return "expected ':' after property name";
+    i++;
+    next = 'value';
+    return undefined;
+  };
+  let bad: string | undefined;
+  do {
+    if (next === 'value') bad = value();
+    else if (next === 'key') bad = key();
+    else {
+      ws();
+      const close = open.at(-1)!;
       if (text[i] === ',') {
         i++;
-        continue;
-      }
-      if (text[i] === close) {
+        next = close === '}' ? 'key' : 'value';
+      } else if (text[i] === close) {
+        open.pop();
         i++;
-        return;
-      }
-      fail(i >= text.length ? 'unexpected end of input' : `expected ',' or '${close}'`);
+      } else bad = i >= text.length ? 'unexpected end of input' : `expected ',' or '${close}'`;
     }
-  };
-  try {
-    value();
-    ws();
-    if (i < text.length) fail('unexpected data after the JSON value');
-  } catch (located) {
-    if (typeof located === 'object' && located && 'position' in located) {
-      return located as { position: number; detail: string };
-    }
-    throw located;
-  }
+  } while (!bad && (next !== 'after' || open.length > 0));
+  if (bad) return fail(bad);
+  ws();
+  if (i < text.length) return fail('unexpected data after the JSON value');
   return { position: 0, detail: 'invalid JSON' };
 }

@@ -39,21 +39,21 @@ export function openersIn(dir: string, except?: number): Map<string, Set<number>
       try {
         if (!fs.readlinkSync(link).startsWith(prefix)) continue;
         const st = fs.statSync(link);
-        const key = idKey(st);
-        let pids = found.get(key);
-        if (!pids) found.set(key, (pids = new Set()));
-        pids.add(Number(pid));
+        addPid(found, idKey(st), Number(pid));
       } catch {
         // closed while we looked
       }
     }
   }
-  for (const [key, pid] of blockedWaiters()) {
-    let pids = found.get(key);
-    if (!pids) found.set(key, (pids = new Set()));
-    pids.add(pid);
-  }
+  for (const [key, pid] of blockedWaiters()) addPid(found, key, pid);
   return found;
+}
+
+/** Records that `pid` has the file `key` open. */
+function addPid(found: Map<string, Set<number>>, key: string, pid: number): void {
+  const pids = found.get(key);
+  if (pids) pids.add(pid);
+  else found.set(key, new Set([pid]));
 }
 
 /** `dev:ino` in the form openersIn keys by. */

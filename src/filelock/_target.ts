@@ -110,7 +110,12 @@ function realTarget(kind: PathKind, abs: string, depth: number): string {
     if (!isMissing(err)) throw err;
   }
   // Missing: a file yet to be created, or a symlink whose target does not exist yet.
-  const st = fs.lstatSync(kind.fs(abs), { throwIfNoEntry: false });
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(kind.fs(abs), { throwIfNoEntry: false });
+  } catch (err) {
+    if (!isMissing(err)) throw err; // ENOTDIR: a parent is a file; the lock file cannot be made either
+  }
   if (st?.isSymbolicLink() && depth < 40) {
     const link = fromFs(kind, fs.readlinkSync(kind.fs(abs), { encoding: 'buffer' }));
     return realTarget(kind, posix.resolve(posix.dirname(abs), link), depth + 1);

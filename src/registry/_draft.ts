@@ -1,60 +1,98 @@
 /**
- * The draft an update callback edits: the registry's machines with an undo log, so that a callback that
- * throws can be rolled back without copying the registry.
+ * The draft an update callback edits: a private copy of the committed machines with an undo log, so a
+ * callback that throws is rolled back without touching the committed snapshot or the other callbacks of
+ * its batch. Entries are immutable; the draft only swaps them in its own map.
  */
-import type { RegistryState } from './_format.js';
-import { LocalMachineError, MachineNotFoundError } from './errors.js';
-import { type Machine, type StoredMachine, validateMachine } from './machine.js';
+import type { Draft } from '../store/_group-commit.js';
+import type { Entry, RegistryState } from './_format.js';
+import { type InvalidMachineError, LocalMachineError, MachineNotFoundError } from './errors.js';
+import { type Machine, validateMachine } from './machine.js';
 
 /** The view of the registry an {@link MachineRegistry.update} callback edits. */
 export interface RegistryDraft {
-  /** The machine named `name`; throws MachineNotFoundError. */
+  /** The machine named `name`; throws MachineNotFoundError (or InvalidMachineError for an invalid entry). */
   get(name: string): Machine;
+  /** Whether a valid machine named `name` exists. */
   has(name: string): boolean;
-  /** All machines, sorted by name. */
+  /** All valid machines, sorted by name. */
   list(): Machine[];
   /** Adds or replaces a machine (validated; unknown fields of a replaced machine are kept). */
   add(machine: Machine): void;
-  /** Removes a machine; throws MachineNotFoundError, or LocalMachineError for `local`. */
+  /** Removes a machine (also an invalid entry); throws MachineNotFoundError, or LocalMachineError for `local`. */
   remove(name: string): void;
 }
 
-/** Builds the draft an update callback edits; every change pushes its inverse onto `undo`. */
-export function makeDraft(state: RegistryState, undo: (() => void)[]): RegistryDraft {
-  const { machines } = state;
-  const restore = (name: string, previous: StoredMachine | undefined) => () => {
-    if (previous) machines.set(name, previous);
-    else machines.delete(name);
+/** Opens a draft over a committed state. */
+export function beginDraft(base: RegistryState): Draft<RegistryState, RegistryDraft> {
+  const entries = new Map(base.entries);
+  let undo: (() => void)[] = [];
+  let changes = 0;
+  const put = (name: string, entry: Entry | undefined) => {
+    const previous = entries.get(name);
+    if (entry) entries.set(name, entry);
+    else entries.delete(name);
+    undo.push(() => (previous ? entries.set(name, previous) : entries.delete(name)));
+    changes++;
   };
-  return {
-    get(name) {
-      const stored = machines.get(name);
-      if (!stored) throw new MachineNotFoundError(name);
-      return { ...stored.machine };
-    },
-    has: (name) => machines.has(name),
-    list: () => sortedMachines(state),
+  const view: RegistryDraft = {
+    get: (name) => machineOf(entries, name),
+    has: (name) => entries.get(name)?.valid === true,
+    list: () => sortedMachines(entries, false),
     add(machine) {
       const clean = validateMachine(machine);
       if (clean.name === 'local' && clean.type !== 'local')
         throw new LocalMachineError('changed to another type');
-      const previous = machines.get(clean.name);
-      machines.set(clean.name, { machine: clean, extra: previous?.extra ?? {} });
-      undo.push(restore(clean.name, previous));
+      const previous = entries.get(clean.name);
+      put(clean.name, {
+        valid: true,
+        machine: Object.freeze(clean),
+        extra: previous?.valid ? previous.extra : [],
+      });
     },
     remove(name) {
       if (name === 'local') throw new LocalMachineError('removed');
-      const previous = machines.get(name);
-      if (!previous) throw new MachineNotFoundError(name);
-      machines.delete(name);
-      undo.push(restore(name, previous));
+      if (!entries.has(name)) throw new MachineNotFoundError(name);
+      put(name, undefined);
     },
+  };
+  return {
+    view,
+    mark: () => {
+      undo = [];
+    },
+    rollback: () => {
+      for (const step of undo.reverse()) step();
+      changes -= undo.length;
+      undo = [];
+    },
+    finish: () => ({ next: { version: base.version, entries, extra: base.extra }, changed: changes > 0 }),
   };
 }
 
-/** Copies of all machines, sorted by name. */
-export function sortedMachines(state: RegistryState): Machine[] {
-  return [...state.machines.values()]
-    .map((s) => ({ ...s.machine }))
-    .sort((a, b) => (a.name < b.name ? -1 : 1));
+/** A copy of the valid machine `name`; MachineNotFoundError, or InvalidMachineError for a bad entry. */
+export function machineOf(entries: ReadonlyMap<string, Entry>, name: string): Machine {
+  const entry = entries.get(name);
+  if (!entry) throw new MachineNotFoundError(name);
+  if (!entry.valid) throw entry.problem;
+  return { ...entry.machine };
+}
+
+/** The valid machines of committed states, sorted, computed once per state. */
+const sortedCache = new WeakMap<ReadonlyMap<string, Entry>, readonly Readonly<Machine>[]>();
+
+/** Copies of all valid machines, sorted by name; `committed` maps never change, so their order is cached. */
+export function sortedMachines(entries: ReadonlyMap<string, Entry>, committed = true): Machine[] {
+  let sorted = committed ? sortedCache.get(entries) : undefined;
+  if (!sorted) {
+    sorted = [...entries.values()]
+      .flatMap((e) => (e.valid ? [e.machine] : []))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    if (committed) sortedCache.set(entries, sorted);
+  }
+  return sorted.map((m) => ({ ...m }));
+}
+
+/** The entries that failed validation, with their reasons. */
+export function invalidEntries(entries: ReadonlyMap<string, Entry>): InvalidMachineError[] {
+  return [...entries.values()].flatMap((e) => (e.valid ? [] : [e.problem]));
 }

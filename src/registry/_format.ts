@@ -1,41 +1,56 @@
 /**
  * The registry file format, byte-compatible with the Go tool: `{"version": 1, "machines": {...}}`, 2-space
  * indented like json.MarshalIndent, machines sorted by name (byte order, as Go sorts map keys), every Go
- * field written, `<`, `>` and `&` escaped as Go's encoder does, no trailing newline. Fields this version
- * does not know, top-level or per machine, are carried through every rewrite.
+ * field written, `<`, `>` and `&` escaped as Go's encoder does, no trailing newline.
+ *
+ * What this version does not understand is kept byte for byte: unknown fields (top-level or per machine)
+ * keep their raw JSON text (so 9007199254740993 stays ...993), and machine entries that fail validation
+ * (a bad name, an option-like host, `local` typed as ssh, a type from a newer tool) are kept whole, are
+ * not served, and are reported. Nesting deeper than Go's own limit is corruption, as it is for Go.
  */
+import { nestsDeeperThan, objectMembers } from '../atomic/_json-scan.js';
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
-import { RegistryCorruptError, RegistryVersionError } from './errors.js';
-import type { StoredMachine } from './machine.js';
+import { InvalidMachineError, RegistryCorruptError, RegistryVersionError } from './errors.js';
+import { type Machine, validateMachine } from './machine.js';
 
 /** The newest file version this code reads and writes. */
 export const REGISTRY_VERSION = 1;
 
-/** A parsed registry file. */
+/** Go's encoding/json refuses deeper nesting; so do we (and nothing recursive ever meets deeper input). */
+export const MAX_DEPTH = 10_000;
+
+/** A field kept as its raw JSON text. */
+export type RawField = readonly [key: string, raw: string];
+
+/** One entry of the machines map: a valid machine, or an entry kept as written but not served. */
+export type Entry =
+  | { readonly valid: true; readonly machine: Readonly<Machine>; readonly extra: readonly RawField[] }
+  | { readonly valid: false; readonly raw: string; readonly problem: InvalidMachineError };
+
+/** A parsed registry. Immutable once published as a snapshot. */
 export interface RegistryState {
-  version: number;
-  machines: Map<string, StoredMachine>;
+  readonly version: number;
+  readonly entries: ReadonlyMap<string, Entry>;
   /** Top-level fields other than `version` and `machines`, in file order. */
-  extra: Record<string, unknown>;
+  readonly extra: readonly RawField[];
 }
+
+/** The built-in machine for this host. */
+export const LOCAL_ENTRY: Entry = Object.freeze({
+  valid: true,
+  machine: Object.freeze({ name: 'local', type: 'local' as const }),
+  extra: [],
+});
 
 /** The state of a registry whose file does not exist yet: just `local`. */
 export function emptyState(): RegistryState {
-  const state: RegistryState = { version: REGISTRY_VERSION, machines: new Map(), extra: {} };
-  ensureLocal(state);
-  return state;
+  return { version: REGISTRY_VERSION, entries: new Map([['local', LOCAL_ENTRY]]), extra: [] };
 }
 
-/** Adds the `local` machine if missing, as the Go tool does on load. */
-function ensureLocal(state: RegistryState): void {
-  if (!state.machines.has('local')) {
-    state.machines.set('local', { machine: { name: 'local', type: 'local' }, extra: {} });
-  }
-}
-
-/** Parses registry text; throws RegistryCorruptError or RegistryVersionError, never returns partial data. */
-export function parseRegistry(text: string, path: string): RegistryState {
+/** Parses registry bytes; throws RegistryCorruptError or RegistryVersionError, never returns partial data. */
+export function parseRegistry(bytes: Buffer | string, path: string): RegistryState {
+  const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8');
   if (text.trim() === '') throw new RegistryCorruptError(path, 'the file is empty', 0);
   let data: unknown;
   try {
@@ -45,84 +60,151 @@ export function parseRegistry(text: string, path: string): RegistryState {
     const where = `invalid JSON at line ${err.line}, column ${err.column}`;
     throw new RegistryCorruptError(path, `${where} (position ${err.position})`, err.position, err);
   }
-  if (!isObject(data)) throw new RegistryCorruptError(path, 'the top level is not a JSON object');
-  const { version = REGISTRY_VERSION, machines = {}, ...extra } = data;
+  if (!isObject(data)) throw new RegistryCorruptError(path, 'the top level is not a JSON object', 0);
+  const { version = REGISTRY_VERSION, machines = {} } = data;
   if (typeof version !== 'number' || !Number.isInteger(version)) {
     throw new RegistryCorruptError(path, `"version" must be an integer, found ${JSON.stringify(version)}`);
   }
   if (version > REGISTRY_VERSION) throw new RegistryVersionError(path, version, REGISTRY_VERSION);
   if (machines !== null && !isObject(machines))
     throw new RegistryCorruptError(path, '"machines" is not an object');
-  const state: RegistryState = { version, machines: new Map(), extra };
-  for (const [key, entry] of Object.entries(machines ?? {})) {
-    state.machines.set(key, parseEntry(key, entry, path));
-  }
-  ensureLocal(state);
-  return state;
-}
 
-/** Reads one machine entry leniently (as Go does: the map key is the name), checking only types. */
-function parseEntry(key: string, entry: unknown, path: string): StoredMachine {
-  if (!isObject(entry))
-    throw new RegistryCorruptError(path, `machine ${JSON.stringify(key)} is not an object`);
-  /** A known string field, or undefined; anything but a string or null is corruption. */
-  const field = (name: string): string | undefined => {
-    const value = entry[name];
-    if (value === undefined || value === null || value === '') return undefined;
-    if (typeof value !== 'string') {
-      throw new RegistryCorruptError(path, `machine ${JSON.stringify(key)} has a non-string "${name}"`);
+  // Raw texts are needed only for what we do not understand; the common file needs no scan at all.
+  let top: Map<string, { start: number; end: number }> | undefined;
+  let inMachines: Map<string, { start: number; end: number }> | undefined;
+  const topSpans = () => (top ??= spans(text, 0));
+  const machineSpans = () => {
+    if (!inMachines) {
+      const m = topSpans().get('machines')!;
+      inMachines = spans(text, m.start);
     }
-    return value;
+    return inMachines;
   };
-  // A type this version does not know (a newer tool's) is kept as written; connection() rejects it.
-  const machine = { name: key, type: (field('type') ?? '') as 'local' | 'ssh' } as StoredMachine['machine'];
-  const host = field('host');
-  const keyPath = field('key_path');
-  const townPath = field('town_path');
-  if (host) machine.host = host;
-  if (keyPath) machine.keyPath = keyPath;
-  if (townPath) machine.townPath = townPath;
-  // No prototype, so a "__proto__" field from the file stays an ordinary field.
-  const extra: Record<string, unknown> = Object.create(null);
-  for (const k of Object.keys(entry)) if (!KNOWN.has(k)) extra[k] = entry[k];
-  return { machine, extra };
+  const rawOf = (span: { start: number; end: number }) => text.slice(span.start, span.end);
+  const tooDeep = (value: unknown, span: () => { start: number }) => {
+    if (nestsDeeperThan(value, MAX_DEPTH - 3)) {
+      const at = span().start;
+      throw new RegistryCorruptError(path, `nesting deeper than ${MAX_DEPTH} levels (position ${at})`, at);
+    }
+  };
+
+  const extra: RawField[] = [];
+  for (const key of Object.keys(data)) {
+    if (key === 'version' || key === 'machines') continue;
+    tooDeep(data[key], () => topSpans().get(key)!);
+    extra.push([key, rawOf(topSpans().get(key)!)]);
+  }
+  const entries = new Map<string, Entry>();
+  for (const [key, value] of Object.entries(machines ?? {})) {
+    const entry = readEntry(key, value);
+    if (entry.valid && entry.extraKeys.length === 0) {
+      entries.set(key, { valid: true, machine: entry.machine, extra: [] });
+      continue;
+    }
+    tooDeep(value, () => machineSpans().get(key)!);
+    const span = machineSpans().get(key)!;
+    if (!entry.valid) {
+      entries.set(key, { valid: false, raw: rawOf(span), problem: entry.problem });
+      continue;
+    }
+    const fields = spans(text, span.start);
+    entries.set(key, {
+      valid: true,
+      machine: entry.machine,
+      extra: entry.extraKeys.map((k) => [k, rawOf(fields.get(k)!)] as const),
+    });
+  }
+  if (!entries.has('local')) entries.set('local', LOCAL_ENTRY);
+  return { version, entries, extra };
 }
 
-/** The per-machine fields of the Go format. */
-const KNOWN = new Set(['name', 'type', 'host', 'key_path', 'town_path']);
+/** The members of the object at `start`, by key (the last one wins, as in JSON.parse). */
+function spans(text: string, start: number): Map<string, { start: number; end: number }> {
+  const out = new Map<string, { start: number; end: number }>();
+  for (const m of objectMembers(text, start)) out.set(m.key, { start: m.valueStart, end: m.valueEnd });
+  return out;
+}
+
+/** The per-machine fields of the Go format, and their names in Machine. */
+const KNOWN: Record<string, keyof Machine> = {
+  name: 'name',
+  type: 'type',
+  host: 'host',
+  key_path: 'keyPath',
+  town_path: 'townPath',
+};
+
+/** Reads one entry: the validated machine and the names of its unknown fields, or why it is invalid. */
+function readEntry(
+  key: string,
+  value: unknown,
+): { valid: true; machine: Machine; extraKeys: string[] } | { valid: false; problem: InvalidMachineError } {
+  if (!isObject(value)) {
+    return { valid: false, problem: new InvalidMachineError('machine', 'is not a JSON object', key) };
+  }
+  const candidate: Record<string, unknown> = { name: key };
+  const extraKeys: string[] = [];
+  for (const k of Object.keys(value)) {
+    const field = Object.hasOwn(KNOWN, k) ? KNOWN[k]! : undefined;
+    if (!field) extraKeys.push(k);
+    else if (field === 'name') {
+      // Go uses the map key; a different "name" inside is a hand edit we cannot resolve.
+      if (value[k] !== key && value[k] !== '' && value[k] !== null) {
+        return {
+          valid: false,
+          problem: new InvalidMachineError('name', `differs from its key (${JSON.stringify(value[k])})`, key),
+        };
+      }
+    } else if (value[k] !== null && value[k] !== '') candidate[field] = value[k];
+  }
+  try {
+    const machine = validateMachine(candidate);
+    if (machine.name === 'local' && machine.type !== 'local') {
+      throw new InvalidMachineError('type', '"local" must have type local', key);
+    }
+    return { valid: true, machine: Object.freeze(machine), extraKeys };
+  } catch (err) {
+    if (!(err instanceof InvalidMachineError)) throw err;
+    return { valid: false, problem: new InvalidMachineError(err.field, err.detail, key) };
+  }
+}
 
 /** Serializes the state in the Go tool's exact layout. */
 export function serializeRegistry(state: RegistryState): string {
-  const names = sortBytewise([...state.machines.keys()]);
+  const names = sortBytewise([...state.entries.keys()]);
   // Built by concatenation: this runs under the write lock for every write, so it must stay cheap.
   let machines = '';
   for (const name of names) {
-    const { machine, extra } = state.machines.get(name)!;
     if (machines !== '') machines += ',\n';
-    machines += `    ${quote(name)}: {\n`;
-    machines += `      "name": ${quote(machine.name)},\n`;
-    machines += `      "type": ${quote(machine.type)},\n`;
-    machines += `      "host": ${quote(machine.host ?? '')},\n`;
-    machines += `      "key_path": ${quote(machine.keyPath ?? '')},\n`;
-    machines += `      "town_path": ${quote(machine.townPath ?? '')}`;
-    for (const [k, v] of Object.entries(extra))
-      machines += `,\n      ${JSON.stringify(k)}: ${indented(v, '      ')}`;
-    machines += '\n    }';
+    machines += `    ${quote(name)}: ${entryText(state.entries.get(name)!)}`;
   }
   const version = Math.max(state.version, REGISTRY_VERSION);
   let out = `{\n  "version": ${version},\n  "machines": ${machines === '' ? '{}' : `{\n${machines}\n  }`}`;
-  for (const [k, v] of Object.entries(state.extra)) out += `,\n  ${JSON.stringify(k)}: ${indented(v, '  ')}`;
-  return escapeLikeGo(`${out}\n}`);
+  for (const [k, raw] of state.extra) out += `,\n  ${quote(k)}: ${raw}`;
+  return `${out}\n}`;
 }
 
-/** A JSON string literal; skips JSON.stringify for the common strings that need no escaping. */
+/** One machine entry's JSON text at the depth the registry file puts it (the etcd store uses it whole). */
+export function entryText(entry: Entry): string {
+  if (!entry.valid) return entry.raw;
+  const { machine, extra } = entry;
+  let text = '{\n';
+  text += `      "name": ${quote(machine.name)},\n`;
+  text += `      "type": ${quote(machine.type)},\n`;
+  text += `      "host": ${quote(machine.host ?? '')},\n`;
+  text += `      "key_path": ${quote(machine.keyPath ?? '')},\n`;
+  text += `      "town_path": ${quote(machine.townPath ?? '')}`;
+  for (const [k, raw] of extra) text += `,\n      ${quote(k)}: ${raw}`;
+  return `${text}\n    }`;
+}
+
+/** A JSON string literal escaped as Go's encoder does (`<`, `>`, `&`, U+2028, U+2029 as \u00XX). */
 function quote(s: string): string {
-  return /^[\w .@:/~+,=-]*$/.test(s) ? `"${s}"` : JSON.stringify(s);
-}
-
-/** JSON for a value nested at `indent`, in json.MarshalIndent's two-space layout. */
-function indented(value: unknown, indent: string): string {
-  return JSON.stringify(value, null, 2).replace(/\n/g, `\n${indent}`);
+  if (/^[\w .@:/~+,=-]*$/.test(s)) return `"${s}"`;
+  return JSON.stringify(s).replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** Sorts by UTF-8 bytes, as Go sorts map keys; plain comparison agrees below U+D800, the common case. */
@@ -131,11 +213,6 @@ function sortBytewise(names: string[]): string[] {
     return names.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
   const bytes = new Map(names.map((n) => [n, Buffer.from(n)]));
   return names.sort((x, y) => Buffer.compare(bytes.get(x)!, bytes.get(y)!));
-}
-
-/** Go's encoding/json escapes these for HTML safety; doing the same keeps files byte-identical. */
-function escapeLikeGo(json: string): string {
-  return json.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Whether `v` is a plain JSON object. */

@@ -1,5 +1,6 @@
 /** Errors thrown by the registry module. */
 import { TownlockError } from '../errors.js';
+import { ioMessage } from '../store/errors.js';
 
 /** The registry file is not a valid registry (bad JSON, wrong shape); it is never overwritten. */
 export class RegistryCorruptError extends TownlockError {
@@ -36,36 +37,50 @@ export class RegistryVersionError extends TownlockError {
 }
 RegistryVersionError.prototype.name = 'RegistryVersionError';
 
-/** The registry file could not be read or written (permissions, a directory in its place, ...). */
+/** The registry file could not be read or written (permissions, a directory or FIFO in its place, ...). */
 export class RegistryIoError extends TownlockError {
-  constructor(path: string, action: 'read' | 'write', cause: NodeJS.ErrnoException) {
-    const why =
-      cause.code === 'EACCES' || cause.code === 'EPERM'
-        ? 'permission denied'
-        : cause.code === 'EISDIR'
-          ? 'it is a directory'
-          : cause.code === 'ENOTDIR'
-            ? 'a parent of it is not a directory'
-            : cause.message;
-    super('ERR_REGISTRY_IO', `Cannot ${action} registry ${path}: ${why} (${cause.code ?? 'error'})`, {
+  constructor(path: string, action: 'read' | 'write', cause: NodeJS.ErrnoException | string) {
+    super('ERR_REGISTRY_IO', ioMessage(path, `${action} registry`, cause), {
       path,
-      cause,
+      cause: typeof cause === 'string' ? undefined : cause,
     });
   }
 }
 RegistryIoError.prototype.name = 'RegistryIoError';
 
-/** A machine failed validation; `field` names the offending field. */
+/** A machine failed validation; `field` names the offending field, `machine` the entry when it came from the file. */
 export class InvalidMachineError extends TownlockError {
-  /** The field that is wrong: `name`, `type`, `host`, `keyPath` or `townPath`. */
+  /** The field that is wrong: `name`, `type`, `host`, `keyPath`, `townPath` or `machine` (the whole entry). */
   readonly field: string;
+  /** What is wrong with it. */
+  readonly detail: string;
+  /** The machine's name (its key in the file), for entries read from the file. */
+  readonly machine: string | undefined;
 
-  constructor(field: string, message: string) {
-    super('ERR_INVALID_MACHINE', `Invalid machine ${field}: ${message}`);
+  constructor(field: string, detail: string, machine?: string) {
+    const who = machine === undefined ? '' : ` ${JSON.stringify(machine)}`;
+    super('ERR_INVALID_MACHINE', `Invalid machine${who} ${field}: ${detail}`);
     this.field = field;
+    this.detail = detail;
+    this.machine = machine;
   }
 }
 InvalidMachineError.prototype.name = 'InvalidMachineError';
+
+/**
+ * A registry write was made from inside an update() callback of the same registry file
+ * (`ERR_REGISTRY_REENTRANT`): it would wait for the batch that waits for it. Use the draft instead.
+ */
+export class RegistryReentrantError extends TownlockError {
+  constructor(path: string) {
+    super(
+      'ERR_REGISTRY_REENTRANT',
+      `Cannot write registry ${path} from inside one of its own update() callbacks; change the draft the callback receives instead`,
+      { path },
+    );
+  }
+}
+RegistryReentrantError.prototype.name = 'RegistryReentrantError';
 
 /** No machine has that name. */
 export class MachineNotFoundError extends TownlockError {

@@ -5,7 +5,14 @@ export {
   MachineNotFoundError,
   RegistryCorruptError,
   RegistryIoError,
+  RegistryReentrantError,
   RegistryVersionError,
 } from './errors.js';
 export { type Machine, validateMachine } from './machine.js';
-export { MachineRegistry, type RegistryDraft, type RegistryOptions } from './registry.js';
+export {
+  MachineRegistry,
+  type Registry,
+  RegistryBase,
+  type RegistryDraft,
+  type RegistryOptions,
+} from './registry.js';

@@ -268,7 +268,8 @@ describe('file format', () => {
     const original = readFileSync(path, 'utf8');
     const reg = await MachineRegistry.open(path);
     assert.equal(reg.get('build-01').keyPath, '~/.ssh/id_ed25519');
-    assert.equal(reg.get('r&d').host, 'cluster <prod>');
+    // A machine type from a newer tool (and a name this version does not allow) is kept, not served.
+    assert.throws(() => reg.get('r&d'), { code: 'ERR_INVALID_MACHINE', message: /"r&d"/ });
     await reg.add({ name: 'tmp', type: 'ssh', host: 'tmp' });
     const parsed = JSON.parse(readFileSync(path, 'utf8'));
     assert.deepEqual(parsed.machines['build-01'].labels, { arch: 'arm64', pool: ['ci', 'nightly'] });
@@ -313,8 +314,6 @@ describe('bad files are never overwritten', () => {
     ['not an object', '[1, 2]', 'ERR_REGISTRY_CORRUPT', undefined],
     ['null', 'null', 'ERR_REGISTRY_CORRUPT', undefined],
     ['machines not an object', '{"version": 1, "machines": []}', 'ERR_REGISTRY_CORRUPT', undefined],
-    ['machine not an object', '{"version": 1, "machines": {"a": 3}}', 'ERR_REGISTRY_CORRUPT', undefined],
-    ['non-string host', '{"version": 1, "machines": {"a": {"host": 1}}}', 'ERR_REGISTRY_CORRUPT', undefined],
     ['string version', '{"version": "1", "machines": {}}', 'ERR_REGISTRY_CORRUPT', undefined],
     ['newer version', '{"version": 2, "machines": {}}', 'ERR_REGISTRY_VERSION', undefined],
   ];

@@ -71,9 +71,9 @@ describe('multi-process registry', () => {
     const dist = mutatedDist(
       tmp.dir,
       'dist-no-lock',
-      'registry/registry.js',
-      /await withWriteLock\(this\.path, /,
-      'await ((_path, fn) => fn())(this.path, ',
+      'store/_file-document.js',
+      /await lock\.withLock\(/,
+      'await ((fn) => fn())(',
     );
     const path = freshPath();
     // Without the lock, writers also trip over each other's temp files, so some may fail outright.

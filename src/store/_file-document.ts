@@ -1,0 +1,280 @@
+/**
+ * A document kept in one file and shared by many processes: the file half of every store.
+ *
+ * Snapshots: memory holds the last committed version as an immutable snapshot (state, the exact bytes
+ * it came from, the file's fingerprint). Readers only ever get a whole snapshot; a writer builds its next
+ * state on its own draft and the snapshot is swapped only after the rename succeeded. Nothing a failed or
+ * unfinished write did is ever visible.
+ *
+ * Freshness: a read stats the file. The fingerprint (device, inode, size, mtime and ctime in ns) says
+ * whether it changed, except when it is ambiguous: file systems stamp times with a coarse clock and reuse
+ * freed inodes, so a file replaced within the same clock tick can keep every field. A fingerprint seen
+ * less than a safety margin after its ctime is therefore "racy" (git's term) and the bytes are compared
+ * instead. Once the bytes were confirmed after the margin, any later replacement must carry a newer ctime.
+ *
+ * Writes: under the exclusive lock of the file (lock identity follows symlinks to the file that is
+ * actually replaced): refresh, apply, then, if anything changed, atomic replace (temp file, fsync, rename,
+ * directory fsync) and publish. Directories created for the file are fsynced into their parents. Temp
+ * files of writers that died are removed. A file that does not parse is never overwritten.
+ */
+import fs from 'node:fs';
+import { dirname } from 'node:path';
+import { mkdirDurable } from '../atomic/_mkdir.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../atomic/pending-file.js';
+import { heldInContext } from '../filelock/_holds.js';
+import { resolveLockTarget } from '../filelock/_target.js';
+import { FileLock } from '../filelock/lock.js';
+import { type FileLockOptions, resolveLockOptions } from '../filelock/options.js';
+import type { DocumentStore, Snapshot } from './_document.js';
+import type { ApplyBatch } from './_group-commit.js';
+
+/** How a document's state is read from and written to bytes. */
+export interface Codec<S> {
+  /** The state of a file that does not exist yet. */
+  empty(): S;
+  /** Parses the file; throws the layer's corrupt error, never returns partial state. */
+  parse(bytes: Buffer, path: string): S;
+  /** The file's new content. */
+  serialize(state: S): string | Buffer;
+}
+
+/** The errors a layer reports in its own codes. */
+export interface DocumentErrors {
+  /** An OS error (or a non-regular file) while reading or writing. */
+  io(path: string, action: 'read' | 'write', cause: NodeJS.ErrnoException | string): Error;
+}
+
+/** Options of a file document. */
+export interface FileDocumentOptions {
+  /** How long a write waits for the lock, in ms. */
+  lockTimeout?: number;
+  /** Directory of the lock file. */
+  lockDir?: string;
+  /** fsync file and directory on every write. */
+  fsync: boolean;
+}
+
+/** One committed version of the document, with the file's bytes it came from (undefined: no file). */
+export interface FileSnapshot<S> extends Snapshot<S> {
+  readonly bytes: Buffer | undefined;
+}
+
+/** Device, inode, size and times (ns) of one version of the file. */
+interface Fingerprint {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** What memory knows about the file: the snapshot, the fingerprint it matches and when that was seen. */
+interface Known<S> {
+  snapshot: FileSnapshot<S>;
+  fingerprint: Fingerprint | undefined;
+  /** When (Date.now()) the bytes were last confirmed to match the file with this fingerprint. */
+  confirmedAt: number;
+}
+
+/**
+ * Margin for ambiguous fingerprints, in ms: above the clock tick of local file systems (1-10 ms); file
+ * systems with whole-second times (ns part 0) get COARSE_MARGIN.
+ */
+const MARGIN = 50;
+const COARSE_MARGIN = 2_100;
+// Never follow a planted FIFO into a blocking open; the type check after fstat refuses it.
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+
+/** A document stored in the file at `path`. */
+export class FileDocument<S> implements DocumentStore<S> {
+  readonly path: string;
+  readonly #codec: Codec<S>;
+  readonly #errors: DocumentErrors;
+  readonly #lockOptions: FileLockOptions;
+  readonly #fsync: boolean;
+  #known: Known<S>;
+
+  constructor(path: string, codec: Codec<S>, errors: DocumentErrors, options: FileDocumentOptions) {
+    this.path = path;
+    this.#codec = codec;
+    this.#errors = errors;
+    this.#lockOptions = { timeout: options.lockTimeout, lockDir: options.lockDir };
+    resolveLockOptions(this.#lockOptions); // bad lockTimeout/lockDir fail at open, not at the first write
+    resolveLockTarget(path, options.lockDir);
+    this.#fsync = options.fsync;
+    this.#known = {
+      snapshot: { state: codec.empty(), bytes: undefined },
+      fingerprint: undefined,
+      confirmedAt: 0,
+    };
+  }
+
+  /** The lock identity of the file (symlinks resolved), as the group commit and re-entry checks use it. */
+  get identity(): string {
+    return resolveLockTarget(this.path, this.#lockOptions.lockDir).key;
+  }
+
+  /** True when the current async context holds this file's lock (a write then commits under it). */
+  heldByCaller(): boolean {
+    return heldInContext(this.identity) !== undefined;
+  }
+
+  /** The latest committed snapshot, re-read first if the file changed (synchronous). */
+  read(): FileSnapshot<S> {
+    return this.#refresh(false);
+  }
+
+  /** Re-reads the file under its shared lock: no writer is half way, so the result is the latest. */
+  async reload(): Promise<FileSnapshot<S>> {
+    return new FileLock(this.path, { ...this.#lockOptions, type: 'shared' }).withLock(() =>
+      this.#refresh(true),
+    );
+  }
+
+  /** Runs one batch under the exclusive lock and publishes its result (see the module comment). */
+  async commit(apply: ApplyBatch<S>): Promise<void> {
+    const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
+    try {
+      // Before the lock, whose directory lives inside this one and would otherwise create it non-durably.
+      await mkdirDurable(dirname(lock.path), this.#fsync);
+    } catch (err) {
+      throw this.#wrap('write', err);
+    }
+    await lock.withLock(async () => {
+      const base = this.#refresh(false);
+      const { next, changed } = await apply(base.state);
+      if (!changed) return;
+      const bytes = toBuffer(this.#codec.serialize(next));
+      if (base.bytes?.equals(bytes)) return; // the writes changed nothing: no rename, no fsync
+      const target = lock.path; // the file writers actually replace (symlinks resolved)
+      try {
+        // Under the lock no other townlock writer is active; temp files of dead writers are garbage.
+        await removeStaleTempFiles(target);
+        await writeFileAtomic(target, bytes, { fsync: this.#fsync });
+      } catch (err) {
+        throw this.#wrap('write', err);
+      }
+      const written = fs.statSync(target, { bigint: true, throwIfNoEntry: false });
+      this.#known = {
+        snapshot: { state: next, bytes },
+        fingerprint: written && fingerprintOf(written),
+        confirmedAt: Date.now(),
+      };
+    });
+  }
+
+  /** Swaps in the file's current version if it differs from the known one (or always checks, with `force`). */
+  #refresh(force: boolean): FileSnapshot<S> {
+    let st: fs.BigIntStats | undefined;
+    try {
+      st = fs.statSync(this.path, { bigint: true, throwIfNoEntry: false });
+    } catch (err) {
+      throw this.#wrap('read', err);
+    }
+    const known = this.#known;
+    if (!st) {
+      if (known.snapshot.bytes !== undefined || force) this.#known = this.#empty();
+      return this.#known.snapshot;
+    }
+    if (!st.isFile()) throw this.#errors.io(this.path, 'read', notRegular(st));
+    const fingerprint = fingerprintOf(st);
+    if (!force && known.fingerprint && sameFingerprint(known.fingerprint, fingerprint) && !racy(known)) {
+      return known.snapshot;
+    }
+    const now = Date.now();
+    const { bytes, fingerprint: read } = this.#readFile();
+    if (known.snapshot.bytes?.equals(bytes)) {
+      this.#known = { snapshot: known.snapshot, fingerprint: read, confirmedAt: now };
+      return known.snapshot;
+    }
+    const state = this.#codec.parse(bytes, this.path);
+    this.#known = { snapshot: { state, bytes }, fingerprint: read, confirmedAt: now };
+    return this.#known.snapshot;
+  }
+
+  /** Memory for a missing file. */
+  #empty(): Known<S> {
+    return {
+      snapshot: { state: this.#codec.empty(), bytes: undefined },
+      fingerprint: undefined,
+      confirmedAt: 0,
+    };
+  }
+
+  /** Reads the whole file through one descriptor, with the fingerprint of exactly what was read. */
+  #readFile(): { bytes: Buffer; fingerprint: Fingerprint } {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.path, READ_FLAGS);
+    } catch (err) {
+      throw this.#wrap('read', err);
+    }
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (!st.isFile()) throw this.#errors.io(this.path, 'read', notRegular(st));
+      // One more byte than the size, to notice a file that grew while we read; grows further if needed.
+      let buf = Buffer.allocUnsafe(Number(st.size) + 1);
+      let length = 0;
+      for (;;) {
+        if (length === buf.length) {
+          const bigger = Buffer.allocUnsafe(buf.length * 2);
+          buf.copy(bigger, 0, 0, length);
+          buf = bigger;
+        }
+        const n = fs.readSync(fd, buf, length, buf.length - length, null);
+        if (n === 0) break;
+        length += n;
+      }
+      return { bytes: buf.subarray(0, length), fingerprint: fingerprintOf(st) };
+    } catch (err) {
+      throw this.#wrap('read', err);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** OS errors become the layer's IO error; the layer's own errors pass through. */
+  #wrap(action: 'read' | 'write', err: unknown): unknown {
+    const code = (err as NodeJS.ErrnoException)?.code;
+    return typeof code === 'string' && code.startsWith('E') && !code.startsWith('ERR_')
+      ? this.#errors.io(this.path, action, err as NodeJS.ErrnoException)
+      : err;
+  }
+}
+
+/** The identifying fields of a stat. */
+function fingerprintOf(st: fs.BigIntStats): Fingerprint {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+/** Whether two fingerprints are field for field the same. */
+function sameFingerprint(a: Fingerprint, b: Fingerprint): boolean {
+  return (
+    a.dev === b.dev &&
+    a.ino === b.ino &&
+    a.size === b.size &&
+    a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs
+  );
+}
+
+/**
+ * Whether an unchanged fingerprint could still hide a replacement: the bytes were last confirmed less
+ * than a clock margin after the file's ctime, so a replacement in the same tick would look identical.
+ */
+function racy(known: Known<unknown>): boolean {
+  const ctimeNs = known.fingerprint!.ctimeNs;
+  const coarse = ctimeNs % 1_000_000_000n === 0n;
+  const ctimeMs = Number(ctimeNs / 1_000_000n);
+  return known.confirmedAt - ctimeMs < (coarse ? COARSE_MARGIN : MARGIN);
+}
+
+/** Why a path that is not a regular file cannot be the document. */
+function notRegular(st: fs.BigIntStats): string {
+  return st.isDirectory() ? 'it is a directory' : 'it is not a regular file (a FIFO, socket or device)';
+}
+
+/** Serialized content as bytes. */
+function toBuffer(content: string | Buffer): Buffer {
+  return typeof content === 'string' ? Buffer.from(content) : content;
+}

@@ -1,0 +1,171 @@
+/**
+ * Group commit, written once for every store (JSON files, queues, the machine registry, etcd).
+ *
+ * Writes made concurrently in one process queue up and are applied in arrival order as one batch, in
+ * one durable commit. Each write's callback runs on the batch's draft with its own rollback point, so a
+ * callback that throws (or a result that fails validation) is undone and fails alone. Every caller is
+ * answered only after the commit: a resolved write is durable, and nothing a batch did is visible to
+ * readers before the commit published it (the store swaps in a whole new snapshot).
+ *
+ * Contexts: the flush runs on behalf of many callers, so it runs outside every caller's lock holds (it
+ * must neither re-enter nor wait behind whichever caller happened to start it). A write made inside a
+ * callback of the same store would wait for the batch that is waiting for it: it fails at once with the
+ * store's reentrant error instead; the chain of callbacks a write comes from is carried with it, so the
+ * cycle is caught across stores too. A write made while the caller itself holds the store's write lock
+ * is committed there and then, under that hold, instead of queueing behind it.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { outsideHolds } from '../filelock/_holds.js';
+
+/** The mutable view of one batch that write callbacks edit. */
+export interface Draft<S, V> {
+  /** What callbacks receive. */
+  readonly view: V;
+  /** A rollback point, set before each callback. */
+  mark(): void;
+  /** Undoes everything since the last mark(). */
+  rollback(): void;
+  /** Checks the state after a callback (a `validate` option); throwing rejects that write alone. */
+  check?(): void;
+  /** The state after the kept writes, and whether it differs from the base. */
+  finish(): { next: S; changed: boolean };
+}
+
+/** Applies a batch to `base`; an optimistic store may call it again on fresh state after a conflict. */
+export type ApplyBatch<S> = (base: S) => Promise<{ next: S; changed: boolean }>;
+
+/** What a store plugs into the group commit. */
+export interface GroupCommitConfig<S, V> {
+  /** The identity re-entrant writes are recognised by (the file's real path, the etcd prefix). */
+  identity: string;
+  /** Opens a draft over the latest committed state. */
+  begin(base: S): Draft<S, V>;
+  /**
+   * Makes one batch durable: obtain the latest state, `apply` it, write the result if it changed, and
+   * publish the new snapshot. `readsAll` is true when some write read the whole state (an `update`).
+   */
+  commit(apply: ApplyBatch<S>, readsAll: boolean): Promise<void>;
+  /** The error for a write made inside one of this store's own callbacks. */
+  reentrant(): Error;
+  /** True when the caller's async context holds this store's write lock already. */
+  heldByCaller?(): boolean;
+}
+
+/** The chain of store callbacks the current code runs inside. */
+interface Inside {
+  identity: string;
+  outer: Inside | undefined;
+}
+
+const inside = new AsyncLocalStorage<Inside>();
+
+/** Whether the current context runs inside a write callback of the store `identity`. */
+function isInside(identity: string): boolean {
+  for (let i = inside.getStore(); i; i = i.outer) if (i.identity === identity) return true;
+  return false;
+}
+
+/** One queued write. */
+interface Pending<V> {
+  fn: (view: V) => unknown;
+  readsAll: boolean;
+  /** The callback chain of the caller, restored around `fn` so cycles across stores are caught. */
+  context: Inside | undefined;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
+/** The write queue of one store object. */
+export class GroupCommit<S, V> {
+  readonly #config: GroupCommitConfig<S, V>;
+  #queue: Pending<V>[] = [];
+  #flushing = false;
+
+  constructor(config: GroupCommitConfig<S, V>) {
+    this.#config = config;
+  }
+
+  /**
+   * Queues `fn` to run on the latest committed state and resolves with its result once the batch is
+   * durable. `readsAll` says whether `fn` depends on the whole state (true for user callbacks).
+   */
+  submit<R>(fn: (view: V) => R | Promise<R>, readsAll = true): Promise<R> {
+    const config = this.#config;
+    if (isInside(config.identity)) return Promise.reject(config.reentrant());
+    return new Promise<R>((resolve, reject) => {
+      const op: Pending<V> = {
+        fn,
+        readsAll,
+        context: inside.getStore(),
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      };
+      if (config.heldByCaller?.()) {
+        // The caller holds the write lock: commit under its hold now; queueing would wait for it forever.
+        void this.#run([op]);
+        return;
+      }
+      this.#queue.push(op);
+      if (this.#flushing) return;
+      this.#flushing = true;
+      // Start on the next microtask, so every write made in this tick joins the batch; outside every
+      // caller's holds and callbacks, because the flush works for all of them.
+      queueMicrotask(() => outsideHolds(() => inside.exit(() => void this.#flush())));
+    });
+  }
+
+  /** Commits queued batches until the queue is empty. */
+  async #flush(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) await this.#run(this.#queue.splice(0));
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  /** Commits one batch and answers each of its writers. Never rejects. */
+  async #run(batch: Pending<V>[]): Promise<void> {
+    const config = this.#config;
+    let outcomes: Outcome[] = [];
+    const apply: ApplyBatch<S> = async (base) => {
+      outcomes = [];
+      const draft = config.begin(base);
+      for (const op of batch) {
+        draft.mark();
+        try {
+          const value = await inside.run({ identity: config.identity, outer: op.context }, () =>
+            op.fn(draft.view),
+          );
+          draft.check?.();
+          outcomes.push({ ok: true, value });
+        } catch (err) {
+          draft.rollback();
+          outcomes.push({ ok: false, value: err });
+        }
+      }
+      return draft.finish();
+    };
+    let commitError: { err: unknown } | undefined;
+    try {
+      await config.commit(
+        apply,
+        batch.some((op) => op.readsAll),
+      );
+    } catch (err) {
+      commitError = { err };
+    }
+    batch.forEach((op, i) => {
+      const outcome = outcomes[i];
+      // A write that failed on its own keeps its own error, whatever became of the commit.
+      if (outcome && !outcome.ok) op.reject(outcome.value);
+      else if (commitError) op.reject(commitError.err);
+      else op.resolve(outcome?.value);
+    });
+  }
+}
+
+/** What one write's callback did in the last application of its batch. */
+interface Outcome {
+  ok: boolean;
+  value: unknown;
+}
