@@ -281,6 +281,8 @@ export class SshConnection extends BaseConnection {
       });
       try {
         client.connect(config);
+        // Without TCP_NODELAY every small SFTP request waits out Nagle + delayed ACK (~40 ms a round trip).
+        client.setNoDelay(true);
       } catch (err) {
         // ssh2 parses the key synchronously: an encrypted key without (or with a wrong) passphrase lands here.
         reject(
