@@ -24,7 +24,15 @@ export function remoteCommandLine(command: string, args: string[], options: Exec
   const words = [command, ...args].map(shellQuote).join(' ');
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${shellQuote(v)}`);
   const run = env.length > 0 ? `env ${env.join(' ')} ${words}` : `exec ${words}`;
-  return options.cwd ? `cd ${shellQuote(options.cwd)} && ${run}` : run;
+  return options.cwd ? `cd -- ${shellQuote(cdOperand(options.cwd))} && ${run}` : run;
+}
+
+/**
+ * A directory operand `cd` takes literally. `--` stops `-P`/`-L` being options, but `cd -- -` still means
+ * $OLDPWD (POSIX), and a plain relative name is looked up in $CDPATH first; `./` avoids both.
+ */
+function cdOperand(dir: string): string {
+  return dir.startsWith('/') || dir.startsWith('./') || dir.startsWith('../') ? dir : `./${dir}`;
 }
 
 /** A started command as exec needs it: local ChildProcess and ssh2 channels both fit. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
@@ -42,9 +43,26 @@ describe('shell quoting', () => {
     assert.equal(shellQuote('$(id)'), "'$(id)'");
   });
   test('cwd and env become a quoted prefix', () => {
-    assert.equal(remoteCommandLine('ls', ['a b'], { cwd: '/my dir' }), "cd '/my dir' && exec ls 'a b'");
+    assert.equal(remoteCommandLine('ls', ['a b'], { cwd: '/my dir' }), "cd -- '/my dir' && exec ls 'a b'");
     assert.equal(remoteCommandLine('env', [], { env: { A: "x'y" } }), "env A='x'\\''y' env");
   });
+
+  // The remote side runs the line with the user's login shell (`$SHELL -c LINE`), so run it with real ones.
+  for (const shell of ['sh', 'bash']) {
+    test(`${shell}: a relative cwd named like an option, '-', or found in CDPATH is that directory`, () => {
+      const base = join(dir, `cwd-${shell}`);
+      for (const d of ['-P', '-', '-L', 'sub', 'cdpath/sub']) mkdirSync(join(base, d), { recursive: true });
+      for (const cwd of ['-P', '-', '-L', 'sub']) {
+        const r = spawnSync(shell, ['-c', remoteCommandLine('pwd', [], { cwd })], {
+          cwd: base,
+          encoding: 'utf8',
+          env: { ...process.env, OLDPWD: '/', CDPATH: join(base, 'cdpath') },
+        });
+        assert.equal(r.stdout, `${join(base, cwd)}\n`, `${shell} with cwd ${cwd}: ${r.stderr}`);
+        assert.equal(r.status, 0);
+      }
+    });
+  }
 });
 
 describe('known_hosts', () => {
