@@ -189,8 +189,9 @@ export class SshConnection extends BaseConnection {
       },
       on: (event: string, listener: (...a: never[]) => void) => {
         if (event === 'close') {
-          channel.on('close', (code: number | null, sig?: string) =>
-            (listener as (c: number | null, s: string | null) => void)(code, sig ? `SIG${sig}` : null),
+          // ssh2 already names the signal of an exit-signal message with the SIG prefix (`SIGTERM`).
+          channel.on('close', (code: number | null | undefined, sig?: string) =>
+            (listener as (c: number | null, s: string | null) => void)(code ?? null, sig ?? null),
           );
         } else channel.on(event, listener);
       },

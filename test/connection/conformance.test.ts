@@ -176,6 +176,19 @@ for (const kind of kinds) {
       assert.equal((await conn.exec('no-such-command-xyz')).code, 127);
     });
 
+    test('a command killed by signal N exits 128+N', async (t) => {
+      if (!ready(t)) return;
+      for (const [signal, code] of [
+        ['TERM', 143],
+        ['KILL', 137],
+        ['INT', 130],
+        ['HUP', 129],
+      ] as const) {
+        const r = await conn.exec('sh', ['-c', `kill -${signal} $$`]);
+        assert.equal(r.code, code, `SIG${signal}`);
+      }
+    });
+
     test('exec honours cwd, env and input', async (t) => {
       if (!ready(t)) return;
       const d = dir();
