@@ -1,17 +1,9 @@
-/** Helpers shared by local and SSH exec: env validation, shell quoting, and output collection. */
+/** Helpers shared by local and SSH exec: shell quoting and output collection. */
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { InvalidOptionError } from '../errors.js';
+import { setLongTimeout } from '../_long-timer.js';
 import type { ExecOptions, ExecResult } from './connection.js';
 import { ConnectionError } from './errors.js';
-
-/** Rejects environment variable names a shell could misread. */
-export function checkEnv(machine: string, env: Record<string, string> | undefined): void {
-  for (const name of Object.keys(env ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
-      throw new InvalidOptionError(`env (${machine})`, name, 'a variable name');
-  }
-}
 
 /** Quotes one word for a POSIX shell so it arrives literally, whatever it contains. */
 export function shellQuote(word: string): string {
@@ -69,7 +61,7 @@ export function collectExec(
     const finish = (fn: () => void) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      timer?.clear();
       signal?.removeEventListener('abort', onAbort);
       fn();
     };
@@ -80,7 +72,7 @@ export function collectExec(
     const onAbort = () => fail('aborted', 'the command was aborted');
     const timer =
       timeout !== undefined
-        ? setTimeout(() => fail('timeout', `timed out after ${timeout} ms`), timeout)
+        ? setLongTimeout(() => fail('timeout', `timed out after ${timeout} ms`), timeout)
         : undefined;
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });

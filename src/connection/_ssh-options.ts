@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { posix } from 'node:path';
 import type { ConnectConfig } from 'ssh2';
 import { InvalidOptionError } from '../errors.js';
+import { checkOptionalString, checkPositiveMs } from './_validate.js';
 import { ConnectionError } from './errors.js';
 
 /** `[user@]host[:port]` split into its parts. */
@@ -16,6 +17,27 @@ export function parseSshHost(spec: string): { user: string | undefined; host: st
   const port = m[3] === undefined ? 22 : Number(m[3]);
   if (port < 1 || port > 65535) throw new InvalidOptionError('host', spec, 'a port from 1 to 65535');
   return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** Validates the options of an SshConnection (the host itself is checked by {@link parseSshHost}). */
+export function checkSshOptions(options: unknown): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
+    throw new InvalidOptionError('options', options, 'an object');
+  const o = options as Record<string, unknown>;
+  if (typeof o.host !== 'string') throw new InvalidOptionError('host', o.host, '[user@]host[:port]');
+  checkOptionalString('keyPath', o.keyPath);
+  checkOptionalString('knownHostsPath', o.knownHostsPath);
+  if (o.passphrase !== undefined && typeof o.passphrase !== 'string')
+    throw new InvalidOptionError('passphrase', o.passphrase, 'a string');
+  if (o.hostKeyPolicy !== undefined && o.hostKeyPolicy !== 'strict' && o.hostKeyPolicy !== 'accept-new')
+    throw new InvalidOptionError('hostKeyPolicy', o.hostKeyPolicy, "'strict' or 'accept-new'");
+  checkPositiveMs('connectTimeout', o.connectTimeout);
+  const keepalive = o.keepaliveInterval;
+  if (
+    keepalive !== undefined &&
+    (typeof keepalive !== 'number' || !Number.isFinite(keepalive) || keepalive < 0)
+  )
+    throw new InvalidOptionError('keepaliveInterval', keepalive, 'a number of ms (0 disables)');
 }
 
 /** Expands a leading `~/` to the home directory. */

@@ -23,7 +23,7 @@ export interface ExecOptions {
   cwd?: string;
   /** Extra environment variables (names must be `[A-Za-z_][A-Za-z0-9_]*`). */
   env?: Record<string, string>;
-  /** Kill the command and reject with a `timeout` ConnectionError after this many ms. */
+  /** Kill the command and reject with a `timeout` ConnectionError after this many ms (positive, finite; any size). */
   timeout?: number;
   /** Kill the command and reject with an `aborted` ConnectionError. */
   signal?: AbortSignal;

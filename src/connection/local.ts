@@ -8,8 +8,9 @@ import fs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { writeFileAtomic } from '../atomic/pending-file.js';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
-import { checkEnv, collectExec } from './_exec.js';
+import { collectExec } from './_exec.js';
 import type { DirEntry } from './_glob.js';
+import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
 
@@ -18,22 +19,26 @@ export class LocalConnection extends BaseConnection {
   readonly isLocal = true;
 
   constructor(options: BaseConnectionOptions = {}) {
-    super(options.name ?? 'local', options);
+    super(options?.name ?? 'local', options);
   }
 
   async readFile(path: string): Promise<Buffer> {
+    checkString('path', path);
     return this.#fs('readFile', path, () => fs.readFile(path));
   }
 
   async writeFile(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+    checkWriteFile(path, data, options);
     await this.#fs('writeFile', path, () => writeFileAtomic(path, data, options));
   }
 
   async mkdir(path: string): Promise<void> {
+    checkString('path', path);
     await this.#fs('mkdir', path, () => fs.mkdir(path, { recursive: true }));
   }
 
   async remove(path: string): Promise<void> {
+    checkString('path', path);
     await this.#fs('remove', path, async () => {
       const s = await fs.lstat(path);
       await (s.isDirectory() ? fs.rmdir(path) : fs.unlink(path));
@@ -41,10 +46,12 @@ export class LocalConnection extends BaseConnection {
   }
 
   async removeAll(path: string): Promise<void> {
+    checkString('path', path);
     await this.#fs('removeAll', path, () => fs.rm(path, { recursive: true, force: true }));
   }
 
   async stat(path: string): Promise<FileStat> {
+    checkString('path', path);
     const s = await this.#fs('stat', path, () => fs.stat(path));
     return {
       name: basename(resolve(path)),
@@ -67,7 +74,7 @@ export class LocalConnection extends BaseConnection {
   }
 
   async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
-    checkEnv(this.name, options.env);
+    checkExec(command, args, options);
     const child = spawn(command, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },

@@ -24,14 +24,18 @@ import {
   type Stats,
 } from 'ssh2';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
-import { checkEnv, collectExec, remoteCommandLine } from './_exec.js';
+import { collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
 import { checkHostKey, keyType, rememberHostKey } from './_known-hosts.js';
-import { credentials, expandHome, parseSshHost } from './_ssh-options.js';
+import { checkSshOptions, credentials, expandHome, parseSshHost } from './_ssh-options.js';
+import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
 
 export { parseSshHost };
+
+/** The longest delay a plain setTimeout honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Options for {@link SshConnection}. */
 export interface SshConnectionOptions extends BaseConnectionOptions {
@@ -64,6 +68,7 @@ export class SshConnection extends BaseConnection {
   #closed = false;
 
   constructor(options: SshConnectionOptions) {
+    checkSshOptions(options);
     const target = parseSshHost(options.host);
     super(options.name ?? options.host, options);
     this.#options = options;
@@ -71,11 +76,13 @@ export class SshConnection extends BaseConnection {
   }
 
   async readFile(path: string): Promise<Buffer> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('readFile');
     return this.#call<Buffer>('readFile', path, (cb) => sftp.readFile(path, cb));
   }
 
   async writeFile(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+    checkWriteFile(path, data, options);
     const sftp = await this.#sftpSession('writeFile');
     const existing = await this.#call<Stats>('writeFile', path, (cb) => sftp.stat(path, cb)).catch(
       () => undefined,
@@ -110,6 +117,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async mkdir(path: string): Promise<void> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('mkdir');
     const parts = path.split('/');
     for (let i = 1; i <= parts.length; i++) {
@@ -129,6 +137,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async remove(path: string): Promise<void> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('remove');
     const s = await this.#call<Stats>('remove', path, (cb) => sftp.lstat(path, cb));
     await this.#call('remove', path, (cb) =>
@@ -137,6 +146,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async removeAll(path: string): Promise<void> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('removeAll');
     const s = await this.#call<Stats>('removeAll', path, (cb) => sftp.lstat(path, cb)).catch((err) => {
       if (err instanceof NotFoundError) return undefined;
@@ -152,6 +162,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async stat(path: string): Promise<FileStat> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('stat');
     const s = await this.#call<Stats>('stat', path, (cb) => sftp.stat(path, cb));
     return {
@@ -175,7 +186,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
-    checkEnv(this.name, options.env);
+    checkExec(command, args, options);
     const client = await this.#connect('exec');
     const line = remoteCommandLine(command, args, options);
     const channel = await this.#call<ClientChannel>('exec', undefined, (cb) => client.exec(line, cb));
@@ -237,8 +248,9 @@ export class SshConnection extends BaseConnection {
       host,
       port,
       username: user,
-      readyTimeout: o.connectTimeout ?? 20_000,
-      keepaliveInterval: o.keepaliveInterval ?? 15_000,
+      // ssh2 uses plain timers, which Node fires at once for delays of 2^31 ms or more.
+      readyTimeout: Math.min(o.connectTimeout ?? 20_000, MAX_TIMER_MS),
+      keepaliveInterval: Math.min(o.keepaliveInterval ?? 15_000, MAX_TIMER_MS),
       keepaliveCountMax: 3,
       hostVerifier: (blob: Buffer) => {
         const verdict = checkHostKey(knownHosts, host, port, blob);

@@ -218,6 +218,13 @@ for (const kind of kinds) {
       assert.equal((await conn.exec('echo', ['still usable'])).stdout, 'still usable\n');
     });
 
+    test('an exec timeout beyond 2^31 ms does not fire at once', async (t) => {
+      if (!ready(t)) return;
+      // Node clamps setTimeout delays >= 2^31 ms to 1 ms: such a timeout used to reject immediately.
+      const r = await conn.exec('sh', ['-c', 'sleep 0.2; echo done'], { timeout: 2_600_000_000 });
+      assert.deepEqual(r, { stdout: 'done\n', stderr: '', code: 0 });
+    });
+
     test('tmux: new, has, list, send-keys, capture, kill', async (t) => {
       if (!ready(t) || !requireTool(t, 'tmux', haveTmux)) return;
       const session = `tl-${kind.label}`;
