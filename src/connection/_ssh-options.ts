@@ -45,27 +45,49 @@ export function expandHome(path: string): string {
   return path === '~' ? homedir() : path.startsWith('~/') ? posix.join(homedir(), path.slice(2)) : path;
 }
 
+/** How an SshConnection authenticates: ssh2 settings, and the key file they came from, if any. */
+export interface Credentials {
+  /** ssh2's privateKey + passphrase, or agent. */
+  auth: Partial<ConnectConfig>;
+  /** The key file read, for error messages. */
+  keyFile?: string;
+}
+
 /** Key, passphrase or agent for `options`: the key file given, else the agent, else the usual key files. */
 export function credentials(
   machine: string,
   options: { keyPath?: string; passphrase?: string },
-): Partial<ConnectConfig> {
+): Credentials {
   const passphrase = options.passphrase ?? process.env.TOWNLOCK_SSH_PASSPHRASE;
   if (options.keyPath) {
     try {
-      return { privateKey: readFileSync(expandHome(options.keyPath)), passphrase };
+      return {
+        auth: { privateKey: readFileSync(expandHome(options.keyPath)), passphrase },
+        keyFile: options.keyPath,
+      };
     } catch (err) {
       const message = `cannot read key ${options.keyPath}: ${(err as Error).message}`;
       throw new ConnectionError(machine, 'connect', 'auth', message, { cause: err });
     }
   }
-  if (process.env.SSH_AUTH_SOCK) return { agent: process.env.SSH_AUTH_SOCK };
+  if (process.env.SSH_AUTH_SOCK) return { auth: { agent: process.env.SSH_AUTH_SOCK } };
   for (const candidate of ['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa']) {
     try {
-      return { privateKey: readFileSync(expandHome(candidate)), passphrase };
+      return { auth: { privateKey: readFileSync(expandHome(candidate)), passphrase }, keyFile: candidate };
     } catch {
       // try the next usual key file
     }
   }
-  return {};
+  return { auth: {} };
+}
+
+/**
+ * The message for a key ssh2 could not parse. An encrypted key without (or with a wrong) passphrase says
+ * where a passphrase goes, for CLI users and for library users.
+ */
+export function keyErrorMessage(keyFile: string | undefined, err: Error): string {
+  const what = `cannot use the key${keyFile ? ` ${keyFile}` : ''}: ${err.message.replace(/^Cannot parse privateKey: /, '')}`;
+  return /passphrase/i.test(err.message)
+    ? `${what} (set $TOWNLOCK_SSH_PASSPHRASE, or the passphrase option in the library)`
+    : what;
 }

@@ -27,7 +27,7 @@ import { BaseConnection, type BaseConnectionOptions } from './_base.js';
 import { collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
 import { checkHostKey, keyType, rememberHostKey } from './_known-hosts.js';
-import { checkSshOptions, credentials, expandHome, parseSshHost } from './_ssh-options.js';
+import { checkSshOptions, credentials, expandHome, keyErrorMessage, parseSshHost } from './_ssh-options.js';
 import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
@@ -243,6 +243,7 @@ export class SshConnection extends BaseConnection {
     const knownHosts = expandHome(
       o.knownHostsPath ?? process.env.TOWNLOCK_KNOWN_HOSTS ?? '~/.ssh/known_hosts',
     );
+    const creds = credentials(this.name, o);
     let hostKeyProblem: string | undefined;
     const config: ConnectConfig = {
       host,
@@ -261,11 +262,11 @@ export class SshConnection extends BaseConnection {
         }
         hostKeyProblem =
           verdict === 'unknown'
-            ? `host key ${keyType(blob)} of ${host}:${port} is not in ${knownHosts} (add it, or use hostKeyPolicy 'accept-new')`
+            ? `host key ${keyType(blob)} of ${host}:${port} is not in ${knownHosts} (run with --accept-new-host-key, or hostKeyPolicy: 'accept-new' in the library)`
             : `host key of ${host}:${port} does not match ${knownHosts} (${verdict}): possible man-in-the-middle, refusing`;
         return false;
       },
-      ...credentials(this.name, this.#options),
+      ...creds.auth,
     };
     return new Promise<Client>((resolve, reject) => {
       const client = new Client();
@@ -299,7 +300,7 @@ export class SshConnection extends BaseConnection {
       } catch (err) {
         // ssh2 parses the key synchronously: an encrypted key without (or with a wrong) passphrase lands here.
         reject(
-          new ConnectionError(this.name, 'connect', 'auth', `cannot use the key: ${(err as Error).message}`, {
+          new ConnectionError(this.name, 'connect', 'auth', keyErrorMessage(creds.keyFile, err as Error), {
             cause: err,
           }),
         );

@@ -318,11 +318,18 @@ describe('SshConnection failure modes', () => {
       delete process.env.TOWNLOCK_SSH_PASSPHRASE;
     }
     for (const passphrase of [undefined, 'wrong']) {
-      await assert.rejects(new SshConnection({ ...opts(), keyPath: key, passphrase }).exec('true'), {
-        code: 'ERR_CONNECTION',
-        reason: 'auth',
-        message: /cannot use the key/,
-      });
+      await assert.rejects(
+        new SshConnection({ ...opts(), keyPath: key, passphrase }).exec('true'),
+        (err: ConnectionError) => {
+          assert.equal(err.code, 'ERR_CONNECTION');
+          assert.equal(err.reason, 'auth');
+          assert.ok(err.message.includes(`cannot use the key ${key}`), err.message);
+          // The CLI user and the library user each learn where the passphrase goes.
+          assert.match(err.message, /\$TOWNLOCK_SSH_PASSPHRASE/);
+          assert.match(err.message, /passphrase option/);
+          return true;
+        },
+      );
     }
   });
 
@@ -334,6 +341,9 @@ describe('SshConnection failure modes', () => {
       (err: ConnectionError) => {
         assert.equal(err.reason, 'host-key');
         assert.match(err.message, /not in .*known_hosts_empty/);
+        // What to do, for the CLI user and for the library user.
+        assert.match(err.message, /run with --accept-new-host-key/);
+        assert.match(err.message, /hostKeyPolicy: 'accept-new' in the library/);
         return true;
       },
     );
