@@ -27,6 +27,11 @@ function cdOperand(dir: string): string {
   return dir.startsWith('/') || dir.startsWith('./') || dir.startsWith('../') ? dir : `./${dir}`;
 }
 
+/** The `aborted` ConnectionError of an exec whose AbortSignal fired (its reason is the cause). */
+export function abortedError(machine: string, signal: AbortSignal): ConnectionError {
+  return new ConnectionError(machine, 'exec', 'aborted', 'the command was aborted', { cause: signal.reason });
+}
+
 /** A started command as exec needs it: local ChildProcess and ssh2 channels both fit. */
 export interface RunningCommand {
   stdin: Writable | null;
@@ -42,12 +47,15 @@ export interface RunningCommand {
 
 /**
  * Feeds stdin, collects stdout/stderr, and settles when the command ends, or rejects on timeout/abort
- * (after killing it). Spawn failures become exit codes 127/126, as a shell reports them.
+ * as soon as it has called `child.kill()` (which kills the command's process group, possibly
+ * asynchronously). Spawn failures become exit codes 127/126, as a shell reports them. `cleanStderr`
+ * post-processes the collected stderr (SSH strips its pid marker).
  */
 export function collectExec(
   machine: string,
   child: RunningCommand,
   options: ExecOptions,
+  cleanStderr: (stderr: Buffer) => Buffer = (stderr) => stderr,
 ): Promise<ExecResult> {
   const { timeout, signal, input } = options;
   return new Promise<ExecResult>((resolve, reject) => {
@@ -65,14 +73,17 @@ export function collectExec(
       signal?.removeEventListener('abort', onAbort);
       fn();
     };
-    const fail = (reason: 'timeout' | 'aborted', message: string) => {
+    const fail = (error: ConnectionError) => {
       child.kill('SIGKILL');
-      finish(() => reject(new ConnectionError(machine, 'exec', reason, message, { cause: signal?.reason })));
+      finish(() => reject(error));
     };
-    const onAbort = () => fail('aborted', 'the command was aborted');
+    const onAbort = () => fail(abortedError(machine, signal!));
     const timer =
       timeout !== undefined
-        ? setLongTimeout(() => fail('timeout', `timed out after ${timeout} ms`), timeout)
+        ? setLongTimeout(
+            () => fail(new ConnectionError(machine, 'exec', 'timeout', `timed out after ${timeout} ms`)),
+            timeout,
+          )
         : undefined;
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
@@ -87,7 +98,7 @@ export function collectExec(
       finish(() =>
         resolve({
           stdout: Buffer.concat(out).toString(),
-          stderr: Buffer.concat(err).toString(),
+          stderr: cleanStderr(Buffer.concat(err)).toString(),
           code: status,
         }),
       );

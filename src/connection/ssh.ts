@@ -8,7 +8,10 @@
  * - Files go over SFTP; writeFile writes a temp file, fsyncs it and renames it over the target with
  *   OpenSSH's posix-rename extension, so readers never see a partial file.
  * - exec quotes every argument for the remote shell, so spaces, quotes, `;`, `$(...)` and newlines
- *   arrive literally.
+ *   arrive literally; a POSIX /bin/sh runs the command line, whatever the login shell is.
+ * - exec's timeout and abort reject at once and SIGKILL the remote command's process group through a
+ *   second channel (_remote-kill.ts says why the SSH "signal" request is not enough); close() waits for
+ *   those kills.
  * - If the connection drops, every pending operation rejects with a `closed` ConnectionError; the next
  *   operation reconnects.
  */
@@ -24,9 +27,10 @@ import {
   type Stats,
 } from 'ssh2';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
-import { collectExec, remoteCommandLine } from './_exec.js';
+import { abortedError, collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
 import { checkHostKey, keyType, rememberHostKey } from './_known-hosts.js';
+import { killRemote, PidMarker, reportingPid } from './_remote-kill.js';
 import { checkSshOptions, credentials, expandHome, keyErrorMessage, parseSshHost } from './_ssh-options.js';
 import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
@@ -65,6 +69,8 @@ export class SshConnection extends BaseConnection {
   #live: Client | undefined;
   #sftp: Promise<SFTPWrapper> | undefined;
   readonly #pending = new Set<(err: Error) => void>();
+  /** Kills of timed-out or aborted commands still under way (close() waits for them). */
+  readonly #kills = new Set<Promise<void>>();
   #closed = false;
 
   constructor(options: SshConnectionOptions) {
@@ -187,16 +193,22 @@ export class SshConnection extends BaseConnection {
 
   async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
     checkExec(command, args, options);
+    if (options.signal?.aborted) throw abortedError(this.name, options.signal);
     const client = await this.#connect('exec');
-    const line = remoteCommandLine(command, args, options);
+    const nonce = randomBytes(8).toString('hex');
+    const line = reportingPid(remoteCommandLine(command, args, options), nonce);
     const channel = await this.#call<ClientChannel>('exec', undefined, (cb) => client.exec(line, cb));
+    const openedAt = performance.now();
+    const marker = new PidMarker(nonce);
+    channel.stderr.on('data', marker.feed);
     const running = {
       stdin: channel,
       stdout: channel,
       stderr: channel.stderr,
       kill: () => {
-        channel.signal('KILL');
-        channel.close();
+        const killing = killRemote(client, channel, marker, openedAt);
+        this.#kills.add(killing);
+        void killing.finally(() => this.#kills.delete(killing));
       },
       on: (event: string, listener: (...a: never[]) => void) => {
         if (event === 'close') {
@@ -207,11 +219,13 @@ export class SshConnection extends BaseConnection {
         } else channel.on(event, listener);
       },
     };
-    return this.#track(collectExec(this.name, running as never, options));
+    return this.#track(collectExec(this.name, running as never, options, (stderr) => marker.strip(stderr)));
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    // A command killed on timeout or abort is killed over this connection: let that finish first.
+    await Promise.all([...this.#kills]);
     const client = this.#client;
     this.#client = undefined;
     this.#sftp = undefined;

@@ -48,6 +48,23 @@ const kinds: { label: string; make: () => Connection; needs?: string }[] = [
   },
 ];
 
+/** Whether process `pid` has ended (gone, or a zombie nobody reaped yet). The test sshd runs on this machine. */
+function isGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Waits until every pid listed in `pidFile` has ended. */
+async function allGone(pidFile: string): Promise<void> {
+  const pids = readFileSync(pidFile, 'utf8').trim().split(' ').map(Number);
+  assert.equal(pids.length, 2);
+  await eventually(async () => pids.every(isGone), `processes ${pids.join(' ')} to end`);
+}
+
 /** Polls `check` until it returns true or the deadline passes (for effects visible only by looking). */
 async function eventually(check: () => Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
   const end = Date.now() + deadlineMs;
@@ -202,19 +219,43 @@ for (const kind of kinds) {
       });
     });
 
-    test('exec timeout and abort kill the command and reject', async (t) => {
+    test('exec timeout and abort kill the command and everything it started, and reject promptly', async (t) => {
       if (!ready(t)) return;
+      const d = dir();
+      await conn.mkdir(d);
+      // A shell with a child: killing only the shell (or only closing the channel) leaves `sleep` running.
+      const script = (pids: string) => `sleep 60 & echo "$$ $!" > ${pids}; wait`;
+
+      const timedOut = join(d, 'timeout.pids');
       const started = Date.now();
-      await assert.rejects(conn.exec('sleep', ['20'], { timeout: 200 }), (err: ConnectionError) => {
-        assert.equal(err.code, 'ERR_CONNECTION');
-        assert.equal(err.reason, 'timeout');
-        assert.equal(err.operation, 'exec');
-        return true;
-      });
-      await assert.rejects(conn.exec('sleep', ['20'], { signal: AbortSignal.timeout(100) }), {
+      await assert.rejects(
+        conn.exec('sh', ['-c', script(timedOut)], { timeout: 1000 }),
+        (err: ConnectionError) => {
+          assert.equal(err.code, 'ERR_CONNECTION');
+          assert.equal(err.reason, 'timeout');
+          assert.equal(err.operation, 'exec');
+          return true;
+        },
+      );
+      assert.ok(Date.now() - started < 5000, 'the timeout rejects promptly');
+      await allGone(timedOut);
+
+      const aborted = join(d, 'abort.pids');
+      const controller = new AbortController();
+      const running = conn.exec('sh', ['-c', script(aborted)], { signal: controller.signal });
+      await eventually(
+        async () => existsSync(aborted) && readFileSync(aborted, 'utf8').includes('\n'),
+        'pids',
+      );
+      const abortedAt = Date.now();
+      controller.abort();
+      await assert.rejects(running, { code: 'ERR_CONNECTION', reason: 'aborted' });
+      assert.ok(Date.now() - abortedAt < 1000, 'the abort rejects promptly');
+      await allGone(aborted);
+
+      await assert.rejects(conn.exec('sleep', ['20'], { signal: AbortSignal.abort() }), {
         reason: 'aborted',
       });
-      assert.ok(Date.now() - started < 10_000);
       assert.equal((await conn.exec('echo', ['still usable'])).stdout, 'still usable\n');
     });
 
@@ -280,6 +321,20 @@ describe('SshConnection failure modes', () => {
     for (let i = 0; i < 20; i++) await conn.stat('/');
     const ms = performance.now() - started;
     assert.ok(ms < 400, `20 SFTP stats took ${ms.toFixed(0)} ms`);
+  });
+
+  test('close() right after a timeout still kills the remote command (as the CLI does)', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const conn = new SshConnection(opts());
+    const pids = join(tmp.dir, 'close-after-timeout.pids');
+    await assert.rejects(
+      conn.exec('sh', ['-c', `sleep 60 & echo "$$ $!" > ${pids}; wait`], { timeout: 1000 }),
+      {
+        reason: 'timeout',
+      },
+    );
+    await conn.close();
+    await allGone(pids);
   });
 
   test('a wrong key is an auth error', async (t) => {
