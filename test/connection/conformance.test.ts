@@ -14,7 +14,7 @@ import {
   SshConnection,
 } from '../../src/connection/index.js';
 import { MachineRegistry } from '../../src/registry/index.js';
-import { DIST, hasTool, reapAll, requireTool, tempDir } from '../multiprocess/helpers.js';
+import { DIST, hasTool, reapAll, requireTool, start, tempDir } from '../multiprocess/helpers.js';
 import { SSHD, startSshd, type TestSshd } from './sshd.js';
 
 const tmp = tempDir('townlock-conn-');
@@ -496,5 +496,35 @@ describe('registry connections and the CLI over SSH', () => {
     const unknownHost = tl([...g, 'machine', 'test', 'box', '--known-hosts', join(tmp.dir, 'none')]);
     assert.equal(unknownHost.status, 1);
     assert.match(unknownHost.stderr, /^townlock: .*not in .*none.*\[ERR_CONNECTION\]\n$/);
+  });
+
+  test('Ctrl-C on townlock machine exec kills the command and what it started, locally and over SSH', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const registry = join(tmp.dir, 'cli-sigint', 'machines.json');
+    const g = ['--registry', registry];
+    assert.equal(
+      tl([...g, 'machine', 'add', 'box', '--host', sshd!.host, '--key', sshd!.clientKey]).status,
+      0,
+    );
+    for (const machine of ['local', 'box']) {
+      const pids = join(tmp.dir, 'cli-sigint', `${machine}.pids`);
+      const cli = start(process.execPath, [
+        BIN,
+        ...g,
+        'machine',
+        'exec',
+        machine,
+        '--known-hosts',
+        sshd!.knownHosts,
+        '--',
+        'sh',
+        '-c',
+        `sleep 60 & echo "$$ $!" > ${pids}; wait`,
+      ]);
+      await eventually(async () => existsSync(pids) && readFileSync(pids, 'utf8').includes('\n'), 'pids');
+      cli.proc.kill('SIGINT');
+      assert.equal(await cli.exited(15_000), 130, `${machine}: ${cli.stderr()}`);
+      await allGone(pids);
+    }
   });
 });
