@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { scratchDir } from '../../test/scratch-dir.js';
 import { remoteCommandLine, shellQuote } from './_exec.js';
-import { checkHostKey, rememberHostKey } from './_known-hosts.js';
+import { checkHostKey, knownKeyTypes, preferredHostKeyAlgorithms, rememberHostKey } from './_known-hosts.js';
 import { killGroupLine, killRemote, PID_WAIT_MS, PidMarker, reportingPid } from './_remote-kill.js';
 import { parseSshHost } from './ssh.js';
 
@@ -115,7 +115,7 @@ describe('known_hosts', () => {
     );
   });
 
-  test('a different key of the same type is a mismatch; another type alone is unknown; revoked wins', () => {
+  test('a different key of the same type is a mismatch; another type alone is other-type; revoked wins', () => {
     const path = file(
       'mismatch',
       `box ssh-ed25519 ${edOther.toString('base64')}\nbox ssh-rsa ${rsa.toString('base64')}\n`,
@@ -123,7 +123,7 @@ describe('known_hosts', () => {
     assert.equal(checkHostKey(path, 'box', 22, ed), 'mismatch');
     assert.equal(
       checkHostKey(file('othertype', `box ssh-rsa ${rsa.toString('base64')}\n`), 'box', 22, ed),
-      'unknown',
+      'other-type',
     );
     const revoked = file(
       'revoked',
@@ -133,11 +133,68 @@ describe('known_hosts', () => {
     assert.equal(checkHostKey(join(dir, 'missing'), 'box', 22, ed), 'unknown');
   });
 
-  test('rememberHostKey appends an entry that then matches', () => {
+  test('rememberHostKey appends an entry (host name lowercased, as OpenSSH writes it) that then matches', () => {
     const path = join(dir, 'sub', 'known_hosts');
-    rememberHostKey(path, 'box', 2200, ed);
+    rememberHostKey(path, 'Box', 2200, ed);
     assert.equal(readFileSync(path, 'utf8'), `[box]:2200 ssh-ed25519 ${ed.toString('base64')}\n`);
     assert.equal(checkHostKey(path, 'box', 2200, ed), 'match');
+    assert.equal(checkHostKey(path, 'BOX', 2200, ed), 'match');
+  });
+
+  test('a host listed with two keys of one type accepts either (OpenSSH: any matching line wins)', () => {
+    const third = blob('ssh-ed25519', 'key-three');
+    for (const order of [
+      [ed, edOther],
+      [edOther, ed],
+    ]) {
+      const path = file('two-keys', order.map((k) => `box ssh-ed25519 ${k.toString('base64')}\n`).join(''));
+      assert.equal(checkHostKey(path, 'box', 22, ed), 'match');
+      assert.equal(checkHostKey(path, 'box', 22, edOther), 'match');
+      assert.equal(checkHostKey(path, 'box', 22, third), 'mismatch');
+    }
+  });
+
+  test('hashed entries match whatever the case of the host name (OpenSSH hashes it lowercased)', () => {
+    const b64 = ed.toString('base64');
+    const salt = Buffer.from('fedcba9876543210fedc');
+    const hashed = (name: string) =>
+      `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update(name).digest('base64')}`;
+    const path = file(
+      'hashed-case',
+      `${hashed('build.lan')} ssh-ed25519 ${b64}\n${hashed('[h.lan]:2200')} ssh-ed25519 ${b64}\n`,
+    );
+    assert.equal(checkHostKey(path, 'Build.LAN', 22, ed), 'match');
+    assert.equal(checkHostKey(path, 'H.Lan', 2200, ed), 'match');
+    assert.equal(
+      checkHostKey(file('plain-case', `Build.Lan ssh-ed25519 ${b64}\n`), 'build.lan', 22, ed),
+      'match',
+    );
+  });
+
+  test('knownKeyTypes lists the types recorded for a host; ssh2 is told to prefer their algorithms', () => {
+    const path = file(
+      'types',
+      [
+        `other ecdsa-sha2-nistp256 ${ed.toString('base64')}`,
+        `@revoked box ecdsa-sha2-nistp384 ${ed.toString('base64')}`,
+        `box ssh-rsa ${rsa.toString('base64')}`,
+        `box,box.lan ssh-ed25519 ${ed.toString('base64')}`,
+        `box ssh-ed25519 ${edOther.toString('base64')}`,
+        `box sk-ssh-ed25519@openssh.com ${ed.toString('base64')}`,
+      ].join('\n'),
+    );
+    const types = knownKeyTypes(path, 'BOX', 22);
+    assert.deepEqual(types, ['ssh-rsa', 'ssh-ed25519', 'sk-ssh-ed25519@openssh.com']);
+    const algorithms = ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-ed25519'];
+    // ssh2's `remove` then `prepend` moves them to the front of its default list (an unknown type is skipped).
+    assert.deepEqual(preferredHostKeyAlgorithms(types), {
+      remove: algorithms,
+      prepend: algorithms,
+      append: [],
+    });
+    assert.equal(preferredHostKeyAlgorithms([]), undefined);
+    assert.equal(preferredHostKeyAlgorithms(['sk-ssh-ed25519@openssh.com']), undefined);
+    assert.deepEqual(knownKeyTypes(join(dir, 'missing'), 'box', 22), []);
   });
 });
 

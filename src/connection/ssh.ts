@@ -29,7 +29,7 @@ import {
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
 import { abortedError, collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
-import { checkHostKey, keyType, rememberHostKey } from './_known-hosts.js';
+import { knownKeyTypes, preferredHostKeyAlgorithms, verifyHostKey } from './_known-hosts.js';
 import { killRemote, PidMarker, reportingPid } from './_remote-kill.js';
 import { checkSshOptions, credentials, expandHome, keyErrorMessage, parseSshHost } from './_ssh-options.js';
 import { checkExec, checkString, checkWriteFile } from './_validate.js';
@@ -258,6 +258,7 @@ export class SshConnection extends BaseConnection {
       o.knownHostsPath ?? process.env.TOWNLOCK_KNOWN_HOSTS ?? '~/.ssh/known_hosts',
     );
     const creds = credentials(this.name, o);
+    const serverHostKey = preferredHostKeyAlgorithms(knownKeyTypes(knownHosts, host, port));
     let hostKeyProblem: string | undefined;
     const config: ConnectConfig = {
       host,
@@ -267,18 +268,11 @@ export class SshConnection extends BaseConnection {
       readyTimeout: Math.min(o.connectTimeout ?? 20_000, MAX_TIMER_MS),
       keepaliveInterval: Math.min(o.keepaliveInterval ?? 15_000, MAX_TIMER_MS),
       keepaliveCountMax: 3,
+      // Like OpenSSH, ask first for the host-key types known_hosts lists for this host.
+      algorithms: serverHostKey ? { serverHostKey } : undefined,
       hostVerifier: (blob: Buffer) => {
-        const verdict = checkHostKey(knownHosts, host, port, blob);
-        if (verdict === 'match') return true;
-        if (verdict === 'unknown' && o.hostKeyPolicy === 'accept-new') {
-          rememberHostKey(knownHosts, host, port, blob);
-          return true;
-        }
-        hostKeyProblem =
-          verdict === 'unknown'
-            ? `host key ${keyType(blob)} of ${host}:${port} is not in ${knownHosts} (run with --accept-new-host-key, or hostKeyPolicy: 'accept-new' in the library)`
-            : `host key of ${host}:${port} does not match ${knownHosts} (${verdict}): possible man-in-the-middle, refusing`;
-        return false;
+        hostKeyProblem = verifyHostKey(knownHosts, host, port, o.hostKeyPolicy ?? 'strict', blob);
+        return hostKeyProblem === undefined;
       },
       ...creds.auth,
     };

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -15,7 +15,7 @@ import {
 } from '../../src/connection/index.js';
 import { MachineRegistry } from '../../src/registry/index.js';
 import { DIST, hasTool, reapAll, requireTool, start, tempDir } from '../multiprocess/helpers.js';
-import { SSHD, startSshd, type TestSshd } from './sshd.js';
+import { keygen, SSHD, startSshd, type TestSshd } from './sshd.js';
 
 const tmp = tempDir('townlock-conn-');
 let sshd: TestSshd | undefined;
@@ -413,12 +413,38 @@ describe('SshConnection failure modes', () => {
 
     const changed = join(tmp.dir, 'known_hosts_changed');
     const otherKey = readFileSync(`${sshd!.wrongKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(changed, `[127.0.0.1]:${sshd!.port} ${otherKey}\n`);
     await assert.rejects(
       new SshConnection({ ...opts(), knownHostsPath: changed, hostKeyPolicy: 'accept-new' }).exec('true'),
       { reason: 'host-key', message: /does not match/ },
     );
+  });
+
+  test('a server with several host keys shows the type known_hosts lists (ssh2 is told to prefer it)', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    // ssh2 on its own asks for ed25519 first; known_hosts knows only the server's ecdsa key.
+    const onlyEcdsa = join(tmp.dir, 'known_hosts_ecdsa');
+    writeFileSync(onlyEcdsa, `[127.0.0.1]:${sshd!.port} ${sshd!.ecdsaHostKeyLine}\n`);
+    await using conn = new SshConnection({ ...opts(), knownHostsPath: onlyEcdsa });
+    assert.equal((await conn.exec('echo', ['ok'])).stdout, 'ok\n');
+  });
+
+  test('accept-new refuses, and records nothing for, a new key of a host known by another key', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    // Known by a nistp384 key the server does not have: it then shows its ed25519 key, new to us.
+    const other = keygen(join(tmp.dir, 'other_p384'), ['-t', 'ecdsa', '-b', '384']);
+    const known = join(tmp.dir, 'known_hosts_other');
+    const content = `[127.0.0.1]:${sshd!.port} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`;
+    writeFileSync(known, content);
+    await assert.rejects(
+      new SshConnection({ ...opts(), knownHostsPath: known, hostKeyPolicy: 'accept-new' }).exec('true'),
+      (err: ConnectionError) => {
+        assert.equal(err.reason, 'host-key');
+        assert.match(err.message, /knows this host by other keys \(ecdsa-sha2-nistp384\)/);
+        return true;
+      },
+    );
+    assert.equal(readFileSync(known, 'utf8'), content, 'known_hosts is unchanged');
   });
 
   test('sshd killed mid-operation rejects the operation; nothing hangs', async (t) => {
