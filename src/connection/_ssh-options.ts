@@ -10,12 +10,23 @@ import { InvalidOptionError } from '../errors.js';
 import { checkOptionalString, checkPositiveMs } from './_validate.js';
 import { ConnectionError } from './errors.js';
 
-/** `[user@]host[:port]` split into its parts. */
+/** `[user@]host[:port]` split into its parts (port 22 when not given). */
 export function parseSshHost(spec: string): { user: string | undefined; host: string; port: number } {
+  const parsed = parseSshSpec(spec);
+  return { ...parsed, port: parsed.port ?? 22 };
+}
+
+/** `[user@]host[:port]` split into its parts, undefined for the parts not given. */
+export function parseSshSpec(spec: string): {
+  user: string | undefined;
+  host: string;
+  port: number | undefined;
+} {
   const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s[\]]+)(?::(\d+))?$/.exec(spec);
   if (!m || spec.startsWith('-')) throw new InvalidOptionError('host', spec, '[user@]host[:port]');
-  const port = m[3] === undefined ? 22 : Number(m[3]);
-  if (port < 1 || port > 65535) throw new InvalidOptionError('host', spec, 'a port from 1 to 65535');
+  const port = m[3] === undefined ? undefined : Number(m[3]);
+  if (port !== undefined && (port < 1 || port > 65535))
+    throw new InvalidOptionError('host', spec, 'a port from 1 to 65535');
   return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port };
 }
 
@@ -31,6 +42,8 @@ export function checkSshOptions(options: unknown): void {
     throw new InvalidOptionError('passphrase', o.passphrase, 'a string');
   if (o.hostKeyPolicy !== undefined && o.hostKeyPolicy !== 'strict' && o.hostKeyPolicy !== 'accept-new')
     throw new InvalidOptionError('hostKeyPolicy', o.hostKeyPolicy, "'strict' or 'accept-new'");
+  if (o.sshConfigPath !== undefined && o.sshConfigPath !== false && typeof o.sshConfigPath !== 'string')
+    throw new InvalidOptionError('sshConfigPath', o.sshConfigPath, "a path, or false (or '') for none");
   checkPositiveMs('connectTimeout', o.connectTimeout);
   const keepalive = o.keepaliveInterval;
   if (
@@ -53,10 +66,13 @@ export interface Credentials {
   keyFile?: string;
 }
 
-/** Key, passphrase or agent for `options`: the key file given, else the agent, else the usual key files. */
+/**
+ * Key, passphrase or agent: the key file the options name; else the first readable IdentityFile of the
+ * ssh config; else the agent ($SSH_AUTH_SOCK); else the usual key files.
+ */
 export function credentials(
   machine: string,
-  options: { keyPath?: string; passphrase?: string },
+  options: { keyPath?: string; passphrase?: string; identityFiles?: string[] },
 ): Credentials {
   const passphrase = options.passphrase ?? process.env.TOWNLOCK_SSH_PASSPHRASE;
   if (options.keyPath) {
@@ -70,15 +86,23 @@ export function credentials(
       throw new ConnectionError(machine, 'connect', 'auth', message, { cause: err });
     }
   }
+  // As ssh does, IdentityFiles that do not exist are skipped.
+  const fromConfig = readFirst(options.identityFiles ?? [], passphrase);
+  if (fromConfig) return fromConfig;
   if (process.env.SSH_AUTH_SOCK) return { auth: { agent: process.env.SSH_AUTH_SOCK } };
-  for (const candidate of ['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa']) {
+  return readFirst(['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa'], passphrase) ?? { auth: {} };
+}
+
+/** The first of `files` that can be read, as credentials. */
+function readFirst(files: string[], passphrase: string | undefined): Credentials | undefined {
+  for (const file of files) {
     try {
-      return { auth: { privateKey: readFileSync(expandHome(candidate)), passphrase }, keyFile: candidate };
+      return { auth: { privateKey: readFileSync(expandHome(file)), passphrase }, keyFile: file };
     } catch {
-      // try the next usual key file
+      // try the next one
     }
   }
-  return { auth: {} };
+  return undefined;
 }
 
 /**

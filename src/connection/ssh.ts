@@ -16,7 +16,6 @@
  *   operation reconnects.
  */
 import { randomBytes } from 'node:crypto';
-import { userInfo } from 'node:os';
 import { posix } from 'node:path';
 import {
   Client,
@@ -31,7 +30,9 @@ import { abortedError, collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
 import { knownKeyTypes, preferredHostKeyAlgorithms, verifyHostKey } from './_known-hosts.js';
 import { killRemote, PidMarker, reportingPid } from './_remote-kill.js';
+import { SshConfigError } from './_ssh-config.js';
 import { checkSshOptions, credentials, expandHome, keyErrorMessage, parseSshHost } from './_ssh-options.js';
+import { type SshTarget, sshTarget } from './_ssh-target.js';
 import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
@@ -43,13 +44,22 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Options for {@link SshConnection}. */
 export interface SshConnectionOptions extends BaseConnectionOptions {
-  /** `[user@]host[:port]`. */
+  /** `[user@]host[:port]`; host may be an alias from the ssh config (see `sshConfigPath`). */
   host: string;
-  /** Private key file; `~` is expanded. @default the SSH agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa */
+  /**
+   * Private key file; `~` is expanded.
+   * @default the ssh config's first readable IdentityFile, else the SSH agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa
+   */
   keyPath?: string;
   /** Passphrase of the key. @default $TOWNLOCK_SSH_PASSPHRASE */
   passphrase?: string;
-  /** known_hosts file. @default $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts */
+  /**
+   * OpenSSH client config whose `Host` blocks may define `host` as an alias (HostName, User, Port,
+   * IdentityFile); `user@`, `:port` and `keyPath` given here win over it. `false` or `''`: none; a missing
+   * file is fine. @default $TOWNLOCK_SSH_CONFIG, else ~/.ssh/config
+   */
+  sshConfigPath?: string | false;
+  /** known_hosts file, checked for the real host name and port. @default $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts */
   knownHostsPath?: string;
   /** `strict` refuses unknown hosts; `accept-new` records a new host's key (trust on first use). @default 'strict' */
   hostKeyPolicy?: 'strict' | 'accept-new';
@@ -63,7 +73,6 @@ export interface SshConnectionOptions extends BaseConnectionOptions {
 export class SshConnection extends BaseConnection {
   readonly isLocal = false;
   readonly #options: SshConnectionOptions;
-  readonly #target: { user: string; host: string; port: number };
   #client: Promise<Client> | undefined;
   /** The connected client behind #client, once ready; lets a drop forget it synchronously. */
   #live: Client | undefined;
@@ -75,10 +84,9 @@ export class SshConnection extends BaseConnection {
 
   constructor(options: SshConnectionOptions) {
     checkSshOptions(options);
-    const target = parseSshHost(options.host);
+    parseSshHost(options.host); // a malformed host spec fails here, not at the first operation
     super(options.name ?? options.host, options);
     this.#options = options;
-    this.#target = { ...target, user: target.user ?? userInfo().username };
   }
 
   async readFile(path: string): Promise<Buffer> {
@@ -238,6 +246,18 @@ export class SshConnection extends BaseConnection {
     });
   }
 
+  /** Host, port, user and keys: the host spec, then the ssh config file (read at each connect). */
+  #target(): SshTarget {
+    try {
+      return sshTarget(this.#options);
+    } catch (err) {
+      if (!(err instanceof SshConfigError)) throw err;
+      throw new ConnectionError(this.name, 'connect', 'connect', `bad ssh config: ${err.message}`, {
+        cause: err,
+      });
+    }
+  }
+
   /** The SSH connection, opened on first use (and again after it dropped). */
   #connect(operation: string): Promise<Client> {
     if (this.#closed) {
@@ -251,13 +271,13 @@ export class SshConnection extends BaseConnection {
   }
 
   /** Opens and authenticates a new SSH connection. */
-  #open(): Promise<Client> {
-    const { user, host, port } = this.#target;
+  async #open(): Promise<Client> {
     const o = this.#options;
+    const { user, host, port, keyPath, identityFiles } = this.#target();
     const knownHosts = expandHome(
       o.knownHostsPath ?? process.env.TOWNLOCK_KNOWN_HOSTS ?? '~/.ssh/known_hosts',
     );
-    const creds = credentials(this.name, o);
+    const creds = credentials(this.name, { keyPath, identityFiles, passphrase: o.passphrase });
     const serverHostKey = preferredHostKeyAlgorithms(knownKeyTypes(knownHosts, host, port));
     let hostKeyProblem: string | undefined;
     const config: ConnectConfig = {

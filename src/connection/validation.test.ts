@@ -78,6 +78,7 @@ const kinds: [string, () => Connection][] = [
         host: 'nobody@127.0.0.1:1',
         knownHostsPath: join(dir, 'known_hosts'),
         connectTimeout: 2000,
+        sshConfigPath: false,
       }),
   ],
 ];
@@ -117,6 +118,8 @@ describe('constructors: bad options', () => {
     ["hostKeyPolicy 'yes'", () => ssh({ hostKeyPolicy: 'yes' }), 'hostKeyPolicy'],
     ['connectTimeout -1', () => ssh({ connectTimeout: -1 }), 'connectTimeout'],
     ["keepaliveInterval 'x'", () => ssh({ keepaliveInterval: 'x' }), 'keepaliveInterval'],
+    ['sshConfigPath 5', () => ssh({ sshConfigPath: 5 }), 'sshConfigPath'],
+    ['sshConfigPath true', () => ssh({ sshConfigPath: true }), 'sshConfigPath'],
     ['tmuxSocket 5', () => ssh({ tmuxSocket: 5 }), 'tmuxSocket'],
     ["name ''", () => ssh({ name: '' }), 'name'],
     ['LocalConnection(null)', () => new LocalConnection(bad(null)), 'options'],

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -64,6 +65,15 @@ async function allGone(pidFile: string): Promise<void> {
   assert.equal(pids.length, 2);
   await eventually(async () => pids.every(isGone), `processes ${pids.join(' ')} to end`);
 }
+
+const BIN = join(DIST, '..', 'bin', 'townlock.js');
+/** Runs the built CLI to completion, with `env` added to this process's environment. */
+const tl = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+  });
 
 /** Polls `check` until it returns true or the deadline passes (for effects visible only by looking). */
 async function eventually(check: () => Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
@@ -447,6 +457,45 @@ describe('SshConnection failure modes', () => {
     assert.equal(readFileSync(known, 'utf8'), content, 'known_hosts is unchanged');
   });
 
+  test('a Host alias of the ssh config file gives HostName, Port, User and IdentityFile (library and CLI)', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const cfg = join(tmp.dir, 'ssh_config');
+    writeFileSync(
+      cfg,
+      [
+        'Host tl-alias other-alias',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd!.port}`,
+        `  User ${userInfo().username}`,
+        `  IdentityFile ${sshd!.clientKey}`,
+        'Host *',
+        '  Port 1',
+        '  User nobody',
+        '',
+      ].join('\n'),
+    );
+    // known_hosts lists [127.0.0.1]:port only: it is checked for the real name and port, not the alias.
+    await using conn = new SshConnection({
+      host: 'tl-alias',
+      sshConfigPath: cfg,
+      knownHostsPath: sshd!.knownHosts,
+    });
+    assert.equal((await conn.exec('echo', ['via alias'])).stdout, 'via alias\n');
+    assert.equal(conn.name, 'tl-alias');
+
+    const registry = join(tmp.dir, 'alias-reg', 'machines.json');
+    const g = ['--registry', registry];
+    assert.equal(tl([...g, 'machine', 'add', 'aliased', '--host', 'tl-alias']).status, 0);
+    const r = tl(
+      [...g, 'machine', 'exec', 'aliased', '--known-hosts', sshd!.knownHosts, '--', 'echo', 'cli'],
+      {
+        TOWNLOCK_SSH_CONFIG: cfg,
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'cli\n');
+  });
+
   test('sshd killed mid-operation rejects the operation; nothing hangs', async (t) => {
     if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
     // A private server, so killing it does not disturb the other tests.
@@ -475,14 +524,6 @@ describe('SshConnection failure modes', () => {
 });
 
 describe('registry connections and the CLI over SSH', () => {
-  const BIN = join(DIST, '..', 'bin', 'townlock.js');
-  const tl = (args: string[]) =>
-    spawnSync(process.execPath, [BIN, ...args], {
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-
   test('registry.connection() gives a working connection for local and ssh machines', async (t) => {
     if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
     const path = join(tmp.dir, 'reg', 'machines.json');

@@ -122,7 +122,8 @@ function timeoutMs(value: string | undefined): number | undefined {
 const CONNECTION_HELP = `  --known-hosts PATH      known_hosts file (default: $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts)
   --accept-new-host-key   trust and record the key of a host not yet in known_hosts
   --timeout SECONDS       give up after this long
-The key passphrase, if any, is read from $TOWNLOCK_SSH_PASSPHRASE.`;
+The key passphrase, if any, is read from $TOWNLOCK_SSH_PASSPHRASE. A host may be a Host alias of
+~/.ssh/config (or of $TOWNLOCK_SSH_CONFIG; empty: none) giving HostName, User, Port and IdentityFile.`;
 
 export const machineExec: Command = {
   path: ['machine', 'exec'],
