@@ -3,8 +3,12 @@
  *
  * - One TCP/SSH connection per SshConnection, opened on first use and reused for every operation (one
  *   SFTP session, one channel per exec), with keep-alives; close() ends it cleanly.
- * - Host keys are checked against known_hosts (default ~/.ssh/known_hosts) and an unknown or changed key
- *   is refused, unless `hostKeyPolicy: 'accept-new'` trusts a host's first key (never a changed one).
+ * - The host may be a `Host` alias of ~/.ssh/config (HostName, User, Port, IdentityFile; _ssh-target.ts
+ *   says what wins over what); the file is read at each connect.
+ * - Host keys are checked against known_hosts (default ~/.ssh/known_hosts) for the real host name and
+ *   port, as OpenSSH does (_known-hosts.ts); an unknown or changed key is refused, unless
+ *   `hostKeyPolicy: 'accept-new'` trusts the first key of a host that has none (never a changed or an
+ *   additional one). ssh2 is asked to negotiate the key types known_hosts lists for the host first.
  * - Files go over SFTP; writeFile writes a temp file, fsyncs it and renames it over the target with
  *   OpenSSH's posix-rename extension, so readers never see a partial file.
  * - exec quotes every argument for the remote shell, so spaces, quotes, `;`, `$(...)` and newlines
@@ -61,7 +65,10 @@ export interface SshConnectionOptions extends BaseConnectionOptions {
   sshConfigPath?: string | false;
   /** known_hosts file, checked for the real host name and port. @default $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts */
   knownHostsPath?: string;
-  /** `strict` refuses unknown hosts; `accept-new` records a new host's key (trust on first use). @default 'strict' */
+  /**
+   * `strict` refuses hosts not in known_hosts; `accept-new` records the key of a host that has no key there
+   * yet (trust on first use), never a changed or additional key of a known host. @default 'strict'
+   */
   hostKeyPolicy?: 'strict' | 'accept-new';
   /** How long connecting (TCP + handshake + auth) may take, in ms. @default 20000 */
   connectTimeout?: number;
