@@ -4,6 +4,7 @@
  */
 
 import { type DirEntry, globWith } from './_glob.js';
+import { checkBaseOptions, checkString, checkTmuxNewSession, checkTmuxSendKeys } from './_validate.js';
 import type { Connection, ExecOptions, ExecResult, FileStat, TmuxSessionOptions } from './connection.js';
 import { ConnectionError } from './errors.js';
 
@@ -22,6 +23,7 @@ export abstract class BaseConnection implements Connection {
   readonly #tmuxSocket: string | undefined;
 
   protected constructor(name: string, options: BaseConnectionOptions) {
+    checkBaseOptions(options);
     this.name = name;
     this.#tmuxSocket = options.tmuxSocket;
   }
@@ -38,6 +40,7 @@ export abstract class BaseConnection implements Connection {
   protected abstract listDir(path: string): Promise<DirEntry[] | undefined>;
 
   async exists(path: string): Promise<boolean> {
+    checkString('path', path);
     try {
       await this.stat(path);
       return true;
@@ -47,11 +50,13 @@ export abstract class BaseConnection implements Connection {
     }
   }
 
-  glob(pattern: string): Promise<string[]> {
+  async glob(pattern: string): Promise<string[]> {
+    checkString('pattern', pattern);
     return globWith(pattern, (dir) => this.listDir(dir));
   }
 
   async tmuxNewSession(name: string, options: TmuxSessionOptions = {}): Promise<void> {
+    checkTmuxNewSession(name, options);
     const args = ['new-session', '-d', '-s', name];
     if (options.cwd) args.push('-c', options.cwd);
     if (options.command) args.push(options.command);
@@ -59,20 +64,24 @@ export abstract class BaseConnection implements Connection {
   }
 
   async tmuxKillSession(name: string): Promise<void> {
+    checkString('name', name);
     await this.#tmux('tmuxKillSession', ['kill-session', '-t', `=${name}`]);
   }
 
   async tmuxSendKeys(session: string, keys: string, options: { enter?: boolean } = {}): Promise<void> {
+    checkTmuxSendKeys(session, keys, options);
     await this.#tmux('tmuxSendKeys', ['send-keys', '-t', `=${session}:`, '-l', '--', keys]);
     if (options.enter !== false)
       await this.#tmux('tmuxSendKeys', ['send-keys', '-t', `=${session}:`, 'Enter']);
   }
 
   async tmuxCapturePane(session: string): Promise<string> {
+    checkString('session', session);
     return (await this.#tmux('tmuxCapturePane', ['capture-pane', '-p', '-t', `=${session}:`])).stdout;
   }
 
   async tmuxHasSession(name: string): Promise<boolean> {
+    checkString('name', name);
     return (await this.exec('tmux', [...this.#socketArgs(), 'has-session', '-t', `=${name}`])).code === 0;
   }
 

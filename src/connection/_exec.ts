@@ -1,17 +1,9 @@
-/** Helpers shared by local and SSH exec: env validation, shell quoting, and output collection. */
+/** Helpers shared by local and SSH exec: shell quoting and output collection. */
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { InvalidOptionError } from '../errors.js';
+import { setLongTimeout } from '../_long-timer.js';
 import type { ExecOptions, ExecResult } from './connection.js';
 import { ConnectionError } from './errors.js';
-
-/** Rejects environment variable names a shell could misread. */
-export function checkEnv(machine: string, env: Record<string, string> | undefined): void {
-  for (const name of Object.keys(env ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
-      throw new InvalidOptionError(`env (${machine})`, name, 'a variable name');
-  }
-}
 
 /** Quotes one word for a POSIX shell so it arrives literally, whatever it contains. */
 export function shellQuote(word: string): string {
@@ -24,7 +16,20 @@ export function remoteCommandLine(command: string, args: string[], options: Exec
   const words = [command, ...args].map(shellQuote).join(' ');
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${shellQuote(v)}`);
   const run = env.length > 0 ? `env ${env.join(' ')} ${words}` : `exec ${words}`;
-  return options.cwd ? `cd ${shellQuote(options.cwd)} && ${run}` : run;
+  return options.cwd ? `cd -- ${shellQuote(cdOperand(options.cwd))} && ${run}` : run;
+}
+
+/**
+ * A directory operand `cd` takes literally. `--` stops `-P`/`-L` being options, but `cd -- -` still means
+ * $OLDPWD (POSIX), and a plain relative name is looked up in $CDPATH first; `./` avoids both.
+ */
+function cdOperand(dir: string): string {
+  return dir.startsWith('/') || dir.startsWith('./') || dir.startsWith('../') ? dir : `./${dir}`;
+}
+
+/** The `aborted` ConnectionError of an exec whose AbortSignal fired (its reason is the cause). */
+export function abortedError(machine: string, signal: AbortSignal): ConnectionError {
+  return new ConnectionError(machine, 'exec', 'aborted', 'the command was aborted', { cause: signal.reason });
 }
 
 /** A started command as exec needs it: local ChildProcess and ssh2 channels both fit. */
@@ -42,12 +47,15 @@ export interface RunningCommand {
 
 /**
  * Feeds stdin, collects stdout/stderr, and settles when the command ends, or rejects on timeout/abort
- * (after killing it). Spawn failures become exit codes 127/126, as a shell reports them.
+ * as soon as it has called `child.kill()` (which kills the command's process group, possibly
+ * asynchronously). Spawn failures become exit codes 127/126, as a shell reports them. `cleanStderr`
+ * post-processes the collected stderr (SSH strips its pid marker).
  */
 export function collectExec(
   machine: string,
   child: RunningCommand,
   options: ExecOptions,
+  cleanStderr: (stderr: Buffer) => Buffer = (stderr) => stderr,
 ): Promise<ExecResult> {
   const { timeout, signal, input } = options;
   return new Promise<ExecResult>((resolve, reject) => {
@@ -61,18 +69,21 @@ export function collectExec(
     const finish = (fn: () => void) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      timer?.clear();
       signal?.removeEventListener('abort', onAbort);
       fn();
     };
-    const fail = (reason: 'timeout' | 'aborted', message: string) => {
+    const fail = (error: ConnectionError) => {
       child.kill('SIGKILL');
-      finish(() => reject(new ConnectionError(machine, 'exec', reason, message, { cause: signal?.reason })));
+      finish(() => reject(error));
     };
-    const onAbort = () => fail('aborted', 'the command was aborted');
+    const onAbort = () => fail(abortedError(machine, signal!));
     const timer =
       timeout !== undefined
-        ? setTimeout(() => fail('timeout', `timed out after ${timeout} ms`), timeout)
+        ? setLongTimeout(
+            () => fail(new ConnectionError(machine, 'exec', 'timeout', `timed out after ${timeout} ms`)),
+            timeout,
+          )
         : undefined;
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
@@ -87,7 +98,7 @@ export function collectExec(
       finish(() =>
         resolve({
           stdout: Buffer.concat(out).toString(),
-          stderr: Buffer.concat(err).toString(),
+          stderr: cleanStderr(Buffer.concat(err)).toString(),
           code: status,
         }),
       );

@@ -23,9 +23,12 @@ export interface ExecOptions {
   cwd?: string;
   /** Extra environment variables (names must be `[A-Za-z_][A-Za-z0-9_]*`). */
   env?: Record<string, string>;
-  /** Kill the command and reject with a `timeout` ConnectionError after this many ms. */
+  /**
+   * After this many ms (positive, finite; any size), SIGKILL the command and every process of its process
+   * group, and reject with a `timeout` ConnectionError.
+   */
   timeout?: number;
-  /** Kill the command and reject with an `aborted` ConnectionError. */
+  /** When it aborts, SIGKILL the command and its process group and reject with an `aborted` ConnectionError. */
   signal?: AbortSignal;
   /** Bytes written to the command's stdin. */
   input?: string | Uint8Array;

@@ -2,14 +2,18 @@
  * LocalConnection: this machine, through node:fs and child processes started without a shell.
  * writeFile is atomic and durable (townlock/atomic). A command that cannot be started returns code 127
  * (not found) or 126 (not executable), as a shell would, so local and SSH results compare equal.
+ * Commands run in a process group (and session) of their own, so exec's timeout and abort SIGKILL the
+ * command and everything it started that stayed in the group. Warning: for the same reason a terminal's
+ * Ctrl-C does not reach them, and they have no controlling terminal; stop them with an AbortSignal.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { writeFileAtomic } from '../atomic/pending-file.js';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
-import { checkEnv, collectExec } from './_exec.js';
+import { abortedError, collectExec } from './_exec.js';
 import type { DirEntry } from './_glob.js';
+import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
 
@@ -18,22 +22,26 @@ export class LocalConnection extends BaseConnection {
   readonly isLocal = true;
 
   constructor(options: BaseConnectionOptions = {}) {
-    super(options.name ?? 'local', options);
+    super(options?.name ?? 'local', options);
   }
 
   async readFile(path: string): Promise<Buffer> {
+    checkString('path', path);
     return this.#fs('readFile', path, () => fs.readFile(path));
   }
 
   async writeFile(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+    checkWriteFile(path, data, options);
     await this.#fs('writeFile', path, () => writeFileAtomic(path, data, options));
   }
 
   async mkdir(path: string): Promise<void> {
+    checkString('path', path);
     await this.#fs('mkdir', path, () => fs.mkdir(path, { recursive: true }));
   }
 
   async remove(path: string): Promise<void> {
+    checkString('path', path);
     await this.#fs('remove', path, async () => {
       const s = await fs.lstat(path);
       await (s.isDirectory() ? fs.rmdir(path) : fs.unlink(path));
@@ -41,10 +49,12 @@ export class LocalConnection extends BaseConnection {
   }
 
   async removeAll(path: string): Promise<void> {
+    checkString('path', path);
     await this.#fs('removeAll', path, () => fs.rm(path, { recursive: true, force: true }));
   }
 
   async stat(path: string): Promise<FileStat> {
+    checkString('path', path);
     const s = await this.#fs('stat', path, () => fs.stat(path));
     return {
       name: basename(resolve(path)),
@@ -67,13 +77,24 @@ export class LocalConnection extends BaseConnection {
   }
 
   async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
-    checkEnv(this.name, options.env);
+    checkExec(command, args, options);
+    if (options.signal?.aborted) throw abortedError(this.name, options.signal);
+    // detached: the child leads a process group (and session) of its own, so a timeout or abort can kill
+    // everything it started, not just the child itself.
     const child = spawn(command, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      detached: process.platform !== 'win32',
     });
-    return collectExec(this.name, child, options);
+    const running = {
+      stdin: child.stdin,
+      stdout: child.stdout,
+      stderr: child.stderr,
+      kill: () => killGroup(child),
+      on: child.on.bind(child),
+    };
+    return collectExec(this.name, running, options);
   }
 
   async close(): Promise<void> {}
@@ -86,6 +107,19 @@ export class LocalConnection extends BaseConnection {
       throw mapFsError(this.name, operation, path, err);
     }
   }
+}
+
+/** SIGKILLs the process group `child` leads; just the child where there is no group (Windows, spawn failed). */
+function killGroup(child: ChildProcess): void {
+  try {
+    if (child.pid !== undefined && process.platform !== 'win32') {
+      process.kill(-child.pid, 'SIGKILL');
+      return;
+    }
+  } catch {
+    // the group is gone already: fall back to the child itself
+  }
+  child.kill('SIGKILL');
 }
 
 /** Maps an fs error to the connection error hierarchy. */

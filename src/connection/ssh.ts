@@ -3,17 +3,23 @@
  *
  * - One TCP/SSH connection per SshConnection, opened on first use and reused for every operation (one
  *   SFTP session, one channel per exec), with keep-alives; close() ends it cleanly.
- * - Host keys are checked against known_hosts (default ~/.ssh/known_hosts) and an unknown or changed key
- *   is refused, unless `hostKeyPolicy: 'accept-new'` trusts a host's first key (never a changed one).
+ * - The host may be a `Host` alias of ~/.ssh/config (HostName, User, Port, IdentityFile; _ssh-target.ts
+ *   says what wins over what); the file is read at each connect.
+ * - Host keys are checked against known_hosts (default ~/.ssh/known_hosts) for the real host name and
+ *   port, as OpenSSH does (_known-hosts.ts); an unknown or changed key is refused, unless
+ *   `hostKeyPolicy: 'accept-new'` trusts the first key of a host that has none (never a changed or an
+ *   additional one). ssh2 is asked to negotiate the key types known_hosts lists for the host first.
  * - Files go over SFTP; writeFile writes a temp file, fsyncs it and renames it over the target with
  *   OpenSSH's posix-rename extension, so readers never see a partial file.
  * - exec quotes every argument for the remote shell, so spaces, quotes, `;`, `$(...)` and newlines
- *   arrive literally.
+ *   arrive literally; a POSIX /bin/sh runs the command line, whatever the login shell is.
+ * - exec's timeout and abort reject at once and SIGKILL the remote command's process group through a
+ *   second channel (_remote-kill.ts says why the SSH "signal" request is not enough); close() waits for
+ *   those kills.
  * - If the connection drops, every pending operation rejects with a `closed` ConnectionError; the next
  *   operation reconnects.
  */
 import { randomBytes } from 'node:crypto';
-import { userInfo } from 'node:os';
 import { posix } from 'node:path';
 import {
   Client,
@@ -24,26 +30,45 @@ import {
   type Stats,
 } from 'ssh2';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
-import { checkEnv, collectExec, remoteCommandLine } from './_exec.js';
+import { abortedError, collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
-import { checkHostKey, keyType, rememberHostKey } from './_known-hosts.js';
-import { credentials, expandHome, parseSshHost } from './_ssh-options.js';
+import { knownKeyTypes, preferredHostKeyAlgorithms, verifyHostKey } from './_known-hosts.js';
+import { killRemote, PidMarker, reportingPid } from './_remote-kill.js';
+import { SshConfigError } from './_ssh-config.js';
+import { checkSshOptions, credentials, expandHome, keyErrorMessage, parseSshHost } from './_ssh-options.js';
+import { type SshTarget, sshTarget } from './_ssh-target.js';
+import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
 
 export { parseSshHost };
 
+/** The longest delay a plain setTimeout honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Options for {@link SshConnection}. */
 export interface SshConnectionOptions extends BaseConnectionOptions {
-  /** `[user@]host[:port]`. */
+  /** `[user@]host[:port]`; host may be an alias from the ssh config (see `sshConfigPath`). */
   host: string;
-  /** Private key file; `~` is expanded. @default the SSH agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa */
+  /**
+   * Private key file; `~` is expanded.
+   * @default the ssh config's first readable IdentityFile, else the SSH agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa
+   */
   keyPath?: string;
   /** Passphrase of the key. @default $TOWNLOCK_SSH_PASSPHRASE */
   passphrase?: string;
-  /** known_hosts file. @default $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts */
+  /**
+   * OpenSSH client config whose `Host` blocks may define `host` as an alias (HostName, User, Port,
+   * IdentityFile); `user@`, `:port` and `keyPath` given here win over it. `false` or `''`: none; a missing
+   * file is fine. @default $TOWNLOCK_SSH_CONFIG, else ~/.ssh/config
+   */
+  sshConfigPath?: string | false;
+  /** known_hosts file, checked for the real host name and port. @default $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts */
   knownHostsPath?: string;
-  /** `strict` refuses unknown hosts; `accept-new` records a new host's key (trust on first use). @default 'strict' */
+  /**
+   * `strict` refuses hosts not in known_hosts; `accept-new` records the key of a host that has no key there
+   * yet (trust on first use), never a changed or additional key of a known host. @default 'strict'
+   */
   hostKeyPolicy?: 'strict' | 'accept-new';
   /** How long connecting (TCP + handshake + auth) may take, in ms. @default 20000 */
   connectTimeout?: number;
@@ -55,27 +80,30 @@ export interface SshConnectionOptions extends BaseConnectionOptions {
 export class SshConnection extends BaseConnection {
   readonly isLocal = false;
   readonly #options: SshConnectionOptions;
-  readonly #target: { user: string; host: string; port: number };
   #client: Promise<Client> | undefined;
   /** The connected client behind #client, once ready; lets a drop forget it synchronously. */
   #live: Client | undefined;
   #sftp: Promise<SFTPWrapper> | undefined;
   readonly #pending = new Set<(err: Error) => void>();
+  /** Kills of timed-out or aborted commands still under way (close() waits for them). */
+  readonly #kills = new Set<Promise<void>>();
   #closed = false;
 
   constructor(options: SshConnectionOptions) {
-    const target = parseSshHost(options.host);
+    checkSshOptions(options);
+    parseSshHost(options.host); // a malformed host spec fails here, not at the first operation
     super(options.name ?? options.host, options);
     this.#options = options;
-    this.#target = { ...target, user: target.user ?? userInfo().username };
   }
 
   async readFile(path: string): Promise<Buffer> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('readFile');
     return this.#call<Buffer>('readFile', path, (cb) => sftp.readFile(path, cb));
   }
 
   async writeFile(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+    checkWriteFile(path, data, options);
     const sftp = await this.#sftpSession('writeFile');
     const existing = await this.#call<Stats>('writeFile', path, (cb) => sftp.stat(path, cb)).catch(
       () => undefined,
@@ -110,6 +138,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async mkdir(path: string): Promise<void> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('mkdir');
     const parts = path.split('/');
     for (let i = 1; i <= parts.length; i++) {
@@ -129,6 +158,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async remove(path: string): Promise<void> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('remove');
     const s = await this.#call<Stats>('remove', path, (cb) => sftp.lstat(path, cb));
     await this.#call('remove', path, (cb) =>
@@ -137,6 +167,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async removeAll(path: string): Promise<void> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('removeAll');
     const s = await this.#call<Stats>('removeAll', path, (cb) => sftp.lstat(path, cb)).catch((err) => {
       if (err instanceof NotFoundError) return undefined;
@@ -152,6 +183,7 @@ export class SshConnection extends BaseConnection {
   }
 
   async stat(path: string): Promise<FileStat> {
+    checkString('path', path);
     const sftp = await this.#sftpSession('stat');
     const s = await this.#call<Stats>('stat', path, (cb) => sftp.stat(path, cb));
     return {
@@ -175,31 +207,40 @@ export class SshConnection extends BaseConnection {
   }
 
   async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult> {
-    checkEnv(this.name, options.env);
+    checkExec(command, args, options);
+    if (options.signal?.aborted) throw abortedError(this.name, options.signal);
     const client = await this.#connect('exec');
-    const line = remoteCommandLine(command, args, options);
+    const nonce = randomBytes(8).toString('hex');
+    const line = reportingPid(remoteCommandLine(command, args, options), nonce);
     const channel = await this.#call<ClientChannel>('exec', undefined, (cb) => client.exec(line, cb));
+    const openedAt = performance.now();
+    const marker = new PidMarker(nonce);
+    channel.stderr.on('data', marker.feed);
     const running = {
       stdin: channel,
       stdout: channel,
       stderr: channel.stderr,
       kill: () => {
-        channel.signal('KILL');
-        channel.close();
+        const killing = killRemote(client, channel, marker, openedAt);
+        this.#kills.add(killing);
+        void killing.finally(() => this.#kills.delete(killing));
       },
       on: (event: string, listener: (...a: never[]) => void) => {
         if (event === 'close') {
-          channel.on('close', (code: number | null, sig?: string) =>
-            (listener as (c: number | null, s: string | null) => void)(code, sig ? `SIG${sig}` : null),
+          // ssh2 already names the signal of an exit-signal message with the SIG prefix (`SIGTERM`).
+          channel.on('close', (code: number | null | undefined, sig?: string) =>
+            (listener as (c: number | null, s: string | null) => void)(code ?? null, sig ?? null),
           );
         } else channel.on(event, listener);
       },
     };
-    return this.#track(collectExec(this.name, running as never, options));
+    return this.#track(collectExec(this.name, running as never, options, (stderr) => marker.strip(stderr)));
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    // A command killed on timeout or abort is killed over this connection: let that finish first.
+    await Promise.all([...this.#kills]);
     const client = this.#client;
     this.#client = undefined;
     this.#sftp = undefined;
@@ -210,6 +251,18 @@ export class SshConnection extends BaseConnection {
       c.once('close', () => resolve());
       c.end();
     });
+  }
+
+  /** Host, port, user and keys: the host spec, then the ssh config file (read at each connect). */
+  #target(): SshTarget {
+    try {
+      return sshTarget(this.#options);
+    } catch (err) {
+      if (!(err instanceof SshConfigError)) throw err;
+      throw new ConnectionError(this.name, 'connect', 'connect', `bad ssh config: ${err.message}`, {
+        cause: err,
+      });
+    }
   }
 
   /** The SSH connection, opened on first use (and again after it dropped). */
@@ -225,34 +278,30 @@ export class SshConnection extends BaseConnection {
   }
 
   /** Opens and authenticates a new SSH connection. */
-  #open(): Promise<Client> {
-    const { user, host, port } = this.#target;
+  async #open(): Promise<Client> {
     const o = this.#options;
+    const { user, host, port, keyPath, identityFiles } = this.#target();
     const knownHosts = expandHome(
       o.knownHostsPath ?? process.env.TOWNLOCK_KNOWN_HOSTS ?? '~/.ssh/known_hosts',
     );
+    const creds = credentials(this.name, { keyPath, identityFiles, passphrase: o.passphrase });
+    const serverHostKey = preferredHostKeyAlgorithms(knownKeyTypes(knownHosts, host, port));
     let hostKeyProblem: string | undefined;
     const config: ConnectConfig = {
       host,
       port,
       username: user,
-      readyTimeout: o.connectTimeout ?? 20_000,
-      keepaliveInterval: o.keepaliveInterval ?? 15_000,
+      // ssh2 uses plain timers, which Node fires at once for delays of 2^31 ms or more.
+      readyTimeout: Math.min(o.connectTimeout ?? 20_000, MAX_TIMER_MS),
+      keepaliveInterval: Math.min(o.keepaliveInterval ?? 15_000, MAX_TIMER_MS),
       keepaliveCountMax: 3,
+      // Like OpenSSH, ask first for the host-key types known_hosts lists for this host.
+      algorithms: serverHostKey ? { serverHostKey } : undefined,
       hostVerifier: (blob: Buffer) => {
-        const verdict = checkHostKey(knownHosts, host, port, blob);
-        if (verdict === 'match') return true;
-        if (verdict === 'unknown' && o.hostKeyPolicy === 'accept-new') {
-          rememberHostKey(knownHosts, host, port, blob);
-          return true;
-        }
-        hostKeyProblem =
-          verdict === 'unknown'
-            ? `host key ${keyType(blob)} of ${host}:${port} is not in ${knownHosts} (add it, or use hostKeyPolicy 'accept-new')`
-            : `host key of ${host}:${port} does not match ${knownHosts} (${verdict}): possible man-in-the-middle, refusing`;
-        return false;
+        hostKeyProblem = verifyHostKey(knownHosts, host, port, o.hostKeyPolicy ?? 'strict', blob);
+        return hostKeyProblem === undefined;
       },
-      ...credentials(this.name, this.#options),
+      ...creds.auth,
     };
     return new Promise<Client>((resolve, reject) => {
       const client = new Client();
@@ -281,10 +330,12 @@ export class SshConnection extends BaseConnection {
       });
       try {
         client.connect(config);
+        // Without TCP_NODELAY every small SFTP request waits out Nagle + delayed ACK (~40 ms a round trip).
+        client.setNoDelay(true);
       } catch (err) {
         // ssh2 parses the key synchronously: an encrypted key without (or with a wrong) passphrase lands here.
         reject(
-          new ConnectionError(this.name, 'connect', 'auth', `cannot use the key: ${(err as Error).message}`, {
+          new ConnectionError(this.name, 'connect', 'auth', keyErrorMessage(creds.keyFile, err as Error), {
             cause: err,
           }),
         );

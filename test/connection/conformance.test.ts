@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -14,8 +15,8 @@ import {
   SshConnection,
 } from '../../src/connection/index.js';
 import { MachineRegistry } from '../../src/registry/index.js';
-import { DIST, hasTool, reapAll, requireTool, tempDir } from '../multiprocess/helpers.js';
-import { SSHD, startSshd, type TestSshd } from './sshd.js';
+import { DIST, hasTool, reapAll, requireTool, start, tempDir } from '../multiprocess/helpers.js';
+import { keygen, SSHD, startSshd, type TestSshd } from './sshd.js';
 
 const tmp = tempDir('townlock-conn-');
 let sshd: TestSshd | undefined;
@@ -47,6 +48,32 @@ const kinds: { label: string; make: () => Connection; needs?: string }[] = [
       }),
   },
 ];
+
+/** Whether process `pid` has ended (gone, or a zombie nobody reaped yet). The test sshd runs on this machine. */
+function isGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Waits until every pid listed in `pidFile` has ended. */
+async function allGone(pidFile: string): Promise<void> {
+  const pids = readFileSync(pidFile, 'utf8').trim().split(' ').map(Number);
+  assert.equal(pids.length, 2);
+  await eventually(async () => pids.every(isGone), `processes ${pids.join(' ')} to end`);
+}
+
+const BIN = join(DIST, '..', 'bin', 'townlock.js');
+/** Runs the built CLI to completion, with `env` added to this process's environment. */
+const tl = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+  });
 
 /** Polls `check` until it returns true or the deadline passes (for effects visible only by looking). */
 async function eventually(check: () => Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
@@ -176,6 +203,19 @@ for (const kind of kinds) {
       assert.equal((await conn.exec('no-such-command-xyz')).code, 127);
     });
 
+    test('a command killed by signal N exits 128+N', async (t) => {
+      if (!ready(t)) return;
+      for (const [signal, code] of [
+        ['TERM', 143],
+        ['KILL', 137],
+        ['INT', 130],
+        ['HUP', 129],
+      ] as const) {
+        const r = await conn.exec('sh', ['-c', `kill -${signal} $$`]);
+        assert.equal(r.code, code, `SIG${signal}`);
+      }
+    });
+
     test('exec honours cwd, env and input', async (t) => {
       if (!ready(t)) return;
       const d = dir();
@@ -189,20 +229,51 @@ for (const kind of kinds) {
       });
     });
 
-    test('exec timeout and abort kill the command and reject', async (t) => {
+    test('exec timeout and abort kill the command and everything it started, and reject promptly', async (t) => {
       if (!ready(t)) return;
+      const d = dir();
+      await conn.mkdir(d);
+      // A shell with a child: killing only the shell (or only closing the channel) leaves `sleep` running.
+      const script = (pids: string) => `sleep 60 & echo "$$ $!" > ${pids}; wait`;
+
+      const timedOut = join(d, 'timeout.pids');
       const started = Date.now();
-      await assert.rejects(conn.exec('sleep', ['20'], { timeout: 200 }), (err: ConnectionError) => {
-        assert.equal(err.code, 'ERR_CONNECTION');
-        assert.equal(err.reason, 'timeout');
-        assert.equal(err.operation, 'exec');
-        return true;
-      });
-      await assert.rejects(conn.exec('sleep', ['20'], { signal: AbortSignal.timeout(100) }), {
+      await assert.rejects(
+        conn.exec('sh', ['-c', script(timedOut)], { timeout: 1000 }),
+        (err: ConnectionError) => {
+          assert.equal(err.code, 'ERR_CONNECTION');
+          assert.equal(err.reason, 'timeout');
+          assert.equal(err.operation, 'exec');
+          return true;
+        },
+      );
+      assert.ok(Date.now() - started < 5000, 'the timeout rejects promptly');
+      await allGone(timedOut);
+
+      const aborted = join(d, 'abort.pids');
+      const controller = new AbortController();
+      const running = conn.exec('sh', ['-c', script(aborted)], { signal: controller.signal });
+      await eventually(
+        async () => existsSync(aborted) && readFileSync(aborted, 'utf8').includes('\n'),
+        'pids',
+      );
+      const abortedAt = Date.now();
+      controller.abort();
+      await assert.rejects(running, { code: 'ERR_CONNECTION', reason: 'aborted' });
+      assert.ok(Date.now() - abortedAt < 1000, 'the abort rejects promptly');
+      await allGone(aborted);
+
+      await assert.rejects(conn.exec('sleep', ['20'], { signal: AbortSignal.abort() }), {
         reason: 'aborted',
       });
-      assert.ok(Date.now() - started < 10_000);
       assert.equal((await conn.exec('echo', ['still usable'])).stdout, 'still usable\n');
+    });
+
+    test('an exec timeout beyond 2^31 ms does not fire at once', async (t) => {
+      if (!ready(t)) return;
+      // Node clamps setTimeout delays >= 2^31 ms to 1 ms: such a timeout used to reject immediately.
+      const r = await conn.exec('sh', ['-c', 'sleep 0.2; echo done'], { timeout: 2_600_000_000 });
+      assert.deepEqual(r, { stdout: 'done\n', stderr: '', code: 0 });
     });
 
     test('tmux: new, has, list, send-keys, capture, kill', async (t) => {
@@ -251,6 +322,31 @@ describe('SshConnection failure modes', () => {
     assert.equal(sshd!.acceptedCount() - before, 1);
   });
 
+  test('small requests are not held back by Nagle and delayed ACKs (TCP_NODELAY)', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    await using conn = new SshConnection(opts());
+    await conn.stat('/');
+    // Without TCP_NODELAY each SFTP round trip on loopback waits ~40 ms for a delayed ACK: 20 take ~800 ms.
+    const started = performance.now();
+    for (let i = 0; i < 20; i++) await conn.stat('/');
+    const ms = performance.now() - started;
+    assert.ok(ms < 400, `20 SFTP stats took ${ms.toFixed(0)} ms`);
+  });
+
+  test('close() right after a timeout still kills the remote command (as the CLI does)', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const conn = new SshConnection(opts());
+    const pids = join(tmp.dir, 'close-after-timeout.pids');
+    await assert.rejects(
+      conn.exec('sh', ['-c', `sleep 60 & echo "$$ $!" > ${pids}; wait`], { timeout: 1000 }),
+      {
+        reason: 'timeout',
+      },
+    );
+    await conn.close();
+    await allGone(pids);
+  });
+
   test('a wrong key is an auth error', async (t) => {
     if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
     await using conn = new SshConnection({ ...opts(), keyPath: sshd!.wrongKey });
@@ -287,11 +383,18 @@ describe('SshConnection failure modes', () => {
       delete process.env.TOWNLOCK_SSH_PASSPHRASE;
     }
     for (const passphrase of [undefined, 'wrong']) {
-      await assert.rejects(new SshConnection({ ...opts(), keyPath: key, passphrase }).exec('true'), {
-        code: 'ERR_CONNECTION',
-        reason: 'auth',
-        message: /cannot use the key/,
-      });
+      await assert.rejects(
+        new SshConnection({ ...opts(), keyPath: key, passphrase }).exec('true'),
+        (err: ConnectionError) => {
+          assert.equal(err.code, 'ERR_CONNECTION');
+          assert.equal(err.reason, 'auth');
+          assert.ok(err.message.includes(`cannot use the key ${key}`), err.message);
+          // The CLI user and the library user each learn where the passphrase goes.
+          assert.match(err.message, /\$TOWNLOCK_SSH_PASSPHRASE/);
+          assert.match(err.message, /passphrase option/);
+          return true;
+        },
+      );
     }
   });
 
@@ -303,6 +406,9 @@ describe('SshConnection failure modes', () => {
       (err: ConnectionError) => {
         assert.equal(err.reason, 'host-key');
         assert.match(err.message, /not in .*known_hosts_empty/);
+        // What to do, for the CLI user and for the library user.
+        assert.match(err.message, /run with --accept-new-host-key/);
+        assert.match(err.message, /hostKeyPolicy: 'accept-new' in the library/);
         return true;
       },
     );
@@ -317,12 +423,77 @@ describe('SshConnection failure modes', () => {
 
     const changed = join(tmp.dir, 'known_hosts_changed');
     const otherKey = readFileSync(`${sshd!.wrongKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(changed, `[127.0.0.1]:${sshd!.port} ${otherKey}\n`);
     await assert.rejects(
       new SshConnection({ ...opts(), knownHostsPath: changed, hostKeyPolicy: 'accept-new' }).exec('true'),
       { reason: 'host-key', message: /does not match/ },
     );
+  });
+
+  test('a server with several host keys shows the type known_hosts lists (ssh2 is told to prefer it)', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    // ssh2 on its own asks for ed25519 first; known_hosts knows only the server's ecdsa key.
+    const onlyEcdsa = join(tmp.dir, 'known_hosts_ecdsa');
+    writeFileSync(onlyEcdsa, `[127.0.0.1]:${sshd!.port} ${sshd!.ecdsaHostKeyLine}\n`);
+    await using conn = new SshConnection({ ...opts(), knownHostsPath: onlyEcdsa });
+    assert.equal((await conn.exec('echo', ['ok'])).stdout, 'ok\n');
+  });
+
+  test('accept-new refuses, and records nothing for, a new key of a host known by another key', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    // Known by a nistp384 key the server does not have: it then shows its ed25519 key, new to us.
+    const other = keygen(join(tmp.dir, 'other_p384'), ['-t', 'ecdsa', '-b', '384']);
+    const known = join(tmp.dir, 'known_hosts_other');
+    const content = `[127.0.0.1]:${sshd!.port} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`;
+    writeFileSync(known, content);
+    await assert.rejects(
+      new SshConnection({ ...opts(), knownHostsPath: known, hostKeyPolicy: 'accept-new' }).exec('true'),
+      (err: ConnectionError) => {
+        assert.equal(err.reason, 'host-key');
+        assert.match(err.message, /knows this host by other keys \(ecdsa-sha2-nistp384\)/);
+        return true;
+      },
+    );
+    assert.equal(readFileSync(known, 'utf8'), content, 'known_hosts is unchanged');
+  });
+
+  test('a Host alias of the ssh config file gives HostName, Port, User and IdentityFile (library and CLI)', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const cfg = join(tmp.dir, 'ssh_config');
+    writeFileSync(
+      cfg,
+      [
+        'Host tl-alias other-alias',
+        '  HostName 127.0.0.1',
+        `  Port ${sshd!.port}`,
+        `  User ${userInfo().username}`,
+        `  IdentityFile ${sshd!.clientKey}`,
+        'Host *',
+        '  Port 1',
+        '  User nobody',
+        '',
+      ].join('\n'),
+    );
+    // known_hosts lists [127.0.0.1]:port only: it is checked for the real name and port, not the alias.
+    await using conn = new SshConnection({
+      host: 'tl-alias',
+      sshConfigPath: cfg,
+      knownHostsPath: sshd!.knownHosts,
+    });
+    assert.equal((await conn.exec('echo', ['via alias'])).stdout, 'via alias\n');
+    assert.equal(conn.name, 'tl-alias');
+
+    const registry = join(tmp.dir, 'alias-reg', 'machines.json');
+    const g = ['--registry', registry];
+    assert.equal(tl([...g, 'machine', 'add', 'aliased', '--host', 'tl-alias']).status, 0);
+    const r = tl(
+      [...g, 'machine', 'exec', 'aliased', '--known-hosts', sshd!.knownHosts, '--', 'echo', 'cli'],
+      {
+        TOWNLOCK_SSH_CONFIG: cfg,
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'cli\n');
   });
 
   test('sshd killed mid-operation rejects the operation; nothing hangs', async (t) => {
@@ -353,14 +524,6 @@ describe('SshConnection failure modes', () => {
 });
 
 describe('registry connections and the CLI over SSH', () => {
-  const BIN = join(DIST, '..', 'bin', 'townlock.js');
-  const tl = (args: string[]) =>
-    spawnSync(process.execPath, [BIN, ...args], {
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-
   test('registry.connection() gives a working connection for local and ssh machines', async (t) => {
     if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
     const path = join(tmp.dir, 'reg', 'machines.json');
@@ -400,5 +563,35 @@ describe('registry connections and the CLI over SSH', () => {
     const unknownHost = tl([...g, 'machine', 'test', 'box', '--known-hosts', join(tmp.dir, 'none')]);
     assert.equal(unknownHost.status, 1);
     assert.match(unknownHost.stderr, /^townlock: .*not in .*none.*\[ERR_CONNECTION\]\n$/);
+  });
+
+  test('Ctrl-C on townlock machine exec kills the command and what it started, locally and over SSH', async (t) => {
+    if (!requireTool(t, 'sshd (openssh-server)', haveSshd)) return;
+    const registry = join(tmp.dir, 'cli-sigint', 'machines.json');
+    const g = ['--registry', registry];
+    assert.equal(
+      tl([...g, 'machine', 'add', 'box', '--host', sshd!.host, '--key', sshd!.clientKey]).status,
+      0,
+    );
+    for (const machine of ['local', 'box']) {
+      const pids = join(tmp.dir, 'cli-sigint', `${machine}.pids`);
+      const cli = start(process.execPath, [
+        BIN,
+        ...g,
+        'machine',
+        'exec',
+        machine,
+        '--known-hosts',
+        sshd!.knownHosts,
+        '--',
+        'sh',
+        '-c',
+        `sleep 60 & echo "$$ $!" > ${pids}; wait`,
+      ]);
+      await eventually(async () => existsSync(pids) && readFileSync(pids, 'utf8').includes('\n'), 'pids');
+      cli.proc.kill('SIGINT');
+      assert.equal(await cli.exited(15_000), 130, `${machine}: ${cli.stderr()}`);
+      await allGone(pids);
+    }
   });
 });

@@ -1,5 +1,5 @@
 /**
- * A real OpenSSH server for tests: `sshd -D` on 127.0.0.1 on a free port, with a fresh host key and an
+ * A real OpenSSH server for tests: `sshd -D` on 127.0.0.1 on a free port, with fresh host keys and an
  * authorized client key in a temp directory, started as a child process and stopped by the test.
  */
 import { execFileSync } from 'node:child_process';
@@ -22,8 +22,10 @@ export interface TestSshd {
   wrongKey: string;
   /** known_hosts file that lists this server's host key. */
   knownHosts: string;
-  /** The server's host key, as a known_hosts line body (`type base64`). */
+  /** The server's ed25519 host key (the one `knownHosts` lists), as a known_hosts line body (`type base64`). */
   hostKeyLine: string;
+  /** The server's other host key, ecdsa-sha2-nistp256, as a known_hosts line body. */
+  ecdsaHostKeyLine: string;
   child: Child;
   /** How many connections the server has accepted so far (from its log). */
   acceptedCount(): number;
@@ -43,9 +45,9 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Generates an ed25519 key pair without a passphrase; returns the private key path. */
-function keygen(path: string, passphrase = ''): string {
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', 'townlock-test', '-f', path]);
+/** Generates a key pair (ed25519 unless told) without a passphrase; returns the private key path. */
+export function keygen(path: string, type: string[] = ['-t', 'ed25519']): string {
+  execFileSync('ssh-keygen', ['-q', ...type, '-N', '', '-C', 'townlock-test', '-f', path]);
   return path;
 }
 
@@ -55,11 +57,14 @@ export async function startSshd(dir: string): Promise<TestSshd> {
   // sshd refuses to start without its privilege separation directory.
   if (process.getuid?.() === 0 && !existsSync('/run/sshd')) mkdirSync('/run/sshd', { mode: 0o755 });
   const hostKey = keygen(join(dir, 'host_key'));
+  // A second host key, of another type, for the tests of host-key algorithm preference.
+  const ecdsaHostKey = keygen(join(dir, 'host_key_ecdsa'), ['-t', 'ecdsa', '-b', '256']);
   const clientKey = keygen(join(dir, 'client_key'));
   const wrongKey = keygen(join(dir, 'wrong_key'));
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${clientKey}.pub`));
   const port = await freePort();
-  const hostKeyLine = readFileSync(`${hostKey}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+  const publicLine = (key: string) => readFileSync(`${key}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+  const hostKeyLine = publicLine(hostKey);
   const knownHosts = join(dir, 'known_hosts');
   writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostKeyLine}\n`);
   const config = join(dir, 'sshd_config');
@@ -69,6 +74,7 @@ export async function startSshd(dir: string): Promise<TestSshd> {
       `Port ${port}`,
       'ListenAddress 127.0.0.1',
       `HostKey ${hostKey}`,
+      `HostKey ${ecdsaHostKey}`,
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       'PubkeyAuthentication yes',
       'PasswordAuthentication no',
@@ -91,6 +97,7 @@ export async function startSshd(dir: string): Promise<TestSshd> {
     wrongKey,
     knownHosts,
     hostKeyLine,
+    ecdsaHostKeyLine: publicLine(ecdsaHostKey),
     child,
     acceptedCount: () => child.errLines.filter((l) => l.includes('Accepted publickey')).length,
     kill: () => killGroup(child.proc),

@@ -1,5 +1,6 @@
 /** `townlock machine ...`: list, show, add and remove machines in the registry. */
 
+import { constants } from 'node:os';
 import type { SshConnectionOptions } from '../../connection/ssh.js';
 import type { Machine } from '../../registry/machine.js';
 import { MachineRegistry } from '../../registry/registry.js';
@@ -121,14 +122,16 @@ function timeoutMs(value: string | undefined): number | undefined {
 const CONNECTION_HELP = `  --known-hosts PATH      known_hosts file (default: $TOWNLOCK_KNOWN_HOSTS, else ~/.ssh/known_hosts)
   --accept-new-host-key   trust and record the key of a host not yet in known_hosts
   --timeout SECONDS       give up after this long
-The key passphrase, if any, is read from $TOWNLOCK_SSH_PASSPHRASE.`;
+The key passphrase, if any, is read from $TOWNLOCK_SSH_PASSPHRASE. A host may be a Host alias of
+~/.ssh/config (or of $TOWNLOCK_SSH_CONFIG; empty: none) giving HostName, User, Port and IdentityFile.`;
 
 export const machineExec: Command = {
   path: ['machine', 'exec'],
   summary: "Run a command on a machine; exits with the command's exit code",
   usage: 'townlock machine exec NAME [--known-hosts PATH] [--timeout SECONDS] -- COMMAND [ARGS...]',
   example: "townlock machine exec build-01 -- ls -la '/srv/my town'",
-  details: `Every argument reaches the remote command literally (quoted for the remote shell).\n\n${CONNECTION_HELP}`,
+  details: `Every argument reaches the remote command literally (quoted for the remote shell).
+On --timeout, Ctrl-C, SIGTERM or SIGHUP the command and every process it started are killed.\n\n${CONNECTION_HELP}`,
   async run(args, ctx, { registry }): Promise<ExitCode> {
     const [before, command] = splitAtDashDash(args);
     const { values, positionals: rest } = parse(before, connectionOptions);
@@ -137,12 +140,24 @@ export const machineExec: Command = {
     const argv = command ?? inline;
     if (argv.length === 0) throw new UsageError('missing COMMAND (after --)');
     const conn = (await open(registry)).connection(name, sshOptions(values));
+    // Ctrl-C and friends kill the command and everything it started (its process group), on either side,
+    // then exit 128+N like a shell: the command runs in a process group of its own, beyond the terminal's reach.
+    const abort = new AbortController();
+    const stopForwarding = ctx.onSignal((signal) => abort.abort(signal));
     try {
-      const r = await conn.exec(argv[0]!, argv.slice(1), { timeout: timeoutMs(values.timeout) });
+      const r = await conn.exec(argv[0]!, argv.slice(1), {
+        timeout: timeoutMs(values.timeout),
+        signal: abort.signal,
+      });
       ctx.stdout.write(r.stdout);
       ctx.stderr.write(r.stderr);
       return r.code;
+    } catch (err) {
+      if (abort.signal.aborted && (err as { reason?: string }).reason === 'aborted')
+        return 128 + (constants.signals[abort.signal.reason as NodeJS.Signals] ?? 15);
+      throw err;
     } finally {
+      stopForwarding();
       await conn.close();
     }
   },
