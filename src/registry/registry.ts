@@ -131,7 +131,7 @@ export class RegistryBase implements Registry {
    */
   update<T>(fn: (draft: RegistryDraft) => T | Promise<T>): Promise<T> {
     if (typeof fn !== 'function') return Promise.reject(new InvalidOptionError('fn', fn, 'a function'));
-    return this.#writes.submit(fn, true);
+    return this.#writes.submit((draft) => fn(draft), true);
   }
 
   async reload(): Promise<void> {

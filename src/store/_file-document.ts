@@ -133,34 +133,58 @@ export class FileDocument<S> implements DocumentStore<S> {
 
   /** Runs one batch under the exclusive lock and publishes its result (see the module comment). */
   async commit(apply: ApplyBatch<S>): Promise<void> {
+    const lock = await this.writeLock();
+    await lock.withLock(async () => {
+      const base = this.readLocked();
+      const { next, changed } = await apply(base.state);
+      if (changed) await this.writeLocked(next, lock.path);
+    });
+  }
+
+  /**
+   * The exclusive lock a write takes, with the file's directory created (durably) first: the lock's own
+   * directory lives inside it and would otherwise create it without the fsync. For composite stores that
+   * write several files under one lock, like the queue and its leases.
+   */
+  async writeLock(): Promise<FileLock> {
     const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
     try {
-      // Before the lock, whose directory lives inside this one and would otherwise create it non-durably.
       await mkdirDurable(dirname(lock.path), this.#fsync);
     } catch (err) {
       throw this.#wrap('write', err);
     }
-    await lock.withLock(async () => {
-      const base = this.#refresh(false);
-      const { next, changed } = await apply(base.state);
-      if (!changed) return;
-      const bytes = toBuffer(this.#codec.serialize(next));
-      if (base.bytes?.equals(bytes)) return; // the writes changed nothing: no rename, no fsync
-      const target = lock.path; // the file writers actually replace (symlinks resolved)
-      try {
-        // Under the lock no other townlock writer is active; temp files of dead writers are garbage.
-        await removeStaleTempFiles(target);
-        await writeFileAtomic(target, bytes, { fsync: this.#fsync });
-      } catch (err) {
-        throw this.#wrap('write', err);
-      }
-      const written = fs.statSync(target, { bigint: true, throwIfNoEntry: false });
-      this.#known = {
-        snapshot: { state: next, bytes },
-        fingerprint: written && fingerprintOf(written),
-        confirmedAt: Date.now(),
-      };
-    });
+    return lock;
+  }
+
+  /** The latest committed snapshot; call only while holding the write lock (no writer can be half way). */
+  readLocked(): FileSnapshot<S> {
+    return this.#refresh(false);
+  }
+
+  /**
+   * Writes `next` to `target` (the real file: the write lock's path) atomically and publishes it; skips
+   * the write when the bytes would not change. Call only while holding the write lock. True if it wrote.
+   */
+  async writeLocked(next: S, target: string): Promise<boolean> {
+    const bytes = toBuffer(this.#codec.serialize(next));
+    if (this.#known.snapshot.bytes?.equals(bytes)) {
+      this.#known = { ...this.#known, snapshot: { state: next, bytes: this.#known.snapshot.bytes } };
+      return false;
+    }
+    try {
+      // Under the lock no other townlock writer is active; temp files of dead writers are garbage.
+      await removeStaleTempFiles(target);
+      await writeFileAtomic(target, bytes, { fsync: this.#fsync });
+    } catch (err) {
+      throw this.#wrap('write', err);
+    }
+    const written = fs.statSync(target, { bigint: true, throwIfNoEntry: false });
+    this.#known = {
+      snapshot: { state: next, bytes },
+      fingerprint: written && fingerprintOf(written),
+      confirmedAt: Date.now(),
+    };
+    return true;
   }
 
   /** Swaps in the file's current version if it differs from the known one (or always checks, with `force`). */

@@ -65,9 +65,12 @@ function isInside(identity: string): boolean {
   return false;
 }
 
+/** A write: it edits the view (user callbacks see only that) or, for store internals, the draft itself. */
+export type Write<S, V, R> = (view: V, draft: Draft<S, V>) => R | Promise<R>;
+
 /** One queued write. */
-interface Pending<V> {
-  fn: (view: V) => unknown;
+interface Pending<S, V> {
+  fn: Write<S, V, unknown>;
   readsAll: boolean;
   /** The callback chain of the caller, restored around `fn` so cycles across stores are caught. */
   context: Inside | undefined;
@@ -78,7 +81,7 @@ interface Pending<V> {
 /** The write queue of one store object. */
 export class GroupCommit<S, V> {
   readonly #config: GroupCommitConfig<S, V>;
-  #queue: Pending<V>[] = [];
+  #queue: Pending<S, V>[] = [];
   #flushing = false;
 
   constructor(config: GroupCommitConfig<S, V>) {
@@ -89,11 +92,11 @@ export class GroupCommit<S, V> {
    * Queues `fn` to run on the latest committed state and resolves with its result once the batch is
    * durable. `readsAll` says whether `fn` depends on the whole state (true for user callbacks).
    */
-  submit<R>(fn: (view: V) => R | Promise<R>, readsAll = true): Promise<R> {
+  submit<R>(fn: Write<S, V, R>, readsAll = true): Promise<R> {
     const config = this.#config;
     if (isInside(config.identity)) return Promise.reject(config.reentrant());
     return new Promise<R>((resolve, reject) => {
-      const op: Pending<V> = {
+      const op: Pending<S, V> = {
         fn,
         readsAll,
         context: inside.getStore(),
@@ -124,7 +127,7 @@ export class GroupCommit<S, V> {
   }
 
   /** Commits one batch and answers each of its writers. Never rejects. */
-  async #run(batch: Pending<V>[]): Promise<void> {
+  async #run(batch: Pending<S, V>[]): Promise<void> {
     const config = this.#config;
     let outcomes: Outcome[] = [];
     const apply: ApplyBatch<S> = async (base) => {
@@ -134,7 +137,7 @@ export class GroupCommit<S, V> {
         draft.mark();
         try {
           const value = await inside.run({ identity: config.identity, outer: op.context }, () =>
-            op.fn(draft.view),
+            op.fn(draft.view, draft),
           );
           draft.check?.();
           outcomes.push({ ok: true, value });
