@@ -13,8 +13,9 @@
  * Guarantees
  * - The hold's create revision (the fencing token) is larger than every earlier conflicting holder's.
  * - Every call is idempotent, so the client may resend it after a failure of unknown outcome.
- * - A waiter that gives up (stop, error) deletes its key before returning, or hands the deletion to the
- *   session, which retries it until the key or its lease is gone.
+ * - A waiter that gives up deletes its key before returning (stop: after the call in flight settles,
+ *   so up to two call deadlines late when etcd is slow), or, when etcd is unreachable, hands the
+ *   deletion to the session, which retries it until the key or its lease is gone.
  *
  * Not guaranteed
  * - Fairness between a waiter and a later `once` attempt: `once` never waits, so it cannot barge.
@@ -191,7 +192,12 @@ export class LockKeys {
         this.#session.markLost(lease, 'etcd no longer knows the session lease');
         throw new LeaseGone();
       }
-      await this.#cleanup(key, lease, pending);
+      if (err instanceof EtcdUnavailableError) {
+        // etcd is unreachable: a delete now would only double the caller's wait; the session retries.
+        pending.finally(() => this.#session.discard(key, lease)).catch(() => {});
+      } else {
+        await this.#cleanup(key, lease, pending);
+      }
       throw err;
     }
   }
