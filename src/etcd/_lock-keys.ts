@@ -8,7 +8,9 @@
  * go, a shared waiter only for earlier exclusive (`x/`) keys; each waits on the one just before it, with
  * a watch from the revision after its own read (such a watch is synced at once; one from an older
  * revision is only caught up by etcd's 100 ms loop, which is why the server-side lock service hands over
- * in about 66 ms where this takes about 5).
+ * in about 66 ms where this takes about 5). When other writes slipped in between the read and the
+ * watch's creation (etcd reports its revision on creation), the watch is unsynced: the waiter reads
+ * again instead of waiting for the tick, up to three times in a row.
  *
  * Guarantees
  * - The hold's create revision (the fencing token) is larger than every earlier conflicting holder's.
@@ -31,6 +33,9 @@ import {
 } from './_client.js';
 import { LeaseLost, type Session, type SessionLease } from './_session.js';
 import { EtcdUnavailableError } from './errors.js';
+
+/** Reads again at most this many times in a row because a new watch was unsynced; then waits on it. */
+const MAX_STALE = 3;
 
 /** A held lock key. */
 export interface KeyHold {
@@ -178,12 +183,14 @@ export class LockKeys {
       let before = prev ? undefined : (res.results[0] as RangeResult).kvs[0]?.key;
       let readAt = res.revision;
       if (before === undefined) ({ before, readAt } = await readBefore());
+      let stale = 0;
       while (before !== undefined) {
         if (once) {
           await this.#cleanup(key, lease, pending);
           return undefined;
         }
-        await this.#waitDeleted(before, readAt + 1n, stop, lease);
+        const woke = await this.#waitDeleted(before, readAt + 1n, stop, lease, stale < MAX_STALE);
+        stale = woke === 'stale' ? stale + 1 : 0;
         ({ before, readAt } = await readBefore());
       }
       return hold;
@@ -225,24 +232,35 @@ export class LockKeys {
   }
 
   /**
-   * Waits until `key` is deleted at or after `fromRevision`. Resolves too when the watch ends some
-   * other way (the caller reads again), after a pause if it ended in an error.
+   * Waits until `key` is deleted at or after `fromRevision`, then resolves 'deleted'. Resolves 'ended'
+   * when the watch ends some other way (after a pause if in error), and, if `leaveStale`, 'stale' as
+   * soon as etcd says the store moved past `fromRevision - 1` before the watch was created: such a
+   * watch is "unsynced" and only catches up at etcd's 100 ms tick, so reading again is faster.
    */
-  #waitDeleted(key: string, fromRevision: bigint, stop: AbortSignal, lease: SessionLease): Promise<void> {
+  #waitDeleted(
+    key: string,
+    fromRevision: bigint,
+    stop: AbortSignal,
+    lease: SessionLease,
+    leaveStale: boolean,
+  ): Promise<'deleted' | 'ended' | 'stale'> {
     let watch: { close(): void } | undefined;
-    const ended = new Promise<void>((resolve) => {
+    const woke = new Promise<'deleted' | 'ended' | 'stale'>((resolve) => {
       watch = this.#client.watch(
         { key, fromRevision, noPut: true },
         {
-          onEvents: () => resolve(),
+          onCreated: (revision) => {
+            if (leaveStale && revision >= fromRevision) resolve('stale');
+          },
+          onEvents: () => resolve('deleted'),
           onEnd: (end) => {
-            if (end.compactRevision !== undefined) resolve();
-            else setTimeout(resolve, 50); // a broken stream: do not spin while etcd is unreachable
+            if (end.compactRevision !== undefined) resolve('ended');
+            else setTimeout(() => resolve('ended'), 50); // a broken stream: do not spin while etcd is down
           },
         },
       );
     });
-    return race(ended, stop, lease).finally(() => watch?.close());
+    return race(woke, stop, lease).finally(() => watch?.close());
   }
 
   /** Deletes a key we may have created, after the call that may have created it has settled. */
