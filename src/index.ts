@@ -5,8 +5,8 @@
  */
 export * from './atomic/index.js';
 export * from './connection/index.js';
-export * from './etcd/index.js';
 export { type ErrorCode, InvalidOptionError, TownlockError, UnsupportedPlatformError } from './errors.js';
+export * from './etcd/index.js';
 export * from './filelock/index.js';
 export type { Lock, LockType } from './lock.js';
 export * from './registry/index.js';
