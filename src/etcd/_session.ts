@@ -17,6 +17,7 @@
  * - That etcd has not expired the lease before `lost` aborts: a process that is paused, or whose
  *   keep-alives are delayed, cannot know earlier. Fencing tokens close that gap (docs/etcd.md).
  */
+import { setMaxListeners } from 'node:events';
 import type { EtcdClient, KeepAliveStream } from './_client.js';
 import { EtcdUnavailableError } from './errors.js';
 
@@ -59,6 +60,8 @@ class KeptLease implements SessionLease {
 
   constructor(client: EtcdClient, id: bigint, ttlSeconds: number, grantSentAt: number) {
     this.#client = client;
+    // Every hold and every wait of the session listens here; Node warns past 10 listeners by default.
+    setMaxListeners(0, this.#controller.signal);
     this.id = id;
     this.hex = id.toString(16);
     this.#ttlMs = ttlSeconds * 1000;

@@ -115,6 +115,32 @@ test('fencing tokens are the key create revisions and strictly increase from hol
   }
 });
 
+test('one session holds and waits on many locks without a listener-leak warning', async (t) => {
+  if (!etcd.ready(t)) return;
+  const [a, b] = [await connect(), await connect()];
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const names = Array.from({ length: 15 }, fresh);
+    const held = names.map((n) => a.lock(n));
+    for (const l of held) await l.lock();
+    const waiters = names.map((n) => b.lock(n));
+    const waits = waiters.map((l) => l.lock());
+    await sleep(50);
+    for (const l of held) await l.unlock();
+    await Promise.all(waits);
+    for (const l of waiters) await l.unlock();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(
+      warnings.map((w) => w.message),
+      [],
+    );
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
 test('names and prefixes are isolated', async (t) => {
   if (!etcd.ready(t)) return;
   const s = await connect();
