@@ -294,7 +294,7 @@ export class Etcd3Client implements EtcdClient {
       (h) => h.watchClient.watch(),
       (s) => s.write({ create_request: create }),
       (res: IWatchResponse) => {
-        if (res.created) listener.onCreated?.(BigInt(res.header.revision));
+        if (res.created && !res.canceled) listener.onCreated?.(BigInt(res.header.revision));
         if (res.events.length > 0) {
           const events = res.events.map((e) => ({
             type: e.type === 'Delete' ? ('delete' as const) : ('put' as const),

@@ -155,7 +155,10 @@ export interface WatchEnd {
 
 /** Receives a watch's output. Nothing is called after `onEnd` or after the handle is closed. */
 export interface WatchListener {
-  /** The server accepted the watch; `revision` is its store revision at that moment. */
+  /**
+   * The server accepted the watch; `revision` is its store revision at that moment. Not called for a
+   * watch refused at creation (then only `onEnd`).
+   */
   onCreated?(revision: bigint): void;
   /** Events in revision order; `revision` is the store revision the response was sent at. */
   onEvents(events: WatchEvent[], revision: bigint): void;
@@ -189,9 +192,13 @@ export interface KeepAliveStream {
 export interface EtcdClient {
   /** The endpoints, as given. */
   readonly endpoints: readonly string[];
+  /** A linearizable read; `revision` is the store revision it saw. */
   range(op: Omit<RangeOp, 'type'>): Promise<RangeResult & { revision: bigint }>;
+  /** A write; `revision` is the revision it created. */
   put(op: Omit<PutOp, 'type'>, options?: CallOptions): Promise<PutResult & { revision: bigint }>;
+  /** Deletes a key or range; `revision` is the store revision after it. */
   delete(op: Omit<DeleteOp, 'type'>, options?: CallOptions): Promise<DeleteResult & { revision: bigint }>;
+  /** A transaction; read-only ones count as idempotent unless told otherwise. */
   txn(request: TxnRequest, options?: CallOptions): Promise<TxnResult>;
   /** Grants a lease of `ttl` seconds; resolves with its id and the TTL etcd granted (maybe longer). */
   leaseGrant(ttl: number): Promise<{ id: bigint; ttl: number }>;
@@ -205,7 +212,7 @@ export interface EtcdClient {
   close(): void;
 }
 
-/** Thrown (as `cause` of nothing: to the session) when etcd says a lease does not exist. */
+/** Thrown by a call when etcd says the lease it names does not exist (the session treats it as lost). */
 export class LeaseNotFoundError extends Error {}
 LeaseNotFoundError.prototype.name = 'LeaseNotFoundError';
 
