@@ -46,6 +46,12 @@ test('kill -9 the leader: every worker resumes its lock traffic within 3 s; kill
     const [first, last] = [Math.min(...resumed) - killedAt, Math.max(...resumed) - killedAt].map(Math.round);
     t.diagnostic(`after the leader died: first round done in ${first} ms, every worker's in ${last} ms`);
     assert.ok(last! < 3000, `every worker went on within ${last} ms`);
+    // An election costs no one their lock: the new leader extends every lease.
+    const errors = workers.flatMap((w) =>
+      w.lines.filter((l) => l.startsWith('err ')).map((l) => l.split(' ')[1]),
+    );
+    t.diagnostic(`worker errors around the election: ${JSON.stringify(errors)}`);
+    assert.ok(!errors.includes('ERR_LOCK_LOST'), 'no worker lost its lock');
     const held = probe.lock(`${name}-probe`);
     await held.lock();
 

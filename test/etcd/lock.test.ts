@@ -141,6 +141,21 @@ test('one session holds and waits on many locks without a listener-leak warning'
   }
 });
 
+test('a timeout beyond 2^31 ms and a timeout of 0 both wait (no clamped timer fires at once)', async (t) => {
+  if (!etcd.ready(t)) return;
+  const [a, b] = [await connect(), await connect()];
+  const name = fresh();
+  const holder = a.lock(name);
+  await holder.lock();
+  for (const timeout of [2 ** 31 + 10, 0]) {
+    const ac = new AbortController();
+    const waiting = b.lock(name, { timeout, signal: ac.signal }).lock();
+    setTimeout(() => ac.abort(), 100);
+    await assert.rejects(waiting, { code: 'ERR_LOCK_ABORTED' }, `timeout ${timeout} waited until the abort`);
+  }
+  await holder.unlock();
+});
+
 test('names and prefixes are isolated', async (t) => {
   if (!etcd.ready(t)) return;
   const s = await connect();
