@@ -81,8 +81,24 @@ function race<T>(promise: Promise<T>, stop: AbortSignal, lease: SessionLease): P
   });
 }
 
+/**
+ * The two operations EtcdLock's policy sits on. An in-process layer (a queue, re-entrancy) can wrap
+ * them without touching either the policy or etcd.
+ */
+export interface LockKeyOps {
+  /** The key prefix of lock `name` (what errors report as `lockPath`). */
+  lockPrefix(name: string): string;
+  /**
+   * Takes the lock: the hold, or undefined when `once` and busy. Rejects with `stop.reason` when `stop`
+   * aborts first (having removed its key), or with EtcdUnavailableError.
+   */
+  acquire(name: string, type: LockType, stop: AbortSignal, once: boolean): Promise<KeyHold | undefined>;
+  /** Releases a hold; rejects with EtcdUnavailableError if its key could not be deleted. */
+  release(hold: KeyHold): Promise<void>;
+}
+
 /** Takes and releases lock keys of one Etcd session. */
-export class LockKeys {
+export class LockKeys implements LockKeyOps {
   readonly #client: EtcdClient;
   readonly #session: Session;
   readonly #prefix: string;

@@ -29,7 +29,7 @@
 import { setLongTimeout } from '../_long-timer.js';
 import { LockAbortedError, LockTimeoutError } from '../filelock/errors.js';
 import type { Lock, LockType } from '../lock.js';
-import type { KeyHold, LockKeys } from './_lock-keys.js';
+import type { KeyHold, LockKeyOps } from './_lock-keys.js';
 import { LeaseLost } from './_session.js';
 import { EtcdAlreadyLockedError, EtcdNotLockedError, LockLostError } from './errors.js';
 import { type EtcdLockOptions, type ResolvedEtcdLockOptions, resolveEtcdLockOptions } from './options.js';
@@ -53,7 +53,7 @@ export class EtcdLock implements Lock {
   readonly name: string;
   /** The etcd key prefix of the lock's waiters and holders (errors carry it as `lockPath`). */
   readonly lockPrefix: string;
-  readonly #keys: LockKeys;
+  readonly #keys: LockKeyOps;
   readonly #options: ResolvedEtcdLockOptions;
   #held: Held | undefined;
   #acquiring = false;
@@ -62,7 +62,7 @@ export class EtcdLock implements Lock {
   #lost: AbortSignal = NEVER;
 
   /** @internal Use `etcd.lock(name, options)`. Validates the options; contacts etcd only on lock. */
-  constructor(keys: LockKeys, name: string, options: EtcdLockOptions = {}) {
+  constructor(keys: LockKeyOps, name: string, options: EtcdLockOptions = {}) {
     this.#keys = keys;
     this.name = name;
     this.lockPrefix = keys.lockPrefix(name);
