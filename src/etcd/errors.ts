@@ -26,26 +26,26 @@ EtcdUnavailableError.prototype.name = 'EtcdUnavailableError';
  * revoked (for instance by `Etcd.close()`). Another holder may have run at the same time since then.
  */
 export class LockLostError extends FileLockError {
-  constructor(lockKey: string, reason: string, cause?: unknown) {
-    super('ERR_LOCK_LOST', `Lock ${lockKey} was lost: ${reason}`, lockKey, cause);
+  constructor(lockPrefix: string, reason: string, cause?: unknown) {
+    super('ERR_LOCK_LOST', `Lock ${lockPrefix} was lost: ${reason}`, lockPrefix, cause);
   }
 }
 LockLostError.prototype.name = 'LockLostError';
 
 /** `lock()` on an EtcdLock that holds or is acquiring its lock (`ERR_ALREADY_LOCKED`). */
 export class EtcdAlreadyLockedError extends AlreadyLockedError {
-  constructor(lockKey: string) {
-    super(lockKey);
-    this.message = `This EtcdLock already holds or is acquiring ${lockKey}; call unlock() first`;
+  constructor(lockPrefix: string) {
+    super(lockPrefix);
+    this.message = `This EtcdLock already holds or is acquiring ${lockPrefix}; call unlock() first`;
   }
 }
 EtcdAlreadyLockedError.prototype.name = 'EtcdAlreadyLockedError';
 
 /** `unlock()` on an EtcdLock that does not hold its lock (`ERR_NOT_LOCKED`). */
 export class EtcdNotLockedError extends NotLockedError {
-  constructor(lockKey: string) {
-    super(lockKey);
-    this.message = `Cannot unlock ${lockKey}: this EtcdLock does not hold it`;
+  constructor(lockPrefix: string) {
+    super(lockPrefix);
+    this.message = `Cannot unlock ${lockPrefix}: this EtcdLock does not hold it`;
   }
 }
 EtcdNotLockedError.prototype.name = 'EtcdNotLockedError';

@@ -187,7 +187,7 @@ export class EtcdLock implements Lock {
             ? 'the Etcd session was closed'
             : reason.message
           : 'the session lease ended';
-      const error = new LockLostError(hold.key, why, reason);
+      const error = new LockLostError(this.lockPrefix, `${why} (key ${hold.key})`, reason);
       this.#held = undefined;
       this.#lostError = error;
       lost.abort(error);
