@@ -25,6 +25,7 @@ import {
 import { type Failure, runCall } from './_call-policy.js';
 import {
   type CallOptions,
+  CompactedError,
   type Compare,
   type DeleteOp,
   type DeleteResult,
@@ -390,6 +391,8 @@ export class Etcd3Client implements EtcdClient {
           return await fn(this.#hosts[index]!, deadline);
         } catch (err) {
           if (err instanceof EtcdLeaseInvalidError) throw new LeaseNotFoundError(err.message);
+          if (err instanceof Error && /required revision has been compacted/.test(err.message))
+            throw new CompactedError(err.message);
           if (err instanceof ClientClosedError && this.#closed)
             throw this.#unavailable('the client is closed');
           throw err;

@@ -216,6 +216,10 @@ export interface EtcdClient {
 export class LeaseNotFoundError extends Error {}
 LeaseNotFoundError.prototype.name = 'LeaseNotFoundError';
 
+/** Thrown by a read at a revision that compaction has removed (read the latest instead). */
+export class CompactedError extends Error {}
+CompactedError.prototype.name = 'CompactedError';
+
 /**
  * The end of the key range that holds every key starting with `prefix` (etcd's "prefix" range_end). The
  * prefix must end in an ASCII character (townlock's all end in '/'), so the end is valid UTF-8 too.

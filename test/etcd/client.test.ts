@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import {
+  CompactedError,
   type EtcdClient,
   loadClient,
   prefixEnd,
@@ -125,7 +126,7 @@ test('a watch from a revision replays what happened since, then follows', async 
   assert.equal(events[1]?.prevKv?.value, '1');
 });
 
-test('a watch from a compacted revision ends, saying where the history now starts', async (t) => {
+test('a watch or a read from a compacted revision fails, saying where the history now starts', async (t) => {
   if (!etcd.ready(t)) return;
   const old = await client.put({ key: 'k/a', value: '1' });
   const later = await client.put({ key: 'k/a', value: '2' });
@@ -139,6 +140,7 @@ test('a watch from a compacted revision ends, saying where the history now start
     client.watch({ key: 'k/a', fromRevision: old.revision }, { onEvents: () => {}, onEnd: resolve });
   });
   assert.equal(end.compactRevision, later.revision);
+  await assert.rejects(client.range({ key: 'k/a', revision: old.revision }), CompactedError);
 });
 
 test('leases: grant, keep-alive answers, revoke deletes the keys, keep-alive then answers 0', async (t) => {
