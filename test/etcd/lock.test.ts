@@ -38,6 +38,15 @@ async function keysOf(lock: EtcdLock): Promise<string[]> {
   return res.kvs.map((kv) => kv.key);
 }
 
+/** Resolves once `count` keys (holders and waiters) exist under the lock's prefix. */
+async function queued(lock: EtcdLock, count: number): Promise<void> {
+  const due = performance.now() + 5000;
+  while ((await keysOf(lock)).length < count) {
+    if (performance.now() > due) throw new Error(`${lock.lockPrefix} never had ${count} keys`);
+    await sleep(5);
+  }
+}
+
 let seq = 0;
 const fresh = () => `lock-${++seq}`;
 
@@ -52,8 +61,7 @@ test('a timed-out, an aborted and a busy tryLock waiter leave no key behind', as
   assert.deepEqual(await keysOf(holder), [holder.key], 'after the timeout');
   const ac = new AbortController();
   const waiting = b.lock(name, { signal: ac.signal }).lock();
-  await sleep(30);
-  assert.equal((await keysOf(holder)).length, 2, 'the waiter has queued');
+  await queued(holder, 2);
   ac.abort();
   await assert.rejects(waiting, { code: 'ERR_LOCK_ABORTED' });
   assert.deepEqual(await keysOf(holder), [holder.key], 'after the abort');
@@ -74,7 +82,7 @@ test('waiters get the lock in the order they queued, and a reader queued behind 
     const l = s.lock(name, { type });
     const keysBefore = (await keysOf(first)).length;
     const held = l.lock().then(() => order.push(label));
-    while ((await keysOf(first)).length === keysBefore) await sleep(5); // queued: its key exists
+    await queued(first, keysBefore + 1);
     return { l, held };
   };
   const w1 = await queue('w1', 'exclusive');
@@ -89,7 +97,7 @@ test('waiters get the lock in the order they queued, and a reader queued behind 
   await Promise.all([r1.held, r2.held]);
   assert.deepEqual(order.slice(1).sort(), ['r1', 'r2'], 'both readers together');
   await r1.l.unlock();
-  await sleep(30);
+  await sleep(30); // a window for a wrong grant to show, not a wait for anything
   assert.equal(order.length, 3, 'w2 waits for the last reader');
   await r2.l.unlock();
   await w2.held;
@@ -127,7 +135,7 @@ test('one session holds and waits on many locks without a listener-leak warning'
     for (const l of held) await l.lock();
     const waiters = names.map((n) => b.lock(n));
     const waits = waiters.map((l) => l.lock());
-    await sleep(50);
+    for (const l of waiters) await queued(l, 2);
     for (const l of held) await l.unlock();
     await Promise.all(waits);
     for (const l of waiters) await l.unlock();
@@ -179,9 +187,11 @@ test('close() releases every lock at once, aborts lost, and fails waits and late
   const waiting = waiter.lock();
   waiting.catch(() => {}); // asserted below
   const inside = held[0]!.lost;
-  const running = a.withReadLock(fresh(), () => sleep(200).then(() => 'done'));
+  const runningName = fresh();
+  const running = a.withReadLock(runningName, () => sleep(200).then(() => 'done'));
   running.catch(() => {}); // asserted below
-  await sleep(30);
+  await queued(waiter, 2);
+  await queued(a.lock(runningName), 1);
   const start = performance.now();
   await a.close();
   const others = names.map((n) => b.lock(n, { timeout: -1 }));
@@ -210,7 +220,7 @@ test('a lease revoked behind the session: the holder learns it within TTL/3, a w
   await other.lock();
   const waiter = a.lock(other.name, { timeout: 10_000 });
   const waiting = waiter.lock();
-  await sleep(30);
+  await queued(other, 2);
   const lease = (await raw.range({ key: holder.key! })).kvs[0]!.lease;
   const start = performance.now();
   await raw.leaseRevoke(lease);
