@@ -24,7 +24,7 @@ export interface Member {
   readonly name: string;
   /** `127.0.0.1:PORT` of its client URL. */
   readonly endpoint: string;
-  /** The `timeout` wrapper we spawned. */
+  /** The `timeout` wrapper we spawned (a new one after a restart). */
   readonly wrapper: ChildProcess;
   /** Whether we killed it. */
   dead: boolean;
@@ -32,6 +32,8 @@ export interface Member {
   pid(): number;
   /** Sends `signal` to the etcd process (SIGKILL by default) and waits until the wrapper has exited. */
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a killed member again on its data dir and ports; resolves once it is healthy. */
+  restart(): Promise<void>;
 }
 
 /** A running throwaway cluster. */
@@ -149,17 +151,25 @@ export async function startEtcd(options: StartOptions = {}): Promise<EtcdCluster
       'warn',
       ...extraArgs,
     ];
-    const wrapper = spawn('timeout', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    stderrs[i] = '';
-    wrapper.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      stderrs[i] = (stderrs[i]! + chunk).slice(-4000);
-    });
-    const exited = new Promise<void>((resolve) => wrapper.once('exit', () => resolve()));
+    let wrapper!: ChildProcess;
+    let exited!: Promise<void>;
     let etcdPid: number | undefined;
+    const launch = () => {
+      wrapper = spawn('timeout', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      stderrs[i] = '';
+      wrapper.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+        stderrs[i] = (stderrs[i]! + chunk).slice(-4000);
+      });
+      exited = new Promise<void>((resolve) => wrapper.once('exit', () => resolve()));
+      etcdPid = undefined;
+    };
+    launch();
     const member: Member = {
       name: names[i]!,
       endpoint,
-      wrapper,
+      get wrapper() {
+        return wrapper;
+      },
       dead: false,
       pid: () => {
         etcdPid ??= childrenOf(wrapper.pid!)[0];
@@ -175,6 +185,14 @@ export async function startEtcd(options: StartOptions = {}): Promise<EtcdCluster
           wrapper.kill('SIGKILL'); // etcd already gone: make sure the wrapper goes too
         }
         await exited;
+      },
+      restart: async () => {
+        if (!member.dead) throw new Error(`${member.name} is running`);
+        // Same name, data dir and ports: it rejoins with its data (--initial-cluster-state is then ignored).
+        launch();
+        member.dead = false;
+        await waitHealthy(endpoint, wrapper, () => stderrs[i]!, 15_000);
+        member.pid();
       },
     };
     members.push(member);

@@ -238,6 +238,36 @@ test('a lease revoked behind the session: the holder learns it within TTL/3, a w
   await holder.unlock();
 });
 
+test('an unlock that cannot reach etcd fails within callTimeout, and the session deletes the key once etcd is back', async (t) => {
+  if (!etcd.ready(t)) return;
+  const a = await Etcd.connect({ endpoints: etcd.cluster.endpoints(), leaseTtl: 30, callTimeout: 500 });
+  sessions.push(a);
+  const lock = a.lock(fresh());
+  await lock.lock();
+  const member = etcd.cluster.members[0]!;
+  await member.kill('SIGKILL'); // connections refused: the delete never reaches etcd
+  try {
+    const start = performance.now();
+    await assert.rejects(lock.unlock(), { code: 'ERR_ETCD_UNAVAILABLE' });
+    const took = performance.now() - start;
+    assert.ok(took >= 450 && took < 1500, `unlock failed after ${took} ms`);
+    assert.equal(lock.isLocked, false, 'the handle is released all the same');
+  } finally {
+    await member.restart();
+  }
+  // The lease survives the restart (etcd extends leases when a leader takes over): only the session's
+  // retried delete can free the lock before the 30 s TTL.
+  const b = await connect();
+  const start = performance.now();
+  const next = b.lock(lock.name, { timeout: 10_000 });
+  await next.lock();
+  assert.ok(
+    performance.now() - start < 8000,
+    `took ${performance.now() - start} ms: the key outlived the retry`,
+  );
+  await next.unlock();
+});
+
 test('invalid options fail with ERR_INVALID_OPTION naming the option', async () => {
   const endpoints = ['127.0.0.1:1'];
   const cases: [Record<string, unknown>, string][] = [
