@@ -1,6 +1,6 @@
 // A client for etcd's server-side lock service (v3lockpb.Lock), whose proto etcd3 does not ship: the
 // service is declared here from etcd's v3lock.proto, reusing ResponseHeader from etcd3's rpc.proto.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { grpc, protoDir, protoLoader } from './_etcd.mjs';
@@ -22,12 +22,17 @@ message UnlockResponse { etcdserverpb.ResponseHeader header = 1; }
 export function v3lockClient(endpoint) {
   const dir = mkdtempSync(join(tmpdir(), 'townlock-v3lock-'));
   writeFileSync(join(dir, 'v3lock.proto'), PROTO);
-  const def = protoLoader.loadSync(join(dir, 'v3lock.proto'), {
-    includeDirs: [dir, protoDir],
-    keepCase: true,
-    longs: String,
-    defaults: true,
-  });
+  let def;
+  try {
+    def = protoLoader.loadSync(join(dir, 'v3lock.proto'), {
+      includeDirs: [dir, protoDir],
+      keepCase: true,
+      longs: String,
+      defaults: true,
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const { v3lockpb } = grpc.loadPackageDefinition(def);
   const client = new v3lockpb.Lock(endpoint, grpc.credentials.createInsecure());
   const call = (method, req) =>
