@@ -1,0 +1,51 @@
+/**
+ * Errors of the etcd backend. Where a meaning is the same as FileLock's, the class and code are the same
+ * (`LockTimeoutError`, `LockAbortedError`) or a subclass with the same code whose message does not say
+ * "FileLock" (`AlreadyLockedError`, `NotLockedError`); `lockPath` then holds the lock's etcd key prefix.
+ */
+import { TownlockError } from '../errors.js';
+import { AlreadyLockedError, FileLockError, NotLockedError } from '../filelock/errors.js';
+
+/**
+ * No etcd endpoint answered within `callTimeout` (`ERR_ETCD_UNAVAILABLE`), or the `Etcd` was closed.
+ * The message names every endpoint; `cause` is the last error seen from one of them.
+ */
+export class EtcdUnavailableError extends TownlockError {
+  /** The endpoints that were tried. */
+  readonly endpoints: readonly string[];
+
+  constructor(endpoints: readonly string[], detail: string, cause?: unknown) {
+    super('ERR_ETCD_UNAVAILABLE', `etcd unavailable at ${endpoints.join(', ')}: ${detail}`, { cause });
+    this.endpoints = endpoints;
+  }
+}
+EtcdUnavailableError.prototype.name = 'EtcdUnavailableError';
+
+/**
+ * A held lock stopped being held without `unlock()` (`ERR_LOCK_LOST`): its session lease expired or was
+ * revoked (for instance by `Etcd.close()`). Another holder may have run at the same time since then.
+ */
+export class LockLostError extends FileLockError {
+  constructor(lockPrefix: string, reason: string, cause?: unknown) {
+    super('ERR_LOCK_LOST', `Lock ${lockPrefix} was lost: ${reason}`, lockPrefix, cause);
+  }
+}
+LockLostError.prototype.name = 'LockLostError';
+
+/** `lock()` on an EtcdLock that holds or is acquiring its lock (`ERR_ALREADY_LOCKED`). */
+export class EtcdAlreadyLockedError extends AlreadyLockedError {
+  constructor(lockPrefix: string) {
+    super(lockPrefix);
+    this.message = `This EtcdLock already holds or is acquiring ${lockPrefix}; call unlock() first`;
+  }
+}
+EtcdAlreadyLockedError.prototype.name = 'EtcdAlreadyLockedError';
+
+/** `unlock()` on an EtcdLock that does not hold its lock (`ERR_NOT_LOCKED`). */
+export class EtcdNotLockedError extends NotLockedError {
+  constructor(lockPrefix: string) {
+    super(lockPrefix);
+    this.message = `Cannot unlock ${lockPrefix}: this EtcdLock does not hold it`;
+  }
+}
+EtcdNotLockedError.prototype.name = 'EtcdNotLockedError';

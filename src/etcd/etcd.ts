@@ -1,0 +1,92 @@
+/**
+ * Etcd: townlock's connection to an etcd cluster, for towns that span hosts. It owns one session lease
+ * (kept alive every TTL/3) to which every lock key of this process is attached, so `close()` releases
+ * every held lock at once and a crashed process releases them within `leaseTtl` seconds.
+ *
+ * The etcd client (the `etcd3` package and grpc-js) is loaded by `connect()`, not when this module is
+ * imported: `import 'townlock'` stays free of it.
+ *
+ * A connected Etcd keeps the process alive (keep-alive timer and stream) until `close()`, like a socket.
+ */
+import type { EtcdClient } from './_client.js';
+import { loadClient } from './_client.js';
+import { LockKeys } from './_lock-keys.js';
+import { Session } from './_session.js';
+import { EtcdLock } from './lock.js';
+import {
+  checkLockName,
+  type EtcdLockOptions,
+  type EtcdOptions,
+  type ResolvedEtcdOptions,
+  resolveEtcdOptions,
+} from './options.js';
+
+/** A connection to an etcd cluster with one session lease; get one from {@link Etcd.connect}. */
+export class Etcd {
+  /** The endpoints, `HOST:PORT`. */
+  readonly endpoints: readonly string[];
+  /** Prefix of every key townlock writes. */
+  readonly prefix: string;
+  /** Requested session lease TTL, in seconds. */
+  readonly leaseTtl: number;
+  /** Deadline of each etcd call, in ms. */
+  readonly callTimeout: number;
+  readonly #session: Session;
+  readonly #keys: LockKeys;
+
+  private constructor(options: ResolvedEtcdOptions, client: EtcdClient, session: Session) {
+    this.endpoints = options.endpoints;
+    this.prefix = options.prefix;
+    this.leaseTtl = options.leaseTtl;
+    this.callTimeout = options.callTimeout;
+    this.#session = session;
+    this.#keys = new LockKeys(client, session, options.prefix);
+  }
+
+  /**
+   * Connects and grants the session lease. Rejects with `InvalidOptionError` for bad options and with
+   * `EtcdUnavailableError` (naming the endpoints) if no endpoint grants a lease within `callTimeout`.
+   */
+  static async connect(options: EtcdOptions): Promise<Etcd> {
+    const resolved = resolveEtcdOptions(options);
+    const client = await loadClient(resolved.endpoints, resolved.callTimeout);
+    const session = new Session(client, resolved.leaseTtl);
+    try {
+      await session.current();
+    } catch (err) {
+      await session.close().catch(() => {});
+      throw err;
+    }
+    return new Etcd(resolved, client, session);
+  }
+
+  /** A handle on the lock `name` (no I/O until it locks). Throws `InvalidOptionError` for bad options. */
+  lock(name: string, options?: EtcdLockOptions): EtcdLock {
+    return new EtcdLock(this.#keys, checkLockName(name), options);
+  }
+
+  /** Runs `fn` under the exclusive lock `name` (see {@link EtcdLock.withLock}). */
+  withWriteLock<T>(name: string, fn: () => T | Promise<T>, options?: EtcdLockOptions): Promise<T> {
+    return this.lock(name, { ...options, type: 'exclusive' }).withLock(fn);
+  }
+
+  /** Runs `fn` under the shared lock `name` (see {@link EtcdLock.withLock}). */
+  withReadLock<T>(name: string, fn: () => T | Promise<T>, options?: EtcdLockOptions): Promise<T> {
+    return this.lock(name, { ...options, type: 'shared' }).withLock(fn);
+  }
+
+  /**
+   * Revokes the session lease, which releases every lock this Etcd holds at once (their `lost` signals
+   * abort), fails every wait with `EtcdUnavailableError`, and closes the connections. Idempotent.
+   * Rejects with `EtcdUnavailableError` if the revoke could not reach etcd (the locks are then released
+   * when the lease expires, within `leaseTtl` seconds); the connections are closed either way.
+   */
+  close(): Promise<void> {
+    return this.#session.close();
+  }
+
+  /** Alias of `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
