@@ -1,7 +1,7 @@
 /**
- * townlock: multi-process-safe file locks, durable atomic writes and a shared machine registry.
- * Subpaths: townlock/filelock, townlock/atomic, townlock/registry, townlock/connection, townlock/etcd
- * (whose etcd client loads only when `Etcd.connect()` runs).
+ * townlock: multi-process-safe file locks, durable atomic writes, shared JSON/JSONL stores and a shared
+ * machine registry. Subpaths: townlock/filelock, townlock/atomic, townlock/store, townlock/registry,
+ * townlock/connection, townlock/etcd (whose etcd client loads only when `Etcd.connect()` runs).
  */
 export * from './atomic/index.js';
 export * from './connection/index.js';
@@ -10,3 +10,4 @@ export * from './etcd/index.js';
 export * from './filelock/index.js';
 export type { Lock, LockType } from './lock.js';
 export * from './registry/index.js';
+export * from './store/index.js';

@@ -126,9 +126,7 @@ export class FileDocument<S> implements DocumentStore<S> {
 
   /** Re-reads the file under its shared lock: no writer is half way, so the result is the latest. */
   async reload(): Promise<FileSnapshot<S>> {
-    return new FileLock(this.path, { ...this.#lockOptions, type: 'shared' }).withLock(() =>
-      this.#refresh(true),
-    );
+    return this.readLock().withLock(() => this.#refresh(true));
   }
 
   /** Runs one batch under the exclusive lock and publishes its result (see the module comment). */
@@ -156,9 +154,17 @@ export class FileDocument<S> implements DocumentStore<S> {
     return lock;
   }
 
-  /** The latest committed snapshot; call only while holding the write lock (no writer can be half way). */
-  readLocked(): FileSnapshot<S> {
-    return this.#refresh(false);
+  /** The shared lock reload() takes, for composite stores that re-read several files under it. */
+  readLock(): FileLock {
+    return new FileLock(this.path, { ...this.#lockOptions, type: 'shared' });
+  }
+
+  /**
+   * The latest committed snapshot; call only while holding this file's lock (no writer can be half way).
+   * `force` re-reads and compares the bytes whatever the fingerprint says.
+   */
+  readLocked(force = false): FileSnapshot<S> {
+    return this.#refresh(force);
   }
 
   /**

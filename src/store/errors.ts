@@ -51,6 +51,47 @@ export class StoreReentrantError extends TownlockError {
 }
 StoreReentrantError.prototype.name = 'StoreReentrantError';
 
+/**
+ * ack(), release() or renew() of a queue lease whose task was handed to another consumer since, or
+ * acked already (`ERR_LEASE_EXPIRED`): the work may be done twice; at-least-once allows it.
+ */
+export class LeaseExpiredError extends TownlockError {
+  /** The lease id. */
+  readonly lease: string;
+
+  constructor(path: string, lease: string) {
+    super(
+      'ERR_LEASE_EXPIRED',
+      `Lease ${lease} on ${path} is no longer held: its deadline passed and the task was handed out again, or it was acked already`,
+      { path },
+    );
+    this.lease = lease;
+  }
+}
+LeaseExpiredError.prototype.name = 'LeaseExpiredError';
+
+/**
+ * A JSONL log holds a line that is not a whole JSON value (`ERR_LOG_TORN`): a crash mid-append left a
+ * last line without its newline, or a line is not JSON. Readers never yield it; repair() moves it aside.
+ */
+export class LogTornError extends TownlockError {
+  /** Byte offset of the torn line. */
+  readonly offset: number;
+  /** True when it is the file's last line, without its newline. */
+  readonly tail: boolean;
+
+  constructor(path: string, offset: number, tail: boolean) {
+    super(
+      'ERR_LOG_TORN',
+      `${path} has a torn ${tail ? 'last line (a crash while appending?)' : 'line that is not JSON'} at byte ${offset}; entries before it were read; pass onTorn to read past it, or call repair() to move it to ${path}.torn`,
+      { path },
+    );
+    this.offset = offset;
+    this.tail = tail;
+  }
+}
+LogTornError.prototype.name = 'LogTornError';
+
 /** "Cannot read X: permission denied (EACCES)", with the usual causes in words. */
 export function ioMessage(path: string, action: string, cause: NodeJS.ErrnoException | string): string {
   if (typeof cause === 'string') return `Cannot ${action} ${path}: ${cause}`;

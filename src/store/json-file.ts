@@ -120,7 +120,9 @@ export class JsonFile<T> {
   set(value: T): Promise<void> {
     let copy: T;
     try {
-      copy = structuredClone(value);
+      const text = JSON.stringify(value);
+      if (text === undefined) throw new TypeError(`${typeof value} is not representable as JSON`);
+      copy = JSON.parse(text) as T; // exactly what the file will hold
     } catch (err) {
       return Promise.reject(
         new InvalidOptionError('value', value, `a JSON value (${(err as Error).message})`),
