@@ -32,7 +32,7 @@ export interface JsonFileOptions<T> {
    * Checks a value read from the file or produced by an update; return false or throw to refuse it
    * (ERR_STORE_INVALID: a refused update fails alone and writes nothing). @default accept anything
    */
-  validate?: (value: unknown) => boolean | undefined | void;
+  validate?: (value: unknown) => unknown;
   /** fsync file and directory on every update. @default true */
   fsync?: boolean;
   /** How long an update waits for the file lock, in ms (FileLock `timeout`). @default 30000 */
@@ -236,7 +236,7 @@ function depthPosition(text: string): number {
 function checker(validate: JsonFileOptions<unknown>['validate'], path: string): (value: unknown) => void {
   return (value) => {
     if (!validate) return;
-    let ok: boolean | undefined | void;
+    let ok: unknown;
     try {
       ok = validate(value);
     } catch (err) {
