@@ -189,6 +189,14 @@ export class JsonlLog<T> {
       throw this.#io('read', err);
     }
     try {
+      const st = await handle.stat();
+      if (!st.isFile()) {
+        throw new StoreIoError(
+          this.path,
+          'read',
+          st.isDirectory() ? 'it is a directory' : 'it is not a regular file',
+        );
+      }
       await checkBoundary(handle, from, this.path);
       const reader = new LineReader(handle, from);
       for (;;) {
