@@ -65,6 +65,7 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
   const inUse = checkOpeners ? openersIn(lockDir) : new Map<string, Set<number>>();
   let removed = 0;
   for (const name of fs.readdirSync(lockDir)) {
+    if (name.endsWith('.lock.wait')) removeWaitFile(backend, join(lockDir, name));
     if (!name.endsWith('.lock')) continue;
     const lockPath = join(lockDir, name);
     const st = fs.lstatSync(lockPath, { throwIfNoEntry: false });
@@ -72,6 +73,34 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
     if (await removeIfUnused(backend, lockDir, lockPath, checkOpeners)) removed++;
   }
   return removed;
+}
+
+/**
+ * Deletes a waiters' announcement file (see _fairness.ts) that no waiter holds. Nothing depends on it for
+ * exclusion, so no straggler protocol: a waiter announcing on the deleted file only loses its turn.
+ */
+function removeWaitFile(backend: LockBackend, path: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, OPEN_EXISTING);
+  } catch {
+    return;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (
+      st.isFile() &&
+      st.nlink === 1 &&
+      backend.tryLock(fd, 'exclusive') &&
+      isCurrent({ fd, ino: st.ino, dev: st.dev }, path)
+    ) {
+      fs.unlinkSync(path);
+    }
+  } catch {
+    // leave it for a later pass
+  } finally {
+    closeQuietly(fd);
+  }
 }
 
 /** The lock directory `dir` names, or undefined when it has none. Throws LockDirError for bad `dir`s. */

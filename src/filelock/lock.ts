@@ -22,6 +22,7 @@
 import type { FSWatcher } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import type { Lock } from '../lock.js';
+import { Announcement, noteRelease, yieldTurn } from './_fairness.js';
 import { dropIfIdle, fileQueue, Hold, heldInContext, runInHold } from './_holds.js';
 import type { LocalQueue } from './_local-queue.js';
 import {
@@ -191,6 +192,9 @@ export class FileLock implements Lock {
     }
     let held: LockFd | undefined;
     try {
+      // This process released last while others waited: let one of them go first (see _fairness.ts).
+      const owed = yieldTurn(this.#target, deadline, signal);
+      if (owed) await owed;
       const attempt = attemptOsLock(backend, fsLockPath, this.#options, takeLockFd(this.#target, mode));
       held =
         'locked' in attempt
@@ -204,11 +208,13 @@ export class FileLock implements Lock {
     }
     if (!held) return undefined;
     const fd = held;
+    const target = this.#target;
     const cancelInfo = type === 'exclusive' ? scheduleHolderInfo(fd.fd, backend.infoOffset) : undefined;
     return new Hold(key, type, undefined, () => {
       cancelInfo?.();
       try {
         releaseAndWake(backend, key, fd);
+        noteRelease(backend, target);
       } finally {
         queue.release(type);
         dropIfIdle(key, queue);
@@ -271,18 +277,21 @@ function attemptOsLock(
  */
 async function waitForOsLock(
   backend: LockBackend,
-  { fsLockPath, lockPath }: LockTarget,
+  target: LockTarget,
   options: ResolvedLockOptions,
   deadline: number,
   fd: LockFd,
 ): Promise<LockFd | undefined> {
+  const { fsLockPath, lockPath } = target;
   let current: LockFd | undefined = fd;
   let watcher: FSWatcher | undefined;
   let delay = options.retryDelay;
+  const announcement = new Announcement(backend, target, options.mode);
   try {
     for (;;) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) return undefined;
+      announcement.announce(); // so the holder's process yields its next turn to us
       watcher ??= watchQuietly(fsLockPath);
       const jittered = delay * (0.75 + Math.random() * 0.5);
       const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
@@ -290,7 +299,10 @@ async function waitForOsLock(
       const before: LockFd = current;
       const attempt = attemptOsLock(backend, fsLockPath, options, current);
       current = undefined;
-      if ('locked' in attempt) return attempt.locked;
+      if ('locked' in attempt) {
+        announcement.taken();
+        return attempt.locked;
+      }
       current = attempt.open;
       if (current !== before) {
         // The file was replaced: watch the new one.
@@ -299,6 +311,7 @@ async function waitForOsLock(
       }
     }
   } finally {
+    announcement.withdraw();
     // Closing an inotify watch waits for an RCU grace period (about 0.3 ms measured here); on the way to
     // handing over a lock that would be pure handoff latency, so the close runs after the caller resumes.
     if (watcher) closeSoon(watcher);

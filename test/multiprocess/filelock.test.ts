@@ -312,3 +312,98 @@ describe('cleanStaleLocks beside flock(1), which does not re-check the inode', (
     assert.ok(overlaps > 0, 'the control run should have caught two holders');
   });
 });
+
+describe('fair turns between processes', () => {
+  /**
+   * This process holds the lock while another process waits (announced), releases, and at once asks
+   * again. Returns who got the lock next: the waiter ("waiter") or this process barging in ("me").
+   */
+  const nextAfterRelease = async (dist: string): Promise<string> => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const waiter = fixture('hold.mjs', [file], { TOWNLOCK_DIST: dist });
+    await waiter.waitFor('busy');
+    // Announced once it holds the .wait file shared (an effect only visible by looking).
+    const end = Date.now() + 10_000;
+    while (spawnSync('flock', ['-n', '-x', `${lock.lockPath}.wait`, 'true']).status === 0) {
+      if (Date.now() > end) throw new Error('the waiter never announced itself');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await lock.unlock();
+    const first = await Promise.race([
+      lock.lock().then(() => 'me'),
+      waiter.waitFor('held').then(() => 'waiter'),
+    ]);
+    if (first === 'me') await lock.unlock();
+    await waiter.waitFor('held');
+    waiter.send('release');
+    await waiter.exited();
+    if (first === 'waiter') await lock.unlock();
+    return first;
+  };
+
+  test('a process that releases while another waits lets it go first', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    assert.equal(await nextAfterRelease(DIST), 'waiter');
+  });
+
+  test('control: without fair turns the releaser barges in again', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const unfair = mutatedDist(
+      tmp.dir,
+      'dist-no-fair-turns',
+      'filelock/_fairness.js',
+      /export function noteRelease\(backend, target\) \{/,
+      '$&\n    return;',
+    );
+    // This process must barge too: the mutated copy is what it has to lock with.
+    const { FileLock: UnfairLock } = (await import(
+      `${unfair}/filelock/index.js`
+    )) as typeof import('../../src/filelock/index.js');
+    const file = freshFile();
+    const lock = new UnfairLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const waiter = fixture('hold.mjs', [file], { TOWNLOCK_DIST: unfair });
+    await waiter.waitFor('busy');
+    await lock.unlock();
+    const first = await Promise.race([
+      lock.lock().then(() => 'me'),
+      waiter.waitFor('held').then(() => 'waiter'),
+    ]);
+    assert.equal(first, 'me');
+    await lock.unlock();
+    waiter.send('release');
+    await waiter.exited();
+  });
+
+  test('a waiter that announced itself and then never takes the lock does not stall the releaser', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 5_000 });
+    await lock.withLock(() => {}); // creates the lock file
+    // A process holding the announcement (shared lock on the .wait file) but never locking: a waiter
+    // that hung, or whose wake-up was lost. The releaser yields to it, but only for a bounded time.
+    const ghost = start('flock', ['-s', `${lock.lockPath}.wait`, '-c', 'echo announced; read line']);
+    await ghost.waitFor('announced');
+    for (let i = 0; i < 20; i++) {
+      await lock.lock(); // each release sees a waiter; each next lock waits at most one yield
+      await lock.unlock();
+    }
+    ghost.send('go');
+    assert.equal(await ghost.exited(), 0);
+  });
+
+  test('a waiter whose wake-up never comes (a holder that does not touch the file) still gets the lock', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const file = freshFile();
+    const lockPath = new FileLock(file).lockPath;
+    await withWriteLock(file, () => {});
+    const holder = start('flock', ['-x', lockPath, '-c', 'echo held; read line']);
+    await holder.waitFor('held');
+    const waiting = withWriteLock(file, () => 'got it', { timeout: 10_000, maxRetryDelay: 20 });
+    holder.send('go'); // flock(1) releases without touching: only polling can notice
+    assert.equal(await waiting, 'got it');
+    assert.equal(await holder.exited(), 0);
+  });
+});

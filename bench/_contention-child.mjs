@@ -1,0 +1,69 @@
+// One process of the contention benchmark (argv: impl, file, updates, startAt). At startAt (absolute ms)
+// it starts `updates` read-modify-writes of the JSON file, each under the exclusive lock, and prints one
+// JSON line: its lock waits (ms), start and finish times.
+import fs from 'node:fs';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFileAtomic } from '../dist/atomic/index.js';
+import { lockPathFor, withWriteLock } from '../dist/filelock/index.js';
+import { flock, LOCK_EX, LOCK_UN, now } from './_util.mjs';
+
+const [impl, file, updates, startAt] = process.argv.slice(2);
+
+/** The update itself: read, change, write a temp file, fsync, rename (the same work for both sides). */
+function change(text) {
+  const doc = JSON.parse(text);
+  doc.counter++;
+  doc.items.push({ by: process.pid, at: Date.now(), note: 'x'.repeat(64) });
+  if (doc.items.length > 300) doc.items.shift();
+  return JSON.stringify(doc);
+}
+
+/** The sketch: blocks in flock(LOCK_EX) on a koffi worker thread, then does the work synchronously. */
+const lockPath = lockPathFor(file);
+fs.mkdirSync(dirname(lockPath), { recursive: true });
+const fd = fs.openSync(lockPath, 'a+');
+const blockingFlock = () =>
+  new Promise((resolve, reject) =>
+    flock.async(fd, LOCK_EX, (err, r) => (err || r !== 0 ? reject(err ?? new Error('flock')) : resolve())),
+  );
+let tmpSeq = 0;
+const sketch = async () => {
+  const t0 = now();
+  await blockingFlock();
+  const waited = now() - t0;
+  const text = change(fs.readFileSync(file, 'utf8'));
+  const tmp = `${file}.tmp-${process.pid}-${tmpSeq++}`;
+  const out = fs.openSync(tmp, 'w');
+  fs.writeSync(out, text);
+  fs.fsyncSync(out);
+  fs.closeSync(out);
+  fs.renameSync(tmp, file);
+  const d = fs.openSync(dirname(file), 'r'); // the same durability as writeFileAtomic: the rename too
+  fs.fsyncSync(d);
+  fs.closeSync(d);
+  flock(fd, LOCK_UN);
+  return waited;
+};
+
+const townlock = async () => {
+  const t0 = now();
+  let waited = 0;
+  await withWriteLock(
+    file,
+    async () => {
+      waited = now() - t0;
+      await writeFileAtomic(file, change(fs.readFileSync(file, 'utf8')));
+    },
+    { timeout: 0 },
+  );
+  return waited;
+};
+
+const update = impl === 'sketch' ? sketch : townlock;
+await sleep(Math.max(0, Number(startAt) - now()));
+const start = now();
+const waits = [];
+for (let i = 0; i < Number(updates); i++) waits.push(await update());
+process.stdout.write(`${JSON.stringify({ waits, start, finish: now() })}\n`);
+fs.closeSync(fd);
