@@ -44,14 +44,19 @@ export class Hold {
     this.settle();
   }
 
-  /** Ends the hold if its owner released it and nothing is held or queued inside it. */
+  /**
+   * Ends the hold if its owner released it and nothing is held or queued inside it, and then each parent
+   * that this leaves ended (a loop, not recursion: holds may nest thousands deep).
+   */
   settle(): void {
-    if (this.#owned || this.#ended || !this.nested.idle) return;
-    this.#ended = true;
-    if (this.parent) {
-      this.parent.nested.release(this.type);
-      this.parent.settle();
-    } else this.#onEnd?.();
+    for (let hold: Hold | undefined = this; hold; ) {
+      if (hold.#owned || hold.#ended || !hold.nested.idle) return;
+      hold.#ended = true;
+      const parent: Hold | undefined = hold.parent;
+      if (parent) parent.nested.release(hold.type);
+      else hold.#onEnd?.();
+      hold = parent;
+    }
   }
 }
 

@@ -39,7 +39,8 @@ export function openLockFile(lockPath: FsPath, mode: number): LockFd {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'EMLINK') throw new LockSymlinkError(display(lockPath), err);
       if (code !== 'ENOENT') throw err;
-      fs.mkdirSync(fsDirname(lockPath), { recursive: true });
+      // 0o775 whatever the umask allows beyond it: never writable by everyone (see checkDirectory).
+      fs.mkdirSync(fsDirname(lockPath), { recursive: true, mode: 0o775 });
       continue;
     }
     try {
@@ -65,10 +66,26 @@ function checkLockFile(lockPath: FsPath, st: fs.Stats): void {
   if (st.nlink !== 1) throw new LockUnsafeError(shown, `it has ${st.nlink} hard links`);
   checkOwner(shown, 'lock file', st.uid);
   const dir = fsDirname(lockPath);
-  checkOwner(shown, `lock directory ${display(dir)}`, fs.lstatSync(dir).uid);
+  checkDirectory(shown, 'lock directory', dir);
   const parent = fsDirname(dir);
-  if (fsBasename(parent) === '.gastown') {
-    checkOwner(shown, `directory ${display(parent)}`, fs.lstatSync(parent).uid);
+  if (fsBasename(parent) === '.gastown') checkDirectory(shown, 'directory', parent);
+}
+
+/**
+ * Refuses a lock directory (or `.gastown`) that is a symbolic link (it may lead anywhere, and would give
+ * one lock file two spellings), that another non-root user owns, or that anyone may write without the
+ * sticky bit (anyone could then delete or replace a held lock file).
+ */
+function checkDirectory(lockPath: string, what: string, dir: FsPath): void {
+  const st = fs.lstatSync(dir);
+  if (st.isSymbolicLink())
+    throw new LockUnsafeError(lockPath, `the ${what} ${display(dir)} is a symbolic link`);
+  checkOwner(lockPath, `${what} ${display(dir)}`, st.uid);
+  if (process.platform !== 'win32' && (st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
+    throw new LockUnsafeError(
+      lockPath,
+      `the ${what} ${display(dir)} is writable by everyone (mode ${(st.mode & 0o7777).toString(8)}): anyone could delete a held lock file`,
+    );
   }
 }
 
@@ -135,9 +152,15 @@ export interface HolderInfo {
   since: string;
 }
 
-/** The name diagnostics show for this process: its script's file name, else the executable's. */
+/**
+ * The name diagnostics show for this process: its script's file name when argv[1] is a script that
+ * exists (under `node -e`, argv[1] is the first user argument, which may be a secret), else the
+ * executable's.
+ */
 export function executableName(): string {
-  return basename(process.argv[1] || process.execPath).slice(0, 128);
+  const script = process.argv[1];
+  const isScript = script !== undefined && fs.statSync(script, { throwIfNoEntry: false })?.isFile() === true;
+  return basename(isScript ? script : process.execPath).slice(0, 128);
 }
 
 const INFO_PREFIX = `{"pid":${process.pid},"host":${JSON.stringify(hostname())},"command":${JSON.stringify(
@@ -176,7 +199,10 @@ export function writePendingInfo(): void {
   infoScheduled = false;
   for (const { fd, offset, since } of pendingInfo) {
     try {
-      fs.writeSync(fd, `${INFO_PREFIX}${new Date(since).toISOString()}"}\n`, offset);
+      const line = Buffer.from(`${INFO_PREFIX}${new Date(since).toISOString()}"}\n`);
+      fs.writeSync(fd, line, 0, line.length, offset);
+      // A longer line left by an earlier holder (perhaps a version that recorded arguments) goes too.
+      fs.ftruncateSync(fd, offset + line.length);
     } catch {
       // Diagnostics only: a full disk or read-only lock file must not fail the lock.
     }

@@ -1,10 +1,12 @@
 /**
- * Which processes have a file open, from Linux's /proc: what cleanStaleLocks needs to know before and
- * after it deletes a lock file, because flock(1), the Go tool and Python do not re-check, after
- * locking, that the path still names the file they locked.
+ * Which processes have a lock file open, from Linux's /proc: what cleanStaleLocks needs to know before and
+ * after it deletes a lock file, because flock(1), the Go tool and Python do not re-check, after locking,
+ * that the path still names the file they locked.
  *
- * Sources: every /proc/PID/fd this process may read (all of them as root, its own user's otherwise),
- * and /proc/locks, which lists the processes blocked in flock() on a file whatever their user.
+ * Files are identified by device and inode, never by the path a process used (a symlinked directory, a
+ * bind mount or a container volume shows another path for the same file). Sources: every /proc/PID/fd
+ * this process may read (all of them as root, its own user's otherwise), and /proc/locks, which lists the
+ * processes blocked in flock() on a file whatever their user.
  */
 import fs from 'node:fs';
 
@@ -17,14 +19,15 @@ export interface FileId {
 /** Whether this platform can list open files (Linux /proc). */
 export const canListOpeners = process.platform === 'linux' && fs.existsSync('/proc/self/fd');
 
+// Lock files end in ".lock"; a deleted one's link text ends in ".lock (deleted)". Only those are stat'ed.
+const LOCK_LINK = /\.lock(?: \(deleted\))?$/;
+
 /**
- * The pids that have a file in `dir` open, by file identity (`dev:ino`), found through descriptors whose
- * link text starts with `dir/` (a deleted file's link ends in " (deleted)"). `except` is one descriptor
- * of this process to ignore (the caller's own).
+ * The open lock files of every process (by `dev:ino`), with the pids that have each open. `except` are
+ * descriptors of this process to leave out (the caller's own).
  */
-export function openersIn(dir: string, except?: number): Map<string, Set<number>> {
+export function openLockFiles(except: ReadonlySet<number> = new Set()): Map<string, Set<number>> {
   const found = new Map<string, Set<number>>();
-  const prefix = `${dir}/`;
   for (const pid of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     let fds: string[];
@@ -34,12 +37,11 @@ export function openersIn(dir: string, except?: number): Map<string, Set<number>
       continue; // gone, or another user's process (see blockedWaiters)
     }
     for (const fd of fds) {
-      if (except !== undefined && Number(pid) === process.pid && Number(fd) === except) continue;
+      if (Number(pid) === process.pid && except.has(Number(fd))) continue;
       const link = `/proc/${pid}/fd/${fd}`;
       try {
-        if (!fs.readlinkSync(link).startsWith(prefix)) continue;
-        const st = fs.statSync(link);
-        addPid(found, idKey(st), Number(pid));
+        if (!LOCK_LINK.test(fs.readlinkSync(link))) continue;
+        addPid(found, idKey(fs.statSync(link)), Number(pid));
       } catch {
         // closed while we looked
       }
@@ -49,16 +51,16 @@ export function openersIn(dir: string, except?: number): Map<string, Set<number>
   return found;
 }
 
+/** `dev:ino` in the form openLockFiles keys by. */
+export function idKey({ dev, ino }: FileId): string {
+  return `${dev}:${ino}`;
+}
+
 /** Records that `pid` has the file `key` open. */
 function addPid(found: Map<string, Set<number>>, key: string, pid: number): void {
   const pids = found.get(key);
   if (pids) pids.add(pid);
   else found.set(key, new Set([pid]));
-}
-
-/** `dev:ino` in the form openersIn keys by. */
-export function idKey({ dev, ino }: FileId): string {
-  return `${dev}:${ino}`;
 }
 
 /** (file, pid) of every process blocked in flock() or fcntl() on a file, from /proc/locks. */

@@ -47,7 +47,10 @@ export function resolveLockTarget(path: string | Buffer, lockDir?: string): Lock
   if (!(typeof path === 'string' || Buffer.isBuffer(path)) || path.length === 0) {
     throw new InvalidOptionError('path', path, 'a non-empty string or Buffer');
   }
-  if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir.length === 0)) {
+  if (
+    lockDir !== undefined &&
+    (typeof lockDir !== 'string' || lockDir.length === 0 || lockDir.includes('\0'))
+  ) {
     throw new InvalidOptionError('lockDir', lockDir, 'a non-empty string');
   }
   let kind = TEXT;

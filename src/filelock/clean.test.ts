@@ -90,6 +90,23 @@ describe('what cleanStaleLocks may touch', () => {
     assert.ok(existsSync(join(elsewhere, 'keep.lock')));
   });
 
+  test('a .gastown that is a symlink is refused: what it points at is never cleaned', async () => {
+    const d = project();
+    const other = join(d, 'other');
+    mkdirSync(join(other, 'locks'), { recursive: true });
+    writeFileSync(join(other, 'locks', 'Cargo.lock'), 'precious');
+    const town = join(d, 'town');
+    mkdirSync(town);
+    symlinkSync(other, join(town, '.gastown'));
+    await assert.rejects(cleanStaleLocks(town), { code: 'ERR_LOCK_DIR', message: /symbolic link/ });
+    assert.equal(
+      await cleanStaleLocks(join(town, '.gastown', 'locks')),
+      0,
+      'resolves to other/locks: not ours',
+    );
+    assert.equal(readFileSync(join(other, 'locks', 'Cargo.lock'), 'utf8'), 'precious');
+  });
+
   test('held, foreign-typed, hard-linked and symlinked entries are kept', async () => {
     const d = project();
     const lockDir = join(d, '.gastown', 'locks');
@@ -125,6 +142,22 @@ describe('foreign processes that do not re-check the inode', () => {
       false,
       'one file, one lock',
     );
+    s.send('close');
+    await s.waitFor('closed');
+  });
+
+  test('an open through another path to the same file (a symlinked directory) still counts as open', async (t) => {
+    if (!requireTool(t, 'python3', hasTool('python3'))) return;
+    const d = project();
+    const lockFile = await used(join(d, 'via.json'));
+    const alias = join(root, `alias${seq}`);
+    symlinkSync(join(d, '.gastown'), alias);
+    const s = straggler(join(alias, 'locks', 'via.json.lock'));
+    await s.waitFor('opened');
+    assert.equal(await cleanStaleLocks(d), 0);
+    assert.ok(existsSync(lockFile));
+    s.send('lock');
+    await s.waitFor('locked');
     s.send('close');
     await s.waitFor('closed');
   });

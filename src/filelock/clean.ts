@@ -10,21 +10,26 @@
  * after locking that the path still names their inode and retry if not; flock(1), the Go tool and Python
  * do not. So a file is deleted only
  * - while this process holds it exclusively (held files are skipped) and the path still names that inode;
- * - when no other process has it open (Linux /proc: descriptors and blocked flock() waiters);
+ * - when no other process has it open (Linux /proc: descriptors and blocked flock() waiters, matched by
+ *   device and inode, so symlinked paths and bind mounts are seen too);
  * - and, because a process may open it between that check and the unlink, the check is repeated after
  *   the unlink: if a straggler holds the old inode open, the cleaner takes the lock of whatever file is
  *   at the path now before letting go of the old one, and keeps it until the last straggler has closed
  *   the old inode. Newcomers and stragglers then never hold at once; the file counts as not removed.
- * Left open: another user's process, invisible without root in /proc, that opens the file in the
- * microseconds between the two checks and is not yet blocked in flock() when the second runs.
+ *   The bridge never gives up half way, so a straggler that keeps the old inode open keeps the cleaner
+ *   (and newcomers, who wait for its hold) waiting until it closes it.
+ * Files are handled in rounds of 64: one /proc scan, lock the unused ones, unlink, one more scan; the
+ * window in which an open is missed by the first scan (and must be bridged) is one round.
+ * Left open: another user's process, invisible without root in /proc, that opens the file in that window
+ * and is not yet blocked in flock() when the second scan runs.
  * Where /proc does not exist, the open-file checks are impossible and cleanStaleLocks refuses
  * (`ERR_UNSUPPORTED_PLATFORM`) unless told that only townlock processes use the lock files.
  */
 import fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError, UnsupportedPlatformError } from '../errors.js';
-import { closeIdleDescriptors, closeQuietly, isCurrent, type LockFd, openLockFile } from './_lock-file.js';
-import { canListOpeners, idKey, openersIn } from './_openers.js';
+import { closeIdleDescriptors, closeQuietly, isCurrent, type LockFd } from './_lock-file.js';
+import { canListOpeners, idKey, openLockFiles } from './_openers.js';
 import { type LockBackend, loadBackend } from './backend.js';
 import { LockDirError } from './errors.js';
 
@@ -47,32 +52,111 @@ const POLL_MS = 5;
 /**
  * Deletes every unused `*.lock` file in `dir/.gastown/locks` (or in `dir` itself when it is such a
  * directory) and returns how many it deleted. A `dir` without `.gastown/locks` has nothing to clean (0);
- * one that does not exist or is not a directory is refused with `LockDirError` (`ERR_LOCK_DIR`).
+ * one that does not exist or is not a directory, or whose `.gastown` or `locks` is a symbolic link, is
+ * refused with `LockDirError` (`ERR_LOCK_DIR`).
  */
 export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): Promise<number> {
-  if (typeof dir !== 'string' || dir === '') throw new InvalidOptionError('dir', dir, 'a non-empty string');
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) {
+    throw new InvalidOptionError('dir', dir, 'a non-empty string');
+  }
   if (options === null || typeof options !== 'object')
     throw new InvalidOptionError('options', options, 'an object');
   const lockDir = locateLockDir(dir);
   if (!lockDir) return 0;
   const checkOpeners = !options.assumeTownlockOnly;
-  if (checkOpeners && !canListOpeners)
+  if (checkOpeners && !canListOpeners) {
     throw new UnsupportedPlatformError(
       `${process.platform} (cleanStaleLocks cannot list open files here; pass assumeTownlockOnly if only townlock uses these locks)`,
     );
+  }
   const backend = await loadBackend();
   closeIdleDescriptors(); // this process's own idle descriptors would otherwise count as "in use"
-  const inUse = checkOpeners ? openersIn(lockDir) : new Map<string, Set<number>>();
+  const names = fs.readdirSync(lockDir);
+  for (const name of names) if (name.endsWith('.lock.wait')) removeWaitFile(backend, join(lockDir, name));
+  const lockNames = names.filter((n) => n.endsWith('.lock'));
   let removed = 0;
-  for (const name of fs.readdirSync(lockDir)) {
-    if (name.endsWith('.lock.wait')) removeWaitFile(backend, join(lockDir, name));
-    if (!name.endsWith('.lock')) continue;
-    const lockPath = join(lockDir, name);
-    const st = fs.lstatSync(lockPath, { throwIfNoEntry: false });
-    if (!st?.isFile() || st.nlink !== 1 || inUse.has(idKey(st))) continue;
-    if (await removeIfUnused(backend, lockDir, lockPath, checkOpeners)) removed++;
+  for (let i = 0; i < lockNames.length; i += ROUND) {
+    removed += await cleanRound(backend, lockDir, lockNames.slice(i, i + ROUND), checkOpeners);
+    await new Promise((resolve) => setImmediate(resolve)); // a long pass must not stall the event loop
   }
   return removed;
+}
+
+/** How many lock files one round locks, deletes and checks at once. */
+const ROUND = 64;
+
+/**
+ * One round: skip files anyone has open (one /proc scan), lock the rest, delete them, and look once more:
+ * a file a process opened in between is bridged (see {@link bridge}). Returns how many are gone.
+ */
+async function cleanRound(
+  backend: LockBackend,
+  lockDir: string,
+  names: string[],
+  checkOpeners: boolean,
+): Promise<number> {
+  const inUse = checkOpeners ? openLockFiles() : new Map<string, Set<number>>();
+  const taken: { path: string; held: LockFd }[] = [];
+  for (const name of names) {
+    const path = join(lockDir, name);
+    const held = lockIfUnused(backend, path, inUse);
+    if (held) taken.push({ path, held });
+  }
+  const unlinked: { path: string; held: LockFd }[] = [];
+  for (const t of taken) {
+    try {
+      await cleanHooks.beforeUnlink?.(t.path);
+      fs.unlinkSync(t.path);
+      unlinked.push(t);
+    } catch {
+      closeQuietly(t.held.fd); // not removable now: leave it for a later pass
+    }
+  }
+  const ours = new Set(unlinked.map((u) => u.held.fd));
+  const stragglers =
+    checkOpeners && unlinked.length > 0 ? openLockFiles(ours) : new Map<string, Set<number>>();
+  let removed = 0;
+  const bridges: { path: string; held: LockFd }[] = [];
+  for (const u of unlinked) {
+    if (stragglers.has(idKey(u.held))) bridges.push(u);
+    else {
+      closeQuietly(u.held.fd);
+      removed++;
+    }
+  }
+  for (const b of bridges) await bridge(backend, b.path, b.held);
+  return removed;
+}
+
+/** Opens and exclusively locks the lock file at `path` if nobody uses it; undefined otherwise. */
+function lockIfUnused(
+  backend: LockBackend,
+  path: string,
+  inUse: Map<string, Set<number>>,
+): LockFd | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, OPEN_EXISTING);
+  } catch {
+    return undefined; // gone already, a symlink, or not ours to open: leave it
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    const held: LockFd = { fd, ino: st.ino, dev: st.dev };
+    if (
+      st.isFile() &&
+      st.nlink === 1 &&
+      !inUse.has(idKey(held)) &&
+      backend.tryLock(fd, 'exclusive') &&
+      isCurrent(held, path)
+    ) {
+      return held;
+    }
+  } catch {
+    // not lockable now: leave it
+  }
+  closeQuietly(fd);
+  return undefined;
 }
 
 /**
@@ -80,26 +164,14 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
  * exclusion, so no straggler protocol: a waiter announcing on the deleted file only loses its turn.
  */
 function removeWaitFile(backend: LockBackend, path: string): void {
-  let fd: number;
+  const held = lockIfUnused(backend, path, new Map());
+  if (!held) return;
   try {
-    fd = fs.openSync(path, OPEN_EXISTING);
-  } catch {
-    return;
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    if (
-      st.isFile() &&
-      st.nlink === 1 &&
-      backend.tryLock(fd, 'exclusive') &&
-      isCurrent({ fd, ino: st.ino, dev: st.dev }, path)
-    ) {
-      fs.unlinkSync(path);
-    }
+    fs.unlinkSync(path);
   } catch {
     // leave it for a later pass
   } finally {
-    closeQuietly(fd);
+    closeQuietly(held.fd);
   }
 }
 
@@ -111,71 +183,57 @@ function locateLockDir(dir: string): string | undefined {
   if (!st.isDirectory()) throw new LockDirError(abs, 'it is not a directory');
   const real = fs.realpathSync.native(abs);
   if (basename(real) === 'locks' && basename(dirname(real)) === '.gastown') return real;
-  const nested = join(real, '.gastown', 'locks');
-  const inner = fs.lstatSync(nested, { throwIfNoEntry: false });
-  if (!inner) return undefined;
-  if (!inner.isDirectory())
-    throw new LockDirError(nested, 'it is not a directory (a symlink is not followed)');
-  return nested;
-}
-
-/** Deletes one lock file if nobody holds or has it open; true if it is gone. */
-async function removeIfUnused(
-  backend: LockBackend,
-  lockDir: string,
-  lockPath: string,
-  checkOpeners: boolean,
-): Promise<boolean> {
-  let fd: number;
-  try {
-    fd = fs.openSync(lockPath, OPEN_EXISTING);
-  } catch {
-    return false; // gone already, or not ours to open: leave it
+  // Our layout only, component by component: a .gastown or locks that is a symlink may lead anywhere.
+  for (const part of [join(real, '.gastown'), join(real, '.gastown', 'locks')]) {
+    const entry = fs.lstatSync(part, { throwIfNoEntry: false });
+    if (!entry) return undefined;
+    if (entry.isSymbolicLink())
+      throw new LockDirError(part, 'it is a symbolic link, which clean-up never follows');
+    if (!entry.isDirectory()) throw new LockDirError(part, 'it is not a directory');
   }
-  let bridged = false;
-  try {
-    const st = fs.fstatSync(fd);
-    const held: LockFd = { fd, ino: st.ino, dev: st.dev };
-    if (!st.isFile() || st.nlink !== 1 || !backend.tryLock(fd, 'exclusive') || !isCurrent(held, lockPath)) {
-      return false;
-    }
-    await cleanHooks.beforeUnlink?.(lockPath);
-    fs.unlinkSync(lockPath);
-    if (!checkOpeners || !openersIn(lockDir, fd).has(idKey(st))) return true;
-    bridged = true;
-    await bridge(backend, lockDir, lockPath, held);
-    return false;
-  } catch {
-    return false; // not removable now (permissions, a race with another cleaner): leave it for a later pass
-  } finally {
-    if (!bridged) closeQuietly(fd);
-  }
+  return join(real, '.gastown', 'locks');
 }
 
 /**
  * A straggler opened `old` before it was unlinked and will lock it once we let go, while newcomers lock
  * the file now at the path. Take the newcomers' file first (waiting if one holds it), then let go of
- * `old`, and keep the new file locked until nobody has `old` open any more.
+ * `old`, and keep the new file locked until nobody has `old` open any more. Never gives up half way:
+ * letting go of `old` without holding the new file would let a straggler and a newcomer hold at once, so
+ * any error is retried, and this waits as long as a straggler keeps `old` open.
  */
-async function bridge(backend: LockBackend, lockDir: string, lockPath: string, old: LockFd): Promise<void> {
+async function bridge(backend: LockBackend, lockPath: string, old: LockFd): Promise<void> {
   let current: LockFd | undefined;
-  let oldOpen = true;
   try {
-    for (;;) {
-      current = openLockFile(lockPath, 0o644);
-      if (backend.tryLock(current.fd, 'exclusive') && isCurrent(current, lockPath)) break;
-      closeQuietly(current.fd);
-      current = undefined;
-      await pause(POLL_MS);
+    while (!current) {
+      current = lockCurrentFile(backend, lockPath);
+      if (!current) await pause(POLL_MS);
     }
     closeQuietly(old.fd); // the stragglers may go now, one at a time on the old inode
-    oldOpen = false;
     const key = idKey(old);
-    while (openersIn(lockDir).has(key)) await pause(POLL_MS);
+    while (openLockFiles(new Set([current.fd])).has(key)) await pause(POLL_MS);
   } finally {
-    if (oldOpen) closeQuietly(old.fd);
+    if (!current) closeQuietly(old.fd); // only reached if the process is going down anyway
     if (current) closeQuietly(current.fd);
   }
+}
+
+/** Opens (creating it if needed) and exclusively locks the file now at `lockPath`; undefined if not now. */
+function lockCurrentFile(backend: LockBackend, lockPath: string): LockFd | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(lockPath, OPEN_EXISTING | fs.constants.O_CREAT, 0o644);
+  } catch {
+    return undefined; // EMFILE, EACCES, ...: try again
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    const held: LockFd = { fd, ino: st.ino, dev: st.dev };
+    if (backend.tryLock(fd, 'exclusive') && isCurrent(held, lockPath)) return held;
+  } catch {
+    // try again
+  }
+  closeQuietly(fd);
+  return undefined;
 }
 
 /** Waits `ms`. */

@@ -6,18 +6,20 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   chownSync,
   existsSync,
   linkSync,
   mkdirSync,
   readdirSync,
   readFileSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { fixture, hasTool, reapAll, requireTool } from '../../test/multiprocess/helpers.js';
+import { DIST, fixture, hasTool, reapAll, requireTool } from '../../test/multiprocess/helpers.js';
 import { scratchDir } from '../../test/scratch-dir.js';
 import { FileLock, lockHolders, lockPathFor, withReadLock, withWriteLock } from './index.js';
 
@@ -103,6 +105,52 @@ describe('hostile lock files are refused with ERR_LOCK_UNSAFE', () => {
   });
 });
 
+describe('lock directories anyone could tamper with are refused', () => {
+  test('a lock directory writable by everyone (no sticky bit) is refused; with the sticky bit it is used', async () => {
+    const d = freshDir();
+    chmodSync(join(d, '.gastown', 'locks'), 0o777);
+    await assert.rejects(
+      withWriteLock(join(d, 'w.json'), () => {}),
+      {
+        code: 'ERR_LOCK_UNSAFE',
+        message: /writable by everyone/,
+      },
+    );
+    chmodSync(join(d, '.gastown', 'locks'), 0o1777);
+    await withWriteLock(join(d, 'w.json'), () => {});
+  });
+
+  test('directories townlock creates are never writable by everyone, whatever the umask', async () => {
+    const d = join(dir, `umask${++seq}`);
+    mkdirSync(d);
+    const previous = process.umask(0);
+    try {
+      await withWriteLock(join(d, 'u.json'), () => {});
+    } finally {
+      process.umask(previous);
+    }
+    assert.equal(statSync(join(d, '.gastown')).mode & 0o002, 0);
+    assert.equal(statSync(join(d, '.gastown', 'locks')).mode & 0o002, 0);
+  });
+
+  test('a .gastown that is a symlink is refused (it would give one lock file two spellings)', async () => {
+    const d = join(dir, `gl${++seq}`);
+    const shared = join(dir, `shared${seq}`);
+    mkdirSync(join(shared, 'locks'), { recursive: true });
+    mkdirSync(d);
+    symlinkSync(shared, join(d, '.gastown'));
+    await assert.rejects(
+      withWriteLock(join(d, 'x.json'), () => {}),
+      {
+        code: 'ERR_LOCK_UNSAFE',
+        message: /symbolic link/,
+      },
+    );
+    // Through an explicit lockDir the same directory is used, resolved: one spelling only.
+    await withWriteLock(join(d, 'x.json'), () => {}, { lockDir: join(d, '.gastown', 'locks') });
+  });
+});
+
 describe('what a holder writes', () => {
   test('holder info names the executable, never the arguments (which may hold secrets)', async () => {
     const d = freshDir();
@@ -118,6 +166,27 @@ describe('what a holder writes', () => {
     assert.equal(h?.command, 'hold.mjs');
     holder.send('release');
     assert.equal(await holder.exited(), 0);
+  });
+
+  test('under node -e the first argument is not taken for a script name; an older, longer line is cut', async () => {
+    const d = freshDir();
+    const file = join(d, 'eval.json');
+    const lockFile = lockPathFor(file);
+    writeFileSync(
+      lockFile,
+      `${'{"pid":1,"command":"old --password=hunter2"}'.padEnd(400, ' ')}\nmore secrets\n`,
+    );
+    const src = `const { FileLock } = await import(${JSON.stringify(join(DIST, 'filelock', 'index.js'))});
+      const l = await FileLock.acquire(${JSON.stringify(file)});
+      await new Promise((r) => setImmediate(r));
+      console.log('held'); await l.unlock();`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', src, '--', '--db-password=hunter2'], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.stdout.trim(), 'held', r.stderr);
+    const content = readFileSync(lockFile, 'utf8');
+    assert.ok(!content.includes('hunter2'), content);
+    assert.equal(JSON.parse(content.split('\n')[0]!).command, basename(process.execPath));
   });
 
   test('lockHolders reports a foreign holder by executable name only', async (t) => {
@@ -202,6 +271,9 @@ describe('names and timeouts at the edges', () => {
       ['options', () => lockHolders(file, null as unknown as object)],
       ['path', () => lockPathFor('')],
       ['lockDir', () => lockPathFor(file, 7 as unknown as string)],
+      ['lockDir', () => lockPathFor(file, 'a\0b')],
+      ['retryDelay', () => new FileLock(file, { retryDelay: Symbol('x') as unknown as number })],
+      ['retryDelay', () => new FileLock(file, { retryDelay: 5n as unknown as number })],
     ];
     for (const [name, call] of bad) {
       await assert.rejects(

@@ -46,14 +46,7 @@ export function lockPathFor(path: string | Buffer, lockDir?: string): string {
 export function resolveLockOptions(options: FileLockOptions = {}): ResolvedLockOptions {
   if (options === null || typeof options !== 'object' || Array.isArray(options))
     throw new InvalidOptionError('options', options, 'an object');
-  const {
-    type = 'exclusive',
-    timeout = DEFAULT_TIMEOUT,
-    retryDelay = 2,
-    maxRetryDelay = Math.max(50, retryDelay),
-    signal,
-    mode = 0o644,
-  } = options;
+  const { type = 'exclusive', timeout = DEFAULT_TIMEOUT, retryDelay = 2, signal, mode = 0o644 } = options;
   if (type !== 'exclusive' && type !== 'shared')
     throw new InvalidOptionError('type', type, "'exclusive' or 'shared'");
   if (typeof timeout !== 'number' || Number.isNaN(timeout))
@@ -61,6 +54,8 @@ export function resolveLockOptions(options: FileLockOptions = {}): ResolvedLockO
   if (typeof retryDelay !== 'number' || !(retryDelay > 0) || !Number.isFinite(retryDelay)) {
     throw new InvalidOptionError('retryDelay', retryDelay, 'a positive number of ms');
   }
+  // The default is computed only once retryDelay is known to be a number (Math.max(50, Symbol()) throws).
+  const { maxRetryDelay = Math.max(50, retryDelay) } = options;
   if (
     typeof maxRetryDelay !== 'number' ||
     !(maxRetryDelay >= retryDelay) ||

@@ -180,6 +180,29 @@ describe('the OS lock is held until every nested hold has ended', () => {
   });
 });
 
+describe('deep nesting', () => {
+  test('30,000 nested holds end without a stack overflow and give the OS lock back', async (t) => {
+    if (!requireTool(t, 'flock', hasTool('flock'))) return;
+    const file = fresh();
+    const depth = 30_000;
+    let innermost!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      innermost = resolve;
+    });
+    const done: Promise<unknown>[] = [];
+    const nest = (level: number): Promise<void> =>
+      withWriteLock(file, () => {
+        // Each level starts the next without waiting for it and returns: the chain ends from the inside.
+        if (level < depth) done.push(nest(level + 1));
+        else innermost();
+      });
+    done.push(nest(1));
+    await reached;
+    await Promise.all(done);
+    assert.equal(flockFree(new FileLock(file).lockPath), true);
+  });
+});
+
 describe('one lock per file, however it is spelled', () => {
   test('a symlinked file, a symlinked directory and a lockDir through a symlink share one lock', async () => {
     const real = join(dir, 'real');
