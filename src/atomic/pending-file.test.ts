@@ -2,18 +2,21 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { openFds, scratchDir } from '../../test/scratch-dir.js';
 import { ops } from './_fs-ops.js';
 import { PendingFile, removeStaleTempFiles, writeFileAtomic } from './index.js';
+import { tempPathFor } from './pending-file.js';
 
 const root = scratchDir('townlock-atomic-');
 let seq = 0;
@@ -49,6 +52,15 @@ describe('writeFileAtomic', () => {
     await Promise.all(bodies.map((body) => writeFileAtomic(file, body)));
     assert.ok(bodies.includes(readFileSync(file, 'utf8')));
     assert.deepEqual(readdirSync(dir), ['b.txt']);
+  });
+
+  test('a dangling symlink gets its target created and stays a symlink (the file the lock protects)', async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, 'real'));
+    symlinkSync('real/state.json', join(dir, 'state.json'));
+    await writeFileAtomic(join(dir, 'state.json'), 'first');
+    assert.equal(lstatSync(join(dir, 'state.json')).isSymbolicLink(), true);
+    assert.equal(readFileSync(join(dir, 'real', 'state.json'), 'utf8'), 'first');
   });
 
   test('a symlink keeps pointing at the new content', async () => {
@@ -123,7 +135,7 @@ describe('PendingFile', () => {
     const pending = await PendingFile.create(file);
     await pending.write('new');
     assert.equal(readFileSync(file, 'utf8'), 'old');
-    assert.match(pending.tempPath, new RegExp(`\\.p\\.txt\\.tmp-${process.pid}-[0-9a-f]{12}$`));
+    assert.match(pending.tempPath, new RegExp(`\\.p\\.txt\\.tmp-${process.pid}-[0-9a-f]{8}-[0-9a-f]{12}$`));
     await pending.commit();
     await pending.cleanup();
     await pending[Symbol.asyncDispose]();
@@ -148,16 +160,22 @@ describe('PendingFile', () => {
     const dir = freshDir();
     const file = join(dir, 'r.json');
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // exited: its pid names no live process
-    writeFileSync(join(dir, `.r.json.tmp-${dead}-abc`), 'x');
-    writeFileSync(join(dir, `.r.json.tmp-${process.pid}-abc`), 'live writer');
-    writeFileSync(join(dir, `.other.json.tmp-${dead}-abc`), 'x');
+    const deadTemp = tempPathFor(file, dead);
+    const liveTemp = tempPathFor(file, process.pid);
+    // Another host or container: its pids mean nothing here, so only age can tell it was abandoned.
+    const foreign = join(dir, `.r.json.tmp-${dead}-ffffffff-abc`);
+    const foreignOld = join(dir, `.r.json.tmp-${dead}-eeeeeeee-abc`);
+    for (const f of [deadTemp, liveTemp, foreign, foreignOld, join(dir, `.other.json.tmp-${dead}-abc`)]) {
+      writeFileSync(f, 'x');
+    }
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(foreignOld, twoHoursAgo, twoHoursAgo);
     writeFileSync(file, 'x');
-    assert.equal(await removeStaleTempFiles(file), 1);
-    assert.deepEqual(readdirSync(dir).sort(), [
-      `.other.json.tmp-${dead}-abc`,
-      `.r.json.tmp-${process.pid}-abc`,
-      'r.json',
-    ]);
+    assert.equal(await removeStaleTempFiles(file), 2);
+    assert.deepEqual(
+      readdirSync(dir).sort(),
+      [`.other.json.tmp-${dead}-abc`, basename(foreign), basename(liveTemp), 'r.json'].sort(),
+    );
   });
 });
 

@@ -10,9 +10,11 @@
  * Not provided: locking. Two concurrent writers each replace the file whole; the last rename wins. Callers
  * that read-modify-write compose this with a lock (the registry does).
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { realFile } from '../_real-path.js';
 import { InvalidOptionError } from '../errors.js';
 import { ops } from './_fs-ops.js';
 
@@ -54,10 +56,7 @@ export class PendingFile {
     if (typeof fsync !== 'boolean') throw new InvalidOptionError('fsync', fsync, 'a boolean');
     const target = await resolveTarget(resolve(path));
     const finalMode = mode ?? (await existingMode(target)) ?? 0o600;
-    const tempPath = join(
-      dirname(target),
-      `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`,
-    );
+    const tempPath = tempPathFor(target, process.pid);
     const fd = await ops.open(tempPath, 'wx', finalMode);
     const pending = new PendingFile(target, tempPath, fd, fsync);
     // The open mode is filtered by the umask; set it exactly, as the existing file had it.
@@ -145,13 +144,16 @@ export async function writeFileAtomic(
 }
 
 /**
- * Removes temporary files that crashed writers left beside `path`, returning how many it removed. Only
- * files whose writer (the pid in the name) is no longer alive are removed, so a live writer's temp file
- * is never taken from under it, even by a caller that does not exclude it. Safe to call at any time.
+ * Removes temporary files that crashed writers left beside `path`, returning how many it removed. Temp
+ * files are named with their writer's pid and a tag of its host and pid namespace. One of this host and
+ * namespace is removed when its pid is no longer alive; one of another host or container (whose pids
+ * this process cannot check) only when it is older than an hour. So a live writer's temp file is never
+ * taken from under it, even by a caller that does not exclude it.
  */
 export async function removeStaleTempFiles(path: string): Promise<number> {
-  if (typeof path !== 'string' || path.length === 0)
+  if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
     throw new InvalidOptionError('path', path, 'a non-empty string');
+  }
   const target = await resolveTarget(resolve(path));
   const prefix = `.${basename(target)}.tmp-`;
   let names: string[];
@@ -163,14 +165,46 @@ export async function removeStaleTempFiles(path: string): Promise<number> {
   let removed = 0;
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
-    const pid = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length))?.[1];
-    if (pid === undefined || isAlive(Number(pid))) continue;
-    await ops.unlink(join(dirname(target), name)).then(
+    const file = join(dirname(target), name);
+    const m = /^(\d+)-([0-9a-f]{8})-[0-9a-f]+$/.exec(name.slice(prefix.length));
+    const stale =
+      m && m[2] === hostTag()
+        ? !isAlive(Number(m[1]))
+        : (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) < Date.now() - FOREIGN_STALE_MS;
+    if (!stale) continue;
+    await ops.unlink(file).then(
       () => removed++,
       () => {},
     );
   }
   return removed;
+}
+
+/** How old a temp file of another host or pid namespace must be before it counts as abandoned. */
+const FOREIGN_STALE_MS = 60 * 60 * 1000;
+
+/** The temp file a writer with `pid` on this host uses for `target`: `.<name>.tmp-<pid>-<host tag>-<random>`. */
+export function tempPathFor(target: string, pid: number): string {
+  return join(
+    dirname(target),
+    `.${basename(target)}.tmp-${pid}-${hostTag()}-${randomBytes(6).toString('hex')}`,
+  );
+}
+
+let tag: string | undefined;
+
+/** 8 hex digits naming this host and pid namespace: pids are only comparable within one of them. */
+function hostTag(): string {
+  if (tag === undefined) {
+    let ns = '';
+    try {
+      ns = readlinkSync('/proc/self/ns/pid');
+    } catch {
+      // no pid namespaces here (not Linux)
+    }
+    tag = createHash('sha256').update(`${hostname()}\0${ns}`).digest('hex').slice(0, 8);
+  }
+  return tag;
 }
 
 /** Whether process `pid` exists (EPERM: it does, as another user's). */
@@ -191,14 +225,12 @@ function checkData(data: unknown): void {
   }
 }
 
-/** Follows a symlink at `path` so the rename replaces the link's target, not the link. */
+/**
+ * The file the rename must replace: a symlink's target, also when the target does not exist yet (a
+ * dangling link), so the link keeps pointing at the new content; the same resolution the lock uses.
+ */
 async function resolveTarget(path: string): Promise<string> {
-  try {
-    return realpathSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path;
-    throw err;
-  }
+  return realFile(path);
 }
 
 /** The permission bits of an existing file, or undefined if there is none. */

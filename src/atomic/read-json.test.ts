@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
-import { JsonParseError, readJsonFile } from './index.js';
+import { JsonParseError, parseJson, readJsonFile } from './index.js';
 import { locateJsonError } from './read-json.js';
 
 const dir = scratchDir('townlock-json-');
@@ -47,4 +48,16 @@ test('the scanner locates every kind of error where JSON.parse fails', () => {
     assert.throws(() => JSON.parse(text));
     assert.equal(locateJsonError(text).position, position, text);
   }
+});
+
+test('readJsonFile refuses what is not a regular file (a FIFO would hang, /dev/zero never ends) and bad arguments', async () => {
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  await assert.rejects(readJsonFile(fifo), { code: 'ERR_INVALID_OPTION', message: /regular file/ });
+  await assert.rejects(readJsonFile('/dev/zero'), { code: 'ERR_INVALID_OPTION', message: /regular file/ });
+  await assert.rejects(readJsonFile(5 as unknown as string), { code: 'ERR_INVALID_OPTION', message: /path/ });
+  assert.throws(() => parseJson(7 as unknown as string, 'x'), {
+    code: 'ERR_INVALID_OPTION',
+    message: /text/,
+  });
 });

@@ -1,14 +1,35 @@
 /** readJsonFile: read and parse a JSON file, with errors that say where the problem is. */
-import { readFile } from 'node:fs/promises';
+import fs from 'node:fs';
+import { InvalidOptionError } from '../errors.js';
 import { JsonParseError } from './errors.js';
 
-/** Reads `path` and parses it as JSON; a parse error is a {@link JsonParseError} with line and column. */
+/** Longer texts cannot become one JavaScript string (V8 stops near 512 MB); refuse them up front. */
+const MAX_BYTES = 256 * 2 ** 20;
+// A FIFO or device must neither block the open nor be read forever (/dev/zero).
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+
+/**
+ * Reads `path` and parses it as JSON; a parse error is a {@link JsonParseError} with line and column. A
+ * path that is not a regular file, or one over 256 MB, is ERR_INVALID_OPTION; OS errors pass through.
+ */
 export async function readJsonFile<T = unknown>(path: string): Promise<T> {
-  return parseJson<T>(await readFile(path, 'utf8'), path);
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) {
+    throw new InvalidOptionError('path', path, 'a non-empty string');
+  }
+  const handle = await fs.promises.open(path, READ_FLAGS);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new InvalidOptionError('path', path, 'a regular file');
+    if (st.size > MAX_BYTES) throw new InvalidOptionError('path', path, 'a file of at most 256 MB');
+    return parseJson<T>(await handle.readFile('utf8'), path);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Parses `text` read from `path`; throws {@link JsonParseError} locating the first error. */
 export function parseJson<T = unknown>(text: string, path: string): T {
+  if (typeof text !== 'string') throw new InvalidOptionError('text', text, 'a string');
   try {
     return JSON.parse(text) as T;
   } catch (err) {

@@ -22,6 +22,9 @@ export function parseSshSpec(spec: string): {
   host: string;
   port: number | undefined;
 } {
+  if (typeof spec !== 'string' || [...spec].some((c) => c < ' ' || c === '\x7f')) {
+    throw new InvalidOptionError('host', spec, '[user@]host[:port] without control characters');
+  }
   const m = /^(?:([^@\s]+)@)?(\[[^\]]+\]|[^:@\s[\]]+)(?::(\d+))?$/.exec(spec);
   if (!m || spec.startsWith('-')) throw new InvalidOptionError('host', spec, '[user@]host[:port]');
   const port = m[3] === undefined ? undefined : Number(m[3]);

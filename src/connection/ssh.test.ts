@@ -32,8 +32,8 @@ describe('parseSshHost', () => {
     assert.deepEqual(parseSshHost('me@[::1]:2200'), { user: 'me', host: '::1', port: 2200 });
   });
   test('refuses option-like and malformed hosts', () => {
-    for (const bad of ['-oProxyCommand=x', 'a b', 'h:0', 'h:70000', '', 'a@b@c']) {
-      assert.throws(() => parseSshHost(bad), { code: 'ERR_INVALID_OPTION' }, bad);
+    for (const bad of ['-oProxyCommand=x', 'a b', 'h:0', 'h:70000', '', 'a@b@c', 'a\0b', 5, null]) {
+      assert.throws(() => parseSshHost(bad as string), { code: 'ERR_INVALID_OPTION' }, String(bad));
     }
   });
 });

@@ -3,7 +3,10 @@
  * callback that throws is rolled back without touching the committed snapshot or the other callbacks of
  * its batch. Entries are immutable; the draft only swaps them in its own map.
  */
+
+import { InvalidOptionError } from '../errors.js';
 import type { Draft } from '../store/_group-commit.js';
+import { DraftClosedError } from '../store/errors.js';
 import type { Entry, RegistryState } from './_format.js';
 import { type InvalidMachineError, LocalMachineError, MachineNotFoundError } from './errors.js';
 import { type Machine, validateMachine } from './machine.js';
@@ -22,8 +25,12 @@ export interface RegistryDraft {
   remove(name: string): void;
 }
 
-/** Opens a draft over a committed state. */
-export function beginDraft(base: RegistryState): Draft<RegistryState, RegistryDraft> {
+/**
+ * Opens a draft over a committed state. Each callback gets its own view; a view is closed when its
+ * callback settles (DraftClosedError from then on), so a draft kept past its callback can never change
+ * another callback's work or a committed snapshot.
+ */
+export function beginDraft(base: RegistryState, label: string): Draft<RegistryState, RegistryDraft> {
   const entries = new Map(base.entries);
   let undo: (() => void)[] = [];
   let changes = 0;
@@ -34,38 +41,67 @@ export function beginDraft(base: RegistryState): Draft<RegistryState, RegistryDr
     undo.push(() => (previous ? entries.set(name, previous) : entries.delete(name)));
     changes++;
   };
-  const view: RegistryDraft = {
-    get: (name) => machineOf(entries, name),
-    has: (name) => entries.get(name)?.valid === true,
-    list: () => sortedMachines(entries, false),
-    add(machine) {
-      const clean = validateMachine(machine);
-      if (clean.name === 'local' && clean.type !== 'local')
-        throw new LocalMachineError('changed to another type');
-      const previous = entries.get(clean.name);
-      put(clean.name, {
-        valid: true,
-        machine: Object.freeze(clean),
-        extra: previous?.valid ? previous.extra : [],
-      });
-    },
-    remove(name) {
-      if (name === 'local') throw new LocalMachineError('removed');
-      if (!entries.has(name)) throw new MachineNotFoundError(name);
-      put(name, undefined);
-    },
+  let open = { closed: false };
+  /** A view for one callback; every call checks that the callback has not settled yet. */
+  const viewFor = (state: { closed: boolean }): RegistryDraft => {
+    const live = () => {
+      if (state.closed) throw new DraftClosedError(label);
+    };
+    return {
+      get(name) {
+        live();
+        return machineOf(entries, checkedName(name));
+      },
+      has(name) {
+        live();
+        return entries.get(name)?.valid === true;
+      },
+      list() {
+        live();
+        return sortedMachines(entries, false);
+      },
+      add(machine) {
+        live();
+        const clean = validateMachine(machine);
+        if (clean.name === 'local' && clean.type !== 'local')
+          throw new LocalMachineError('changed to another type');
+        const previous = entries.get(clean.name);
+        put(clean.name, {
+          valid: true,
+          machine: Object.freeze(clean),
+          extra: previous?.valid ? previous.extra : [],
+        });
+      },
+      remove(name) {
+        live();
+        checkedName(name);
+        if (name === 'local') throw new LocalMachineError('removed');
+        if (!entries.has(name)) throw new MachineNotFoundError(name);
+        put(name, undefined);
+      },
+    };
   };
+  let view = viewFor(open);
   return {
-    view,
+    get view() {
+      return view;
+    },
     mark: () => {
+      open.closed = true;
+      open = { closed: false };
+      view = viewFor(open);
       undo = [];
     },
     rollback: () => {
+      open.closed = true;
       for (const step of undo.reverse()) step();
       changes -= undo.length;
       undo = [];
     },
-    finish: () => ({ next: { version: base.version, entries, extra: base.extra }, changed: changes > 0 }),
+    finish: () => {
+      open.closed = true;
+      return { next: { version: base.version, entries, extra: base.extra }, changed: changes > 0 };
+    },
   };
 }
 
@@ -95,4 +131,10 @@ export function sortedMachines(entries: ReadonlyMap<string, Entry>, committed = 
 /** The entries that failed validation, with their reasons. */
 export function invalidEntries(entries: ReadonlyMap<string, Entry>): InvalidMachineError[] {
   return [...entries.values()].flatMap((e) => (e.valid ? [] : [e.problem]));
+}
+
+/** `name` if it is a string; anything else is ERR_INVALID_OPTION. */
+function checkedName(name: unknown): string {
+  if (typeof name !== 'string') throw new InvalidOptionError('name', name, 'a machine name (a string)');
+  return name;
 }

@@ -11,6 +11,7 @@
 import { nestsDeeperThan, objectMembers } from '../atomic/_json-scan.js';
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
+import { describe } from '../errors.js';
 import { InvalidMachineError, RegistryCorruptError, RegistryVersionError } from './errors.js';
 import { type Machine, validateMachine } from './machine.js';
 
@@ -63,7 +64,7 @@ export function parseRegistry(bytes: Buffer | string, path: string): RegistrySta
   if (!isObject(data)) throw new RegistryCorruptError(path, 'the top level is not a JSON object', 0);
   const { version = REGISTRY_VERSION, machines = {} } = data;
   if (typeof version !== 'number' || !Number.isInteger(version)) {
-    throw new RegistryCorruptError(path, `"version" must be an integer, found ${JSON.stringify(version)}`);
+    throw new RegistryCorruptError(path, `"version" must be an integer, found ${describe(version)}`);
   }
   if (version > REGISTRY_VERSION) throw new RegistryVersionError(path, version, REGISTRY_VERSION);
   if (machines !== null && !isObject(machines))
@@ -152,7 +153,7 @@ function readEntry(
       if (value[k] !== key && value[k] !== '' && value[k] !== null) {
         return {
           valid: false,
-          problem: new InvalidMachineError('name', `differs from its key (${JSON.stringify(value[k])})`, key),
+          problem: new InvalidMachineError('name', `differs from its key (${describe(value[k])})`, key),
         };
       }
     } else if (value[k] !== null && value[k] !== '') candidate[field] = value[k];

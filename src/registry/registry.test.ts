@@ -69,6 +69,25 @@ describe('open and read', () => {
 });
 
 describe('bad arguments', () => {
+  test('names must be strings and options objects: ERR_INVALID_OPTION, not a TypeError', async () => {
+    const reg = await MachineRegistry.open(freshPath());
+    assert.throws(() => reg.get(10n as never), { code: 'ERR_INVALID_OPTION', message: /name/ });
+    assert.throws(() => reg.has({} as never), { code: 'ERR_INVALID_OPTION', message: /name/ });
+    await assert.rejects(reg.remove(5 as never), { code: 'ERR_INVALID_OPTION', message: /name/ });
+    assert.throws(() => reg.connection('local', null as never), {
+      code: 'ERR_INVALID_OPTION',
+      message: /options/,
+    });
+    assert.throws(() => reg.localConnection(null as never), {
+      code: 'ERR_INVALID_OPTION',
+      message: /options/,
+    });
+    await assert.rejects(
+      reg.update((d) => d.get(1n as never)),
+      { code: 'ERR_INVALID_OPTION' },
+    );
+  });
+
   test('open needs a path and update a function (ERR_INVALID_OPTION)', async () => {
     await assert.rejects(MachineRegistry.open(''), { code: 'ERR_INVALID_OPTION', message: /path/ });
     const reg = await MachineRegistry.open(freshPath());

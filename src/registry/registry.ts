@@ -24,9 +24,11 @@ import { ConnectionError } from '../connection/errors.js';
 import { LocalConnection } from '../connection/local.js';
 import { SshConnection, type SshConnectionOptions } from '../connection/ssh.js';
 import { InvalidOptionError } from '../errors.js';
+import { DEFAULT_TIMEOUT } from '../filelock/options.js';
 import type { DocumentStore } from '../store/_document.js';
 import { FileDocument } from '../store/_file-document.js';
 import { GroupCommit } from '../store/_group-commit.js';
+import { UpdateTimeoutError } from '../store/errors.js';
 import { beginDraft, invalidEntries, machineOf, type RegistryDraft, sortedMachines } from './_draft.js';
 import { emptyState, parseRegistry, type RegistryState, serializeRegistry } from './_format.js';
 import {
@@ -83,11 +85,18 @@ export class RegistryBase implements Registry {
   readonly #store: DocumentStore<RegistryState>;
   readonly #writes: GroupCommit<RegistryState, RegistryDraft>;
 
-  protected constructor(store: DocumentStore<RegistryState>, label: string) {
+  /** `label` names the registry in errors; `callbackTimeout` bounds update() callbacks (ms, 0: none). */
+  protected constructor(
+    store: DocumentStore<RegistryState>,
+    label: string,
+    callbackTimeout = DEFAULT_TIMEOUT,
+  ) {
     this.#store = store;
     this.#writes = new GroupCommit({
-      identity: store.identity,
-      begin: beginDraft,
+      identity: () => store.identity,
+      begin: (base) => beginDraft(base, label),
+      callbackTimeout,
+      timedOut: (ms) => new UpdateTimeoutError(label, ms),
       commit: (apply, readsAll) => store.commit(apply, readsAll),
       reentrant: () => new RegistryReentrantError(label),
       heldByCaller: store.heldByCaller && (() => store.heldByCaller!()),
@@ -95,11 +104,11 @@ export class RegistryBase implements Registry {
   }
 
   get(name: string): Machine {
-    return machineOf(this.#entries(), name);
+    return machineOf(this.#entries(), checkName(name));
   }
 
   has(name: string): boolean {
-    return this.#entries().get(name)?.valid === true;
+    return this.#entries().get(checkName(name))?.valid === true;
   }
 
   list(): Machine[] {
@@ -118,7 +127,7 @@ export class RegistryBase implements Registry {
   }
 
   async remove(name: string): Promise<void> {
-    if (typeof name !== 'string') throw new InvalidOptionError('name', name, 'a machine name');
+    checkName(name);
     if (name === 'local') throw new LocalMachineError('removed');
     await this.#writes.submit((draft) => draft.remove(name), false);
   }
@@ -144,6 +153,8 @@ export class RegistryBase implements Registry {
    * lazy: errors surface on the first operation. The caller closes it.
    */
   connection(name: string, options: Partial<SshConnectionOptions> = {}): Connection {
+    if (options === null || typeof options !== 'object')
+      throw new InvalidOptionError('options', options, 'an object');
     const machine = this.get(name);
     if (machine.type === 'local')
       return new LocalConnection({ name: machine.name, tmuxSocket: options.tmuxSocket });
@@ -164,6 +175,8 @@ export class RegistryBase implements Registry {
   }
 
   localConnection(options: { tmuxSocket?: string } = {}): LocalConnection {
+    if (options === null || typeof options !== 'object')
+      throw new InvalidOptionError('options', options, 'an object');
     return new LocalConnection({ name: 'local', tmuxSocket: options.tmuxSocket });
   }
 
@@ -180,8 +193,8 @@ export class MachineRegistry extends RegistryBase {
   /** The registry file, absolute (as given; writes go to the file it names, through symlinks). */
   readonly path: string;
 
-  private constructor(path: string, store: FileDocument<RegistryState>) {
-    super(store, path);
+  private constructor(path: string, store: FileDocument<RegistryState>, lockTimeout: number) {
+    super(store, path, lockTimeout);
     this.path = path;
   }
 
@@ -203,8 +216,14 @@ export class MachineRegistry extends RegistryBase {
       { io: (p, action, cause) => new RegistryIoError(p, action, cause) },
       { lockTimeout, lockDir, fsync },
     );
-    const registry = new MachineRegistry(abs, store);
+    const registry = new MachineRegistry(abs, store, lockTimeout ?? DEFAULT_TIMEOUT);
     store.read();
     return registry;
   }
+}
+
+/** `name` if it is a string; anything else is ERR_INVALID_OPTION (a BigInt would not even print). */
+function checkName(name: unknown): string {
+  if (typeof name !== 'string') throw new InvalidOptionError('name', name, 'a machine name (a string)');
+  return name;
 }

@@ -5,18 +5,22 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import fs, { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import fs, { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
+import { fixture, reapAll } from '../../test/multiprocess/helpers.js';
 import { scratchDir } from '../../test/scratch-dir.js';
 import { ops } from '../atomic/_fs-ops.js';
 import { withWriteLock } from '../filelock/index.js';
-import { MachineRegistry } from './index.js';
+import { MachineRegistry, type RegistryDraft } from './index.js';
 
 const root = scratchDir('townlock-snapshots-');
 const original = { ...ops };
-afterEach(() => Object.assign(ops, original));
+afterEach(() => {
+  Object.assign(ops, original);
+  reapAll();
+});
 let seq = 0;
 const freshPath = () => join(root, `s${++seq}`, 'machines.json');
 const ssh = (name: string) => ({ name, type: 'ssh' as const, host: `${name}.example` });
@@ -224,6 +228,93 @@ describe('writes from the wrong place fail fast, never deadlock', () => {
   });
 });
 
+describe('drafts and callbacks that outlive their update', () => {
+  test('a draft used after its callback settled throws ERR_DRAFT_CLOSED and changes nothing', async () => {
+    const path = freshPath();
+    const reg = await MachineRegistry.open(path);
+    let kept!: RegistryDraft;
+    await reg.update((d) => {
+      kept = d;
+      d.add(ssh('real'));
+    });
+    assert.throws(() => kept.add(ssh('phantom')), { code: 'ERR_DRAFT_CLOSED' });
+    assert.throws(() => kept.remove('real'), { code: 'ERR_DRAFT_CLOSED' });
+    assert.equal(reg.has('phantom'), false);
+    assert.equal(reg.has('real'), true);
+    await reg.add(ssh('other'));
+    assert.deepEqual(onDisk(path), ['local', 'other', 'real']);
+  });
+
+  test('a write from a timer started inside a finished update callback is an ordinary write', async () => {
+    const reg = await MachineRegistry.open(freshPath());
+    let later!: Promise<void>;
+    let go!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    await reg.update(() => {
+      later = gate.then(() => reg.add(ssh('from-timer')));
+    });
+    go();
+    await later;
+    assert.ok(reg.has('from-timer'));
+  });
+
+  test('a callback that waits for a write of its own batch fails after lockTimeout instead of hanging', async () => {
+    const path = freshPath();
+    const reg = await MachineRegistry.open(path, { lockTimeout: 300 });
+    const earlier = reg.add(ssh('earlier')); // same tick: the same batch as the update below
+    const waiting = reg.update(async (d) => {
+      d.add(ssh('never'));
+      await earlier;
+    });
+    await within(assert.rejects(waiting, { code: 'ERR_UPDATE_TIMEOUT' }), 10_000, 'the deadlocked update');
+    await within(earlier, 10_000, 'the earlier add');
+    assert.deepEqual(onDisk(path), ['earlier', 'local']);
+    await within(reg.add(ssh('after')), 10_000, 'a later write');
+  });
+});
+
+describe('a symlinked registry pointed elsewhere', () => {
+  test('a write waiting for the lock while the link is retargeted goes to the new target, whole', async () => {
+    const d = join(root, `retarget${++seq}`);
+    mkdirSync(d, { recursive: true });
+    const a = await MachineRegistry.open(join(d, 'a.json'));
+    await a.add(ssh('only-in-a'));
+    const c = await MachineRegistry.open(join(d, 'c.json'));
+    await c.add(ssh('only-in-c'));
+    symlinkSync('a.json', join(d, 'current.json'));
+    const viaLink = await MachineRegistry.open(join(d, 'current.json'));
+    const holder = fixture('hold.mjs', [join(d, 'a.json')]);
+    await holder.waitFor('held');
+    const adding = viaLink.add(ssh('acked')); // waits for a.json's lock, which the other process holds
+    await new Promise((resolve) => setTimeout(resolve, 20)); // let it start waiting (not a handshake)
+    rmSync(join(d, 'current.json'));
+    symlinkSync('c.json', join(d, 'current.json'));
+    holder.send('release');
+    await adding;
+    await holder.exited();
+    assert.deepEqual(onDisk(join(d, 'a.json')), ['local', 'only-in-a'], 'the old target is untouched');
+    assert.deepEqual(onDisk(join(d, 'c.json')), ['acked', 'local', 'only-in-c']);
+    assert.ok(viaLink.has('acked'));
+  });
+
+  test('after a retarget, a write to the new target from inside an update through the link is re-entrant', async () => {
+    const d = join(root, `retarget${++seq}`);
+    mkdirSync(d, { recursive: true });
+    symlinkSync('a.json', join(d, 'current.json'));
+    const viaLink = await MachineRegistry.open(join(d, 'current.json'));
+    await viaLink.add(ssh('seed'));
+    rmSync(join(d, 'current.json'));
+    symlinkSync('c.json', join(d, 'current.json'));
+    const direct = await MachineRegistry.open(join(d, 'c.json'));
+    await assert.rejects(
+      viaLink.update(() => direct.add(ssh('nested'))),
+      { code: 'ERR_REGISTRY_REENTRANT' },
+    );
+  });
+});
+
 describe('hostile files', () => {
   test('a FIFO at the registry path is an ERR_REGISTRY_IO, not a hang', async () => {
     const path = freshPath();
@@ -260,6 +351,20 @@ describe('hostile files', () => {
       assert.equal(typeof err.position, 'number');
       assert.equal(readFileSync(path, 'utf8'), text);
     }
+  });
+
+  test('a name or version nested 9,000 deep is an invalid entry or corruption, never a RangeError', async () => {
+    const deep = `${'['.repeat(9000)}${']'.repeat(9000)}`;
+    const path = freshPath();
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, `{"version":1,"machines":{"box":{"name":${deep},"type":"ssh","host":"b"}}}`);
+    const reg = await MachineRegistry.open(path);
+    assert.deepEqual(
+      reg.invalid().map((e) => e.machine),
+      ['box'],
+    );
+    writeFileSync(path, `{"version":${deep},"machines":{}}`);
+    await assert.rejects(MachineRegistry.open(path), { code: 'ERR_REGISTRY_CORRUPT' });
   });
 
   test('unknown integers beyond 2^53 are kept byte for byte', async () => {

@@ -131,27 +131,34 @@ export class FileDocument<S> implements DocumentStore<S> {
 
   /** Runs one batch under the exclusive lock and publishes its result (see the module comment). */
   async commit(apply: ApplyBatch<S>): Promise<void> {
-    const lock = await this.writeLock();
-    await lock.withLock(async () => {
-      const base = this.readLocked();
+    await this.withWriteLock(async (target) => {
+      const base = this.readLocked(false, target);
       const { next, changed } = await apply(base.state);
-      if (changed) await this.writeLocked(next, lock.path);
+      if (changed) await this.writeLocked(next, target);
     });
   }
 
   /**
-   * The exclusive lock a write takes, with the file's directory created (durably) first: the lock's own
-   * directory lives inside it and would otherwise create it without the fsync. For composite stores that
-   * write several files under one lock, like the queue and its leases.
+   * Runs `fn` under the exclusive lock of the file `path` names now, with that file's real path. The
+   * file's directory is created (durably) first: the lock's own directory lives inside it. If a symlinked
+   * path was pointed elsewhere while we waited, the lock is given back and the new target locked: reading
+   * one file and writing another would lose data. For composite stores too (the queue and its leases).
    */
-  async writeLock(): Promise<FileLock> {
-    const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
-    try {
-      await mkdirDurable(dirname(lock.path), this.#fsync);
-    } catch (err) {
-      throw this.#wrap('write', err);
+  async withWriteLock<T>(fn: (target: string) => Promise<T>): Promise<T> {
+    for (;;) {
+      const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
+      try {
+        await mkdirDurable(dirname(lock.path), this.#fsync);
+      } catch (err) {
+        throw this.#wrap('write', err);
+      }
+      const outcome = await lock.withLock(async () =>
+        resolveLockTarget(this.path, this.#lockOptions.lockDir).path === lock.path
+          ? { value: await fn(lock.path) }
+          : undefined,
+      );
+      if (outcome) return outcome.value;
     }
-    return lock;
   }
 
   /** The shared lock reload() takes, for composite stores that re-read several files under it. */
@@ -161,10 +168,11 @@ export class FileDocument<S> implements DocumentStore<S> {
 
   /**
    * The latest committed snapshot; call only while holding this file's lock (no writer can be half way).
-   * `force` re-reads and compares the bytes whatever the fingerprint says.
+   * `force` re-reads and compares the bytes whatever the fingerprint says; `target` is the real file to
+   * read (the one the lock protects) when a symlink could have been retargeted since.
    */
-  readLocked(force = false): FileSnapshot<S> {
-    return this.#refresh(force);
+  readLocked(force = false, target: string = this.path): FileSnapshot<S> {
+    return this.#refresh(force, target);
   }
 
   /**
@@ -194,10 +202,10 @@ export class FileDocument<S> implements DocumentStore<S> {
   }
 
   /** Swaps in the file's current version if it differs from the known one (or always checks, with `force`). */
-  #refresh(force: boolean): FileSnapshot<S> {
+  #refresh(force: boolean, path: string = this.path): FileSnapshot<S> {
     let st: fs.BigIntStats | undefined;
     try {
-      st = fs.statSync(this.path, { bigint: true, throwIfNoEntry: false });
+      st = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
     } catch (err) {
       throw this.#wrap('read', err);
     }
@@ -212,7 +220,7 @@ export class FileDocument<S> implements DocumentStore<S> {
       return known.snapshot;
     }
     const now = Date.now();
-    const { bytes, fingerprint: read } = this.#readFile();
+    const { bytes, fingerprint: read } = this.#readFile(path);
     if (known.snapshot.bytes?.equals(bytes)) {
       this.#known = { snapshot: known.snapshot, fingerprint: read, confirmedAt: now };
       return known.snapshot;
@@ -232,10 +240,10 @@ export class FileDocument<S> implements DocumentStore<S> {
   }
 
   /** Reads the whole file through one descriptor, with the fingerprint of exactly what was read. */
-  #readFile(): { bytes: Buffer; fingerprint: Fingerprint } {
+  #readFile(path: string): { bytes: Buffer; fingerprint: Fingerprint } {
     let fd: number;
     try {
-      fd = fs.openSync(this.path, READ_FLAGS);
+      fd = fs.openSync(path, READ_FLAGS);
     } catch (err) {
       throw this.#wrap('read', err);
     }

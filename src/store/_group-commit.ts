@@ -15,6 +15,7 @@
  * is committed there and then, under that hold, instead of queueing behind it.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { type LongTimer, setLongTimeout } from '../_long-timer.js';
 import { outsideHolds } from '../filelock/_holds.js';
 
 /** The mutable view of one batch that write callbacks edit. */
@@ -36,8 +37,11 @@ export type ApplyBatch<S> = (base: S) => Promise<{ next: S; changed: boolean }>;
 
 /** What a store plugs into the group commit. */
 export interface GroupCommitConfig<S, V> {
-  /** The identity re-entrant writes are recognised by (the file's real path, the etcd prefix). */
-  identity: string;
+  /**
+   * The identity re-entrant writes are recognised by (the file's lock identity, the etcd prefix),
+   * computed at every write: a symlinked path may be retargeted between two writes.
+   */
+  identity(): string;
   /** Opens a draft over the latest committed state. */
   begin(base: S): Draft<S, V>;
   /**
@@ -49,19 +53,30 @@ export interface GroupCommitConfig<S, V> {
   reentrant(): Error;
   /** True when the caller's async context holds this store's write lock already. */
   heldByCaller?(): boolean;
+  /**
+   * How long a write's callback may run, in ms (the store's lock timeout; 0: no limit). A callback that
+   * waits for another write to the same store (one queued after it, or one in its own batch) would wait
+   * for the batch that waits for it: after this long it fails with ERR_UPDATE_TIMEOUT, its changes are
+   * undone, and the batch goes on.
+   */
+  callbackTimeout?: number;
+  /** The error for a callback that ran out of time. */
+  timedOut?(ms: number): Error;
 }
 
 /** The chain of store callbacks the current code runs inside. */
 interface Inside {
   identity: string;
+  /** False once the callback settled: code it left behind (a timer, a continuation) is outside it. */
+  live: boolean;
   outer: Inside | undefined;
 }
 
 const inside = new AsyncLocalStorage<Inside>();
 
-/** Whether the current context runs inside a write callback of the store `identity`. */
+/** Whether the current context runs inside a still-running write callback of the store `identity`. */
 function isInside(identity: string): boolean {
-  for (let i = inside.getStore(); i; i = i.outer) if (i.identity === identity) return true;
+  for (let i = inside.getStore(); i; i = i.outer) if (i.live && i.identity === identity) return true;
   return false;
 }
 
@@ -94,7 +109,7 @@ export class GroupCommit<S, V> {
    */
   submit<R>(fn: Write<S, V, R>, readsAll = true): Promise<R> {
     const config = this.#config;
-    if (isInside(config.identity)) return Promise.reject(config.reentrant());
+    if (isInside(config.identity())) return Promise.reject(config.reentrant());
     return new Promise<R>((resolve, reject) => {
       const op: Pending<S, V> = {
         fn,
@@ -126,24 +141,38 @@ export class GroupCommit<S, V> {
     }
   }
 
+  /** A callback's result, or ERR_UPDATE_TIMEOUT once it ran longer than callbackTimeout. */
+  #bounded<T>(result: T | Promise<T>): Promise<T> | T {
+    const { callbackTimeout: ms = 0, timedOut } = this.#config;
+    if (!(result instanceof Promise) || !(ms > 0) || !timedOut) return result;
+    let timer: LongTimer | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setLongTimeout(() => reject(timedOut(ms)), ms);
+    });
+    result.catch(() => {}); // a callback abandoned at its deadline may still fail later: nobody listens
+    return Promise.race([result, expired]).finally(() => timer?.clear());
+  }
+
   /** Commits one batch and answers each of its writers. Never rejects. */
   async #run(batch: Pending<S, V>[]): Promise<void> {
     const config = this.#config;
     let outcomes: Outcome[] = [];
+    const identity = config.identity();
     const apply: ApplyBatch<S> = async (base) => {
       outcomes = [];
       const draft = config.begin(base);
       for (const op of batch) {
         draft.mark();
+        const scope: Inside = { identity, live: true, outer: op.context };
         try {
-          const value = await inside.run({ identity: config.identity, outer: op.context }, () =>
-            op.fn(draft.view, draft),
-          );
+          const value = await this.#bounded(inside.run(scope, () => op.fn(draft.view, draft)));
           draft.check?.();
           outcomes.push({ ok: true, value });
         } catch (err) {
           draft.rollback();
           outcomes.push({ ok: false, value: err });
+        } finally {
+          scope.live = false;
         }
       }
       return draft.finish();

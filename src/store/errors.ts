@@ -52,6 +52,34 @@ export class StoreReentrantError extends TownlockError {
 StoreReentrantError.prototype.name = 'StoreReentrantError';
 
 /**
+ * An update callback ran longer than the lock timeout while its batch held the file's lock
+ * (`ERR_UPDATE_TIMEOUT`): most often it waited for another write to the same file, which waits for this
+ * batch. Its changes were undone; the rest of the batch went on.
+ */
+export class UpdateTimeoutError extends TownlockError {
+  constructor(path: string, ms: number) {
+    super(
+      'ERR_UPDATE_TIMEOUT',
+      `An update callback on ${path} ran for more than ${ms} ms while holding its lock; its changes were discarded. A callback must not wait for another write to the same file (it waits for this one)`,
+      { path },
+    );
+  }
+}
+UpdateTimeoutError.prototype.name = 'UpdateTimeoutError';
+
+/** A draft was used after its update callback had settled (`ERR_DRAFT_CLOSED`): the change went nowhere. */
+export class DraftClosedError extends TownlockError {
+  constructor(path: string) {
+    super(
+      'ERR_DRAFT_CLOSED',
+      `The draft of an update on ${path} was used after its callback settled (a missing await?); that change was not made`,
+      { path },
+    );
+  }
+}
+DraftClosedError.prototype.name = 'DraftClosedError';
+
+/**
  * ack(), release() or renew() of a queue lease whose task was handed to another consumer since, or
  * acked already (`ERR_LEASE_EXPIRED`): the work may be done twice; at-least-once allows it.
  */

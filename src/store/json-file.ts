@@ -17,9 +17,16 @@ import { nestsDeeperThan } from '../atomic/_json-scan.js';
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
 import { InvalidOptionError } from '../errors.js';
+import { DEFAULT_TIMEOUT } from '../filelock/options.js';
 import { FileDocument } from './_file-document.js';
 import { type Draft, GroupCommit } from './_group-commit.js';
-import { StoreCorruptError, StoreInvalidError, StoreIoError, StoreReentrantError } from './errors.js';
+import {
+  StoreCorruptError,
+  StoreInvalidError,
+  StoreIoError,
+  StoreReentrantError,
+  UpdateTimeoutError,
+} from './errors.js';
 
 /** Deeper documents are refused: JSON.stringify and structuredClone recurse (they overflow near 5,000). */
 export const MAX_DEPTH = 1_000;
@@ -48,12 +55,19 @@ export class JsonFile<T> {
   readonly #doc: FileDocument<T>;
   readonly #writes: GroupCommit<T, T>;
 
-  private constructor(path: string, doc: FileDocument<T>, validate: (value: unknown) => void) {
+  private constructor(
+    path: string,
+    doc: FileDocument<T>,
+    validate: (value: unknown) => void,
+    callbackTimeout: number,
+  ) {
     this.path = path;
     this.#doc = doc;
     this.#writes = new GroupCommit<T, T>({
-      identity: doc.identity,
+      identity: () => doc.identity,
       begin: (base) => beginDraft(base, validate, path),
+      callbackTimeout,
+      timedOut: (ms) => new UpdateTimeoutError(path, ms),
       commit: (apply) => doc.commit(apply),
       reentrant: () => new StoreReentrantError(path),
       heldByCaller: () => doc.heldByCaller(),
@@ -99,7 +113,7 @@ export class JsonFile<T> {
       { lockTimeout, lockDir, fsync },
     );
     doc.read();
-    return new JsonFile<T>(abs, doc, check);
+    return new JsonFile<T>(abs, doc, check, lockTimeout ?? DEFAULT_TIMEOUT);
   }
 
   /** The last committed value, re-read first if the file changed. Deep-frozen: change it with update(). */
@@ -160,7 +174,8 @@ function beginDraft<T>(base: T, validate: (value: unknown) => void, path: string
     },
     mark() {
       settle();
-      saved = working;
+      // Frozen: a callback that kept its draft past its end cannot change what comes after it.
+      saved = deepFreeze(working);
       working = structuredClone(saved);
       pending = true;
     },

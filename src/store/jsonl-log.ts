@@ -101,9 +101,8 @@ export class JsonlLog<T> {
     this.#fsync = options.fsync;
     this.#mode = options.mode;
     this.#lockOptions = { timeout: options.lockTimeout, lockDir: options.lockDir };
-    const identity = resolveLockTarget(path, options.lockDir).key;
     this.#writes = new GroupCommit<LogBatch, LogBatch>({
-      identity,
+      identity: () => resolveLockTarget(this.path, this.#lockOptions.lockDir).key,
       begin: () => {
         const view: LogBatch = { lines: [], slots: [] };
         let marks = [0, 0];

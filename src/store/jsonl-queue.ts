@@ -79,7 +79,7 @@ export class JsonlQueue<T> {
     this.path = path;
     this.#store = store;
     this.#writes = new GroupCommit<QueueState, QueueView>({
-      identity: store.identity,
+      identity: () => store.identity,
       begin: beginDraft,
       commit: (apply) => store.commit(apply),
       reentrant: () => new StoreReentrantError(path),
@@ -268,20 +268,19 @@ class QueueStore implements DocumentStore<QueueState> {
   }
 
   async commit(apply: ApplyBatch<QueueState>): Promise<void> {
-    const lock = await this.#queue.writeLock();
-    await lock.withLock(async () => {
+    await this.#queue.withWriteLock(async (target) => {
+      const leasesTarget = `${target}.leases.json`;
       const base: QueueState = {
-        tasks: this.#queue.readLocked().state,
-        leases: this.#leases.readLocked().state,
+        tasks: this.#queue.readLocked(false, target).state,
+        leases: this.#leases.readLocked(false, leasesTarget).state,
       };
       const { next, changed } = await apply(base);
       if (!changed) return;
-      const leasesTarget = `${lock.path}.leases.json`;
       // A task is written where it arrives before it is removed from where it leaves: first the leases
       // file with every lease old or new, then the queue, then the leases file as it should end up.
       const union = [...base.leases, ...next.leases.filter((l) => !base.leases.some((b) => b.id === l.id))];
       if (union.length > base.leases.length) await this.#leases.writeLocked(union, leasesTarget);
-      await this.#queue.writeLocked(next.tasks, lock.path);
+      await this.#queue.writeLocked(next.tasks, target);
       await this.#leases.writeLocked(next.leases, leasesTarget);
     });
   }
