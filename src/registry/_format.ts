@@ -50,7 +50,42 @@ export function emptyState(): RegistryState {
 }
 
 /** Parses registry bytes; throws RegistryCorruptError or RegistryVersionError, never returns partial data. */
-export function parseRegistry(bytes: Buffer | string, path: string): RegistryState {
+/**
+ * Parses registry bytes; throws RegistryCorruptError or RegistryVersionError, never returns partial data.
+ * `previous` (the state this file last had) lets unchanged machines keep their validated entries, so a
+ * re-read after another process added one machine does not validate all the others again.
+ */
+export function parseRegistry(bytes: Buffer | string, path: string, previous?: RegistryState): RegistryState {
+  const steps = parseSteps(bytes, path, previous);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** parseRegistry, yielding to the event loop every few thousand machines (open() and reload()). */
+export async function parseRegistryAsync(
+  bytes: Buffer | string,
+  path: string,
+  previous?: RegistryState,
+): Promise<RegistryState> {
+  const steps = parseSteps(bytes, path, previous);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** How many machines are read between two yields of parseRegistryAsync. */
+const CHUNK = 2_000;
+
+/** The parse, as steps: it yields after every CHUNK machines and returns the state. */
+function* parseSteps(
+  bytes: Buffer | string,
+  path: string,
+  previous?: RegistryState,
+): Generator<void, RegistryState> {
   const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8');
   if (text.trim() === '') throw new RegistryCorruptError(path, 'the file is empty', 0);
   let data: unknown;
@@ -96,7 +131,15 @@ export function parseRegistry(bytes: Buffer | string, path: string): RegistrySta
     extra.push([key, rawOf(topSpans().get(key)!)]);
   }
   const entries = new Map<string, Entry>();
+  const before = previous?.entries;
+  let count = 0;
   for (const [key, value] of Object.entries(machines ?? {})) {
+    if (++count % CHUNK === 0) yield;
+    const known = before?.get(key);
+    if (known?.valid && known.extra.length === 0 && unchanged(known.machine, key, value)) {
+      entries.set(key, known);
+      continue;
+    }
     const entry = readEntry(key, value);
     if (entry.valid && entry.extraKeys.length === 0) {
       entries.set(key, { valid: true, machine: entry.machine, extra: [] });
@@ -124,6 +167,26 @@ function spans(text: string, start: number): Map<string, { start: number; end: n
   const out = new Map<string, { start: number; end: number }>();
   for (const m of objectMembers(text, start)) out.set(m.key, { start: m.valueStart, end: m.valueEnd });
   return out;
+}
+
+/** Whether the file's `value` for `key` is exactly the already validated `machine` (known fields only). */
+function unchanged(machine: Readonly<Machine>, key: string, value: unknown): boolean {
+  if (!isObject(value)) return false;
+  let fields = 0;
+  for (const k in value) {
+    fields++;
+    if (!Object.hasOwn(KNOWN, k)) return false;
+  }
+  if (fields === 0) return false;
+  const field = (v: unknown) => (v === '' || v === null ? undefined : v);
+  const name = field(value.name);
+  return (
+    (name === undefined || name === key) &&
+    field(value.type) === machine.type &&
+    field(value.host) === machine.host &&
+    field(value.key_path) === machine.keyPath &&
+    field(value.town_path) === machine.townPath
+  );
 }
 
 /** The per-machine fields of the Go format, and their names in Machine. */
@@ -170,19 +233,37 @@ function readEntry(
   }
 }
 
-/** Serializes the state in the Go tool's exact layout. */
-export function serializeRegistry(state: RegistryState): string {
+/**
+ * Serializes the state in the Go tool's exact layout, as bytes. Each entry's text is cached with the
+ * entry (entries are immutable), so a write after adding one machine to 10,000 encodes one machine and
+ * concatenates the rest: this runs under the write lock for every write, so it must stay cheap.
+ */
+export function serializeRegistry(state: RegistryState): Buffer {
   const names = sortBytewise([...state.entries.keys()]);
-  // Built by concatenation: this runs under the write lock for every write, so it must stay cheap.
-  let machines = '';
-  for (const name of names) {
-    if (machines !== '') machines += ',\n';
-    machines += `    ${quote(name)}: ${entryText(state.entries.get(name)!)}`;
-  }
+  const parts: Buffer[] = [];
   const version = Math.max(state.version, REGISTRY_VERSION);
-  let out = `{\n  "version": ${version},\n  "machines": ${machines === '' ? '{}' : `{\n${machines}\n  }`}`;
-  for (const [k, raw] of state.extra) out += `,\n  ${quote(k)}: ${raw}`;
-  return `${out}\n}`;
+  parts.push(Buffer.from(`{\n  "version": ${version},\n  "machines": ${names.length === 0 ? '{}' : '{\n'}`));
+  for (let i = 0; i < names.length; i++) {
+    if (i > 0) parts.push(SEPARATOR);
+    parts.push(entryBytes(names[i]!, state.entries.get(names[i]!)!));
+  }
+  let tail = names.length === 0 ? '' : '\n  }';
+  for (const [k, raw] of state.extra) tail += `,\n  ${quote(k)}: ${raw}`;
+  parts.push(Buffer.from(`${tail}\n}`));
+  return Buffer.concat(parts);
+}
+
+const SEPARATOR = Buffer.from(',\n');
+const entryCache = new WeakMap<Entry, Buffer>();
+
+/** `    "name": {...}` for one entry, encoded once per entry. */
+function entryBytes(name: string, entry: Entry): Buffer {
+  let bytes = entryCache.get(entry);
+  if (!bytes) {
+    bytes = Buffer.from(`    ${quote(name)}: ${entryText(entry)}`);
+    entryCache.set(entry, bytes);
+  }
+  return bytes;
 }
 
 /** One machine entry's JSON text at the depth the registry file puts it (the etcd store uses it whole). */

@@ -30,7 +30,13 @@ import { FileDocument } from '../store/_file-document.js';
 import { GroupCommit } from '../store/_group-commit.js';
 import { UpdateTimeoutError } from '../store/errors.js';
 import { beginDraft, invalidEntries, machineOf, type RegistryDraft, sortedMachines } from './_draft.js';
-import { emptyState, parseRegistry, type RegistryState, serializeRegistry } from './_format.js';
+import {
+  emptyState,
+  parseRegistry,
+  parseRegistryAsync,
+  type RegistryState,
+  serializeRegistry,
+} from './_format.js';
 import {
   type InvalidMachineError,
   LocalMachineError,
@@ -212,12 +218,17 @@ export class MachineRegistry extends RegistryBase {
     const abs = resolve(path);
     const store = new FileDocument<RegistryState>(
       abs,
-      { empty: emptyState, parse: parseRegistry, serialize: serializeRegistry },
+      {
+        empty: emptyState,
+        parse: parseRegistry,
+        parseAsync: parseRegistryAsync,
+        serialize: serializeRegistry,
+      },
       { io: (p, action, cause) => new RegistryIoError(p, action, cause) },
       { lockTimeout, lockDir, fsync },
     );
     const registry = new MachineRegistry(abs, store, lockTimeout ?? DEFAULT_TIMEOUT);
-    store.read();
+    await store.load();
     return registry;
   }
 }

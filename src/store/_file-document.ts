@@ -32,8 +32,13 @@ import type { ApplyBatch } from './_group-commit.js';
 export interface Codec<S> {
   /** The state of a file that does not exist yet. */
   empty(): S;
-  /** Parses the file; throws the layer's corrupt error, never returns partial state. */
-  parse(bytes: Buffer, path: string): S;
+  /**
+   * Parses the file; throws the layer's corrupt error, never returns partial state. `previous` is the
+   * state the file had before, which a codec may reuse for what did not change.
+   */
+  parse(bytes: Buffer, path: string, previous: S): S;
+  /** The same, yielding to the event loop between pieces of work; used by open() and reload(). */
+  parseAsync?(bytes: Buffer, path: string, previous: S): Promise<S>;
   /** The file's new content. */
   serialize(state: S): string | Buffer;
 }
@@ -57,6 +62,14 @@ export interface FileDocumentOptions {
 /** One committed version of the document, with the file's bytes it came from (undefined: no file). */
 export interface FileSnapshot<S> extends Snapshot<S> {
   readonly bytes: Buffer | undefined;
+}
+
+/** A file version read but not parsed yet. */
+interface Fresh {
+  bytes: Buffer;
+  fingerprint: Fingerprint;
+  /** When it was read (Date.now()). */
+  now: number;
 }
 
 /** Device, inode, size and times (ns) of one version of the file. */
@@ -93,6 +106,7 @@ export class FileDocument<S> implements DocumentStore<S> {
   readonly #lockOptions: FileLockOptions;
   readonly #fsync: boolean;
   #known: Known<S>;
+  #generation = 0;
 
   constructor(path: string, codec: Codec<S>, errors: DocumentErrors, options: FileDocumentOptions) {
     this.path = path;
@@ -126,7 +140,12 @@ export class FileDocument<S> implements DocumentStore<S> {
 
   /** Re-reads the file under its shared lock: no writer is half way, so the result is the latest. */
   async reload(): Promise<FileSnapshot<S>> {
-    return this.readLock().withLock(() => this.#refresh(true));
+    return this.readLock().withLock(() => this.#refreshAsync(true));
+  }
+
+  /** The first read, at open: like read(), but a big file is parsed without blocking the event loop long. */
+  async load(): Promise<FileSnapshot<S>> {
+    return this.#refreshAsync(false);
   }
 
   /** Runs one batch under the exclusive lock and publishes its result (see the module comment). */
@@ -182,7 +201,7 @@ export class FileDocument<S> implements DocumentStore<S> {
   async writeLocked(next: S, target: string): Promise<boolean> {
     const bytes = toBuffer(this.#codec.serialize(next));
     if (this.#known.snapshot.bytes?.equals(bytes)) {
-      this.#known = { ...this.#known, snapshot: { state: next, bytes: this.#known.snapshot.bytes } };
+      this.#setKnown({ ...this.#known, snapshot: { state: next, bytes: this.#known.snapshot.bytes } });
       return false;
     }
     try {
@@ -193,16 +212,39 @@ export class FileDocument<S> implements DocumentStore<S> {
       throw this.#wrap('write', err);
     }
     const written = fs.statSync(target, { bigint: true, throwIfNoEntry: false });
-    this.#known = {
+    this.#setKnown({
       snapshot: { state: next, bytes },
       fingerprint: written && fingerprintOf(written),
       confirmedAt: Date.now(),
-    };
+    });
     return true;
   }
 
   /** Swaps in the file's current version if it differs from the known one (or always checks, with `force`). */
   #refresh(force: boolean, path: string = this.path): FileSnapshot<S> {
+    const found = this.#look(force, path);
+    if ('snapshot' in found) return found.snapshot;
+    return this.#publish(found, this.#codec.parse(found.bytes, this.path, this.#known.snapshot.state));
+  }
+
+  /**
+   * #refresh, parsing with the codec's asynchronous parser when it has one (for open() and reload(), so a
+   * big file does not block the event loop in one piece). A newer snapshot published meanwhile by a
+   * synchronous read wins over this one.
+   */
+  async #refreshAsync(force: boolean, path: string = this.path): Promise<FileSnapshot<S>> {
+    const found = this.#look(force, path);
+    if ('snapshot' in found) return found.snapshot;
+    const { parseAsync } = this.#codec;
+    if (!parseAsync)
+      return this.#publish(found, this.#codec.parse(found.bytes, this.path, this.#known.snapshot.state));
+    const generation = this.#generation;
+    const state = await parseAsync(found.bytes, this.path, this.#known.snapshot.state);
+    return generation === this.#generation ? this.#publish(found, state) : this.#known.snapshot;
+  }
+
+  /** What the file holds now: the known snapshot if it did not change, else its bytes to parse. */
+  #look(force: boolean, path: string): { snapshot: FileSnapshot<S> } | Fresh {
     let st: fs.BigIntStats | undefined;
     try {
       st = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
@@ -211,23 +253,37 @@ export class FileDocument<S> implements DocumentStore<S> {
     }
     const known = this.#known;
     if (!st) {
-      if (known.snapshot.bytes !== undefined || force) this.#known = this.#empty();
-      return this.#known.snapshot;
+      if (known.snapshot.bytes !== undefined || force) this.#setKnown(this.#empty());
+      return { snapshot: this.#known.snapshot };
     }
     if (!st.isFile()) throw this.#errors.io(this.path, 'read', notRegular(st));
     const fingerprint = fingerprintOf(st);
     if (!force && known.fingerprint && sameFingerprint(known.fingerprint, fingerprint) && !racy(known)) {
-      return known.snapshot;
+      return { snapshot: known.snapshot };
     }
     const now = Date.now();
     const { bytes, fingerprint: read } = this.#readFile(path);
     if (known.snapshot.bytes?.equals(bytes)) {
-      this.#known = { snapshot: known.snapshot, fingerprint: read, confirmedAt: now };
-      return known.snapshot;
+      this.#setKnown({ snapshot: known.snapshot, fingerprint: read, confirmedAt: now });
+      return { snapshot: known.snapshot };
     }
-    const state = this.#codec.parse(bytes, this.path);
-    this.#known = { snapshot: { state, bytes }, fingerprint: read, confirmedAt: now };
+    return { bytes, fingerprint: read, now };
+  }
+
+  /** Swaps in the snapshot parsed from `fresh`. */
+  #publish(fresh: Fresh, state: S): FileSnapshot<S> {
+    this.#setKnown({
+      snapshot: { state, bytes: fresh.bytes },
+      fingerprint: fresh.fingerprint,
+      confirmedAt: fresh.now,
+    });
     return this.#known.snapshot;
+  }
+
+  /** Every change of what memory knows goes through here, counted for #refreshAsync. */
+  #setKnown(known: Known<S>): void {
+    this.#known = known;
+    this.#generation++;
   }
 
   /** Memory for a missing file. */

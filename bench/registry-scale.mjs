@@ -1,0 +1,100 @@
+// Registry scale: open, a read after another process changed the file, get, add, list, the longest
+// event-loop block and memory, at 100, 10,000 and 100,000 machines (BENCH_SIZES to change).
+// Each size runs in a fresh child process, so memory figures are that registry's alone.
+// Usage: node bench/registry-scale.mjs
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fmt, printTable, scratch } from './_util.mjs';
+
+const SIZES = (process.env.BENCH_SIZES ?? '100,10000,100000').split(',').map(Number);
+
+if (process.argv[2] === 'child') {
+  const { MachineRegistry } = await import('../dist/registry/index.js');
+  const size = Number(process.argv[3]);
+  const dir = scratch('scale');
+  const path = join(dir, 'machines.json');
+  const machines = {};
+  for (let i = 0; i < size; i++) {
+    const name = `m${String(i).padStart(6, '0')}`;
+    machines[name] = {
+      name,
+      type: 'ssh',
+      host: `deploy@h${i}.example.com:22`,
+      key_path: '~/.ssh/id_ed25519',
+      town_path: '/srv/town',
+    };
+  }
+  fs.writeFileSync(path, JSON.stringify({ version: 1, machines }, null, 2));
+  const bytes = fs.statSync(path).size;
+  global.gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  let t = performance.now();
+  const reg = await MachineRegistry.open(path);
+  const open = performance.now() - t;
+  const rss = process.memoryUsage().rss - rssBefore;
+  // Another process adds a machine (as the Go tool would: rewrite, rename): the next read re-reads it.
+  machines.foreign = { name: 'foreign', type: 'ssh', host: 'f.example.com', key_path: '', town_path: '' };
+  fs.writeFileSync(`${path}.other`, JSON.stringify({ version: 1, machines }, null, 2));
+  fs.renameSync(`${path}.other`, path);
+  t = performance.now();
+  if (!reg.has('foreign')) throw new Error('the foreign write was not seen');
+  const reread = performance.now() - t;
+  const gets = 20_000;
+  t = performance.now();
+  for (let i = 0; i < gets; i++) reg.get(`m${String(i % size).padStart(6, '0')}`);
+  const get = ((performance.now() - t) * 1000) / gets;
+  const adds = 20;
+  t = performance.now();
+  for (let i = 0; i < adds; i++) await reg.add({ name: `new${i}`, type: 'ssh', host: `n${i}` });
+  const add = (performance.now() - t) / adds;
+  t = performance.now();
+  for (let i = 0; i < 5; i++) reg.list();
+  const list = (performance.now() - t) / 5;
+  await new Promise((r) => setTimeout(r, 20));
+  loop.disable();
+  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(JSON.stringify({ size, bytes, open, reread, get, add, list, maxBlock: loop.max / 1e6, rss }));
+  process.exit(0);
+}
+
+const rows = [];
+for (const size of SIZES) {
+  const r = spawnSync(
+    process.execPath,
+    ['--expose-gc', new URL(import.meta.url).pathname, 'child', String(size)],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (r.status !== 0) throw new Error(r.stderr);
+  const m = JSON.parse(r.stdout.trim().split('\n').at(-1));
+  rows.push([
+    m.size.toLocaleString('en'),
+    `${fmt(m.bytes / 2 ** 20, 1)} MB`,
+    fmt(m.open, 1),
+    fmt(m.reread, 1),
+    fmt(m.get, 2),
+    fmt(m.add, 1),
+    fmt(m.list, 1),
+    fmt(m.maxBlock, 1),
+    `${fmt(m.rss / 2 ** 20, 0)} MB`,
+  ]);
+}
+printTable(
+  [
+    'machines',
+    'file',
+    'open ms',
+    'read after a foreign write ms',
+    'get µs',
+    'add ms',
+    'list ms',
+    'longest event-loop block ms',
+    'memory (RSS growth)',
+  ],
+  rows,
+);
