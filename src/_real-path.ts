@@ -61,19 +61,21 @@ export function decodeUtf8(buf: Buffer): string | undefined {
 
 /** The file `abs` really is: its realpath, the target of a dangling link, or its real directory + name. */
 export function realTarget(kind: PathKind, abs: string, depth: number): string {
-  try {
-    return realpath(kind, abs);
-  } catch (err) {
-    if (!isMissing(err)) throw err;
-  }
-  // Missing: a file yet to be created, or a symlink whose target does not exist yet.
+  // lstat first: exceptions cost ~10 µs each, and the common cases (a plain file, or one not created
+  // yet) need none: their real path is their directory's real path and their name.
   let st: fs.Stats | undefined;
   try {
     st = fs.lstatSync(kind.fs(abs), { throwIfNoEntry: false });
   } catch (err) {
     if (!isMissing(err)) throw err; // ENOTDIR: a parent is a file; the lock file cannot be made either
   }
-  if (st?.isSymbolicLink() && depth < 40) {
+  if (st?.isSymbolicLink()) {
+    try {
+      return realpath(kind, abs);
+    } catch (err) {
+      if (!isMissing(err) || depth >= 40) throw err;
+    }
+    // A dangling link: the file it names, which a writer will create.
     const link = fromFs(kind, fs.readlinkSync(kind.fs(abs), { encoding: 'buffer' }));
     return realTarget(kind, posix.resolve(posix.dirname(abs), link), depth + 1);
   }

@@ -22,8 +22,35 @@ export interface LockTarget {
   key: string;
 }
 
+/**
+ * Resolutions made during the current turn of the event loop, by spelling: a burst of locks on one file
+ * (a loop of withWriteLock calls) resolves it once instead of paying lstat + realpath every time. Cleared
+ * when the loop turns, so a symlink pointed elsewhere is followed from the next turn on.
+ */
+const resolved = new Map<string, LockTarget>();
+let clearScheduled = false;
+
 /** Resolves the lock of `path` (lock file `<dir of the real file>/.gastown/locks/<name>.lock`, or in `lockDir`). */
 export function resolveLockTarget(path: string | Buffer, lockDir?: string): LockTarget {
+  if (typeof path !== 'string' || (lockDir !== undefined && typeof lockDir !== 'string'))
+    return resolve(path, lockDir);
+  const key = `${path.startsWith('/') ? '' : process.cwd()}\0${path}\0${lockDir ?? ''}`;
+  const cached = resolved.get(key);
+  if (cached) return cached;
+  const target = resolve(path, lockDir);
+  resolved.set(key, target);
+  if (!clearScheduled) {
+    clearScheduled = true;
+    setImmediate(() => {
+      clearScheduled = false;
+      resolved.clear();
+    });
+  }
+  return target;
+}
+
+/** resolveLockTarget without the per-turn cache. */
+function resolve(path: string | Buffer, lockDir?: string): LockTarget {
   if (!(typeof path === 'string' || Buffer.isBuffer(path)) || path.length === 0) {
     throw new InvalidOptionError('path', path, 'a non-empty string or Buffer');
   }
