@@ -1,0 +1,82 @@
+/**
+ * Start-up cost: what a program or a CLI command loads. ssh2 (about 100 ms) is loaded only when an SSH
+ * connection is opened, koffi only when a lock is taken, and `townlock --version` loads no command.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { DIST, tempDir } from './multiprocess/helpers.js';
+
+const tmp = tempDir('townlock-lazy-');
+after(tmp.remove);
+const ROOT = resolve(DIST, '..');
+
+// Module hooks that log every URL an `import` resolves to, and a preload that installs them and, at exit,
+// adds every CommonJS module loaded through require() (ssh2 is CommonJS).
+const HOOKS = join(tmp.dir, 'hooks.mjs');
+writeFileSync(
+  HOOKS,
+  `import { appendFileSync } from 'node:fs';
+let log;
+export function initialize(data) { log = data.log; }
+export async function resolve(specifier, context, next) {
+  const result = await next(specifier, context);
+  appendFileSync(log, result.url + '\\n');
+  return result;
+}
+`,
+);
+const PRELOAD = join(tmp.dir, 'preload.mjs');
+writeFileSync(
+  PRELOAD,
+  `import { appendFileSync } from 'node:fs';
+import { createRequire, register } from 'node:module';
+const log = process.env.TRACE_LOG;
+register(${JSON.stringify(`file://${HOOKS}`)}, import.meta.url, { data: { log } });
+const require = createRequire(import.meta.url);
+process.on('exit', () => appendFileSync(log, Object.keys(require.cache).join('\\n') + '\\n'));
+`,
+);
+
+let seq = 0;
+/** Runs `node --import preload ...args` in the package root and returns every module it loaded. */
+function modulesLoadedBy(args: string[]): string[] {
+  const log = join(tmp.dir, `trace${++seq}.log`);
+  writeFileSync(log, '');
+  const r = spawnSync(process.execPath, ['--import', PRELOAD, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, TRACE_LOG: log, TOWNLOCK_REGISTRY: join(tmp.dir, 'machines.json') },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return readFileSync(log, 'utf8').split('\n').filter(Boolean);
+}
+
+/** The loaded modules that belong to package `name`. */
+const fromPackage = (loaded: string[], name: string) =>
+  loaded.filter((m) => m.includes(`/node_modules/${name}/`));
+
+test("import 'townlock' and 'townlock/registry' load neither ssh2 nor koffi", () => {
+  for (const entry of ['townlock', 'townlock/registry', 'townlock/connection']) {
+    const loaded = modulesLoadedBy(['--input-type=module', '-e', `await import(${JSON.stringify(entry)})`]);
+    assert.ok(
+      loaded.some((m) => m.includes('/dist/index.js') || m.includes('/dist/')),
+      `${entry}: traced`,
+    );
+    assert.deepEqual(fromPackage(loaded, 'ssh2'), [], `${entry} loads ssh2`);
+    assert.deepEqual(fromPackage(loaded, 'koffi'), [], `${entry} loads koffi`);
+  }
+});
+
+test('ssh2 is loaded once a connection is opened', () => {
+  // The connection fails at once (nothing listens on port 1), after ssh2 was loaded to open it.
+  const script = `import { SshConnection } from 'townlock';
+const c = new SshConnection({ host: 'nobody@127.0.0.1:1', knownHostsPath: '/dev/null', sshConfigPath: false });
+await c.exec('true').catch(() => {});
+await c.close();`;
+  const loaded = modulesLoadedBy(['--input-type=module', '-e', script]);
+  assert.notDeepEqual(fromPackage(loaded, 'ssh2'), []);
+});
