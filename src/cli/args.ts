@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { CliContext } from './context.js';
-import { UsageError } from './context.js';
+import { UsageError } from './errors.js';
 
 /** Option definitions, as parseArgs takes them. */
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;

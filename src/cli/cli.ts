@@ -2,7 +2,6 @@
  * The townlock command line: global options, dispatch, help and error reporting. Pure: everything
  * outside comes through the CliContext that cli/main.ts builds.
  */
-import { TownlockError } from '../errors.js';
 import { registryPath } from './args.js';
 import { lockClean, lockRun, lockStatus } from './commands/lock.js';
 import {
@@ -14,7 +13,8 @@ import {
   machineTest,
 } from './commands/machine.js';
 import type { Command } from './commands/types.js';
-import { type CliContext, EXIT, type ExitCode, UsageError } from './context.js';
+import type { CliContext } from './context.js';
+import { EXIT, type ExitCode, UsageError } from './errors.js';
 import { printError } from './output.js';
 
 /** Every command, in help order. */
@@ -43,8 +43,7 @@ export async function runCli(
   try {
     [args, registryFlag] = takeRegistryFlag(argv);
   } catch (err) {
-    printError(ctx, err);
-    return EXIT.usage;
+    return printError(ctx, err);
   }
   const [group, name] = args;
   if (group === undefined || group === '--help' || group === '-h' || group === 'help') {
@@ -79,17 +78,8 @@ export async function runCli(
   try {
     return await command.run(rest, ctx, { registry: registryPath(registryFlag, ctx) });
   } catch (err) {
-    printError(ctx, err);
-    if (err instanceof UsageError) {
-      ctx.stderr.write(
-        `usage: ${command.usage}\nRun 'townlock ${command.path.join(' ')} --help' for more.\n`,
-      );
-      return EXIT.usage;
-    }
-    if (!(err instanceof TownlockError) && !(err as NodeJS.ErrnoException)?.code) {
-      ctx.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
-    }
-    return EXIT.failure;
+    if (err instanceof UsageError) err.hint ??= `see 'townlock ${command.path.join(' ')} --help'`;
+    return printError(ctx, err);
   }
 }
 
@@ -105,7 +95,8 @@ function takeRegistryFlag(argv: string[]): [string[], string | undefined] {
     }
     if (arg === '--registry') {
       registry = argv[++i];
-      if (registry === undefined || registry === '') throw new UsageError('--registry needs a PATH');
+      if (registry === undefined || registry === '')
+        throw new UsageError('--registry needs a PATH', "see 'townlock --help'");
     } else if (arg.startsWith('--registry=')) {
       registry = arg.slice('--registry='.length);
     } else out.push(arg);
@@ -113,13 +104,14 @@ function takeRegistryFlag(argv: string[]): [string[], string | undefined] {
   return [out, registry];
 }
 
-/** Reports an unknown command, suggesting the nearest known one; exit 2. */
+/** Reports an unknown command, suggesting the nearest known one; exit 64. */
 function unknown(ctx: CliContext, given: string, known: string[], what: string): ExitCode {
   const nearest = known.map((k) => ({ k, d: distance(given, k) })).sort((a, b) => a.d - b.d)[0];
   const hint =
-    nearest && nearest.d <= Math.max(2, Math.floor(given.length / 3)) ? ` Did you mean '${nearest.k}'?` : '';
-  ctx.stderr.write(`townlock: unknown ${what} '${given}'.${hint} Run 'townlock --help'. [ERR_USAGE]\n`);
-  return EXIT.usage;
+    nearest && nearest.d <= Math.max(2, Math.floor(given.length / 3))
+      ? `did you mean '${nearest.k}'?`
+      : "see 'townlock --help'";
+  return printError(ctx, new UsageError(`unknown ${what} '${given}'`, hint));
 }
 
 /** Levenshtein edit distance, for suggestions. */
@@ -159,7 +151,19 @@ Examples:
   townlock machine exec build-01 -- uname -a
   townlock lock run -n state.json -- ./update.sh
 
-Exit codes: 0 success, 1 failure (or lock conflict), 2 usage error.
+Exit codes (those of util-linux flock(1)):
+  0    success
+  1    lock busy or wait timed out (lock run -E changes it); a request that failed
+       (machine not found, "local" removed, host key or authentication refused)
+  64   usage error
+  65   bad data: corrupt registry, invalid machine
+  66   cannot open an input: the lock file or its directory, the registry, FILE, DIR, --key
+  69   lock run: the command is not found or not executable
+  70   internal error (a bug in townlock)
+  71   any other operating-system error
+  75   temporary failure: the machine cannot be reached now; try again
+  128+N  lock run, machine exec: the command died of signal N
+  lock run and machine exec otherwise exit with the command's own status.
 `;
 }
 

@@ -19,15 +19,3 @@ export interface CliContext {
   /** Subscribes to the signals a wrapper must forward; returns the unsubscribe function. */
   onSignal(handler: (signal: NodeJS.Signals) => void): () => void;
 }
-
-/** A command's outcome: the process exit code. */
-export type ExitCode = number;
-
-/** Exit codes shared by every command. */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
-
-/** An error in how the command was called: printed with the command's usage, exit 2. */
-export class UsageError extends Error {
-  readonly code = 'ERR_USAGE';
-}
-UsageError.prototype.name = 'UsageError';

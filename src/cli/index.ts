@@ -1,3 +1,4 @@
 /** The CLI as a library: run townlock commands in-process with your own context. */
 export { COMMANDS, runCli } from './cli.js';
-export { type CliContext, EXIT, type Output, UsageError } from './context.js';
+export type { CliContext, Output } from './context.js';
+export { EXIT, type ExitCode, exitCodeFor, UsageError } from './errors.js';

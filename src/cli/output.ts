@@ -1,5 +1,6 @@
 /** Human output: aligned tables, optional colour, and the one-line error format. */
 import type { CliContext, Output } from './context.js';
+import { EXIT, errorText, exitCodeFor } from './errors.js';
 
 /** Whether to colour `out`: only on a terminal, and never when NO_COLOR is set (no-color.org). */
 export function useColor(out: Output, env: CliContext['env']): boolean {
@@ -34,10 +35,16 @@ export function printJson(out: Output, value: unknown): void {
   out.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** Writes one error line: `townlock: <message> [CODE]`. */
-export function printError(ctx: CliContext, err: unknown): void {
-  const e = err as { message?: string; code?: unknown };
-  const code = typeof e?.code === 'string' ? ` [${e.code}]` : '';
-  const message = (e?.message ?? String(err)).split('\n')[0];
-  ctx.stderr.write(`${style(useColor(ctx.stderr, ctx.env), 'red', 'townlock:')} ${message}${code}\n`);
+/**
+ * Writes one error line, `townlock: <message> [CODE]`, and returns the exit code for `err`. An internal
+ * error (a bug) also gets its stack.
+ */
+export function printError(ctx: CliContext, err: unknown): number {
+  const exit = exitCodeFor(err);
+  const prefix = style(useColor(ctx.stderr, ctx.env), 'red', 'townlock:');
+  if (exit === EXIT.internal) {
+    ctx.stderr.write(`${prefix} internal error (a bug in townlock; please report it): ${errorText(err)}\n`);
+    ctx.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+  } else ctx.stderr.write(`${prefix} ${errorText(err)}\n`);
+  return exit;
 }

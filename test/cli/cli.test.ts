@@ -1,7 +1,7 @@
 /** The built CLI run as a subprocess, as a user runs it: every command, flag, exit code and message. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { FileLock } from '../../src/filelock/index.js';
@@ -13,6 +13,8 @@ after(tmp.remove);
 afterEach(reapAll);
 let seq = 0;
 const freshRegistry = () => join(tmp.dir, `r${++seq}`, 'machines.json');
+/** uid and gid of the user nobody (Debian). */
+const NOBODY = 65534;
 
 /** Runs townlock synchronously with a clean environment (no TTY, so no colour). */
 function tl(args: string[], env: NodeJS.ProcessEnv = {}, cwd = tmp.dir) {
@@ -40,7 +42,7 @@ describe('help and usage', () => {
     ]) {
       assert.ok(help.out.includes(c), c);
     }
-    assert.equal(tl([]).code, 2);
+    assert.equal(tl([]).code, 64);
     assert.match(tl(['--version']).out, /^townlock \d+\.\d+\.\d+\n$/);
   });
 
@@ -62,25 +64,36 @@ describe('help and usage', () => {
     assert.equal(tl(['machine', '--help']).code, 0);
   });
 
-  test('an unknown command suggests the nearest one, exit 2', () => {
+  test('an unknown command suggests the nearest one, exit 64', () => {
     const r = tl(['machin', 'list']);
-    assert.equal(r.code, 2);
-    assert.match(r.err, /unknown command 'machin'\. Did you mean 'machine'\?/);
+    assert.equal(r.code, 64);
+    assert.equal(r.err, "townlock: unknown command 'machin'; did you mean 'machine'? [ERR_USAGE]\n");
     const r2 = tl(['lock', 'stauts']);
-    assert.equal(r2.code, 2);
-    assert.match(r2.err, /Did you mean 'lock status'\?/);
-    assert.equal(r2.err.trim().split('\n').length, 1, 'one line');
+    assert.equal(r2.code, 64);
+    assert.equal(
+      r2.err,
+      "townlock: unknown command 'lock stauts'; did you mean 'lock status'? [ERR_USAGE]\n",
+    );
   });
 
-  test('unknown options and missing arguments are usage errors (exit 2) naming the problem', () => {
+  test('unknown options and missing arguments are usage errors (exit 64): one line naming the problem', () => {
     const r = tl(['machine', 'list', '--jsn']);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 64);
     assert.match(r.err, /--jsn/);
-    assert.match(tl(['machine', 'show']).err, /missing NAME/);
-    assert.equal(tl(['lock', 'run', '-w', 'soon', 'f', '--', 'true']).code, 2);
-    assert.equal(tl(['lock', 'run', '-E', '300', 'f', '--', 'true']).code, 2);
-    assert.equal(tl(['lock', 'run', '-s', '-x', 'f', '--', 'true']).code, 2);
-    assert.equal(tl(['--registry']).code, 2);
+    assert.equal(
+      tl(['machine', 'show']).err,
+      "townlock: missing NAME; see 'townlock machine show --help' [ERR_USAGE]\n",
+    );
+    for (const args of [
+      ['lock', 'run', '-w', 'soon', 'f', '--', 'true'],
+      ['lock', 'run', '-E', '300', 'f', '--', 'true'],
+      ['lock', 'run', '-s', '-x', 'f', '--', 'true'],
+      ['--registry'],
+    ]) {
+      const u = tl(args);
+      assert.equal(u.code, 64, args.join(' '));
+      assert.match(u.err, /^townlock: [^\n]+; [^\n]+ \[ERR_USAGE\]\n$/, args.join(' '));
+    }
   });
 });
 
@@ -125,29 +138,32 @@ describe('machine commands', () => {
     assert.equal(JSON.parse(tl([...g, 'machine', 'list', '--json']).out).length, 1);
   });
 
-  test('errors: one stderr line with the code, exit 1, file untouched', () => {
+  test('errors: one stderr line with the code, exit 1 (failed request) or 65 (bad data), file untouched', () => {
     const registry = freshRegistry();
     const g = ['--registry', registry];
     tl([...g, 'machine', 'add', 'keep', '--host', 'keep']);
     const before = readFileSync(registry, 'utf8');
-    for (const [args, code] of [
-      [['machine', 'add', 'evil', '--host=-oProxyCommand=touch /tmp/x'], 'ERR_INVALID_MACHINE'],
-      [['machine', 'add', 'bad name', '--type', 'local'], 'ERR_INVALID_MACHINE'],
-      [['machine', 'show', 'nope'], 'ERR_MACHINE_NOT_FOUND'],
-      [['machine', 'remove', 'nope'], 'ERR_MACHINE_NOT_FOUND'],
-      [['machine', 'remove', 'local'], 'ERR_LOCAL_MACHINE'],
+    for (const [args, code, exit] of [
+      [['machine', 'add', 'evil', '--host=-oProxyCommand=touch /tmp/x'], 'ERR_INVALID_MACHINE', 65],
+      [['machine', 'add', 'bad name', '--type', 'local'], 'ERR_INVALID_MACHINE', 65],
+      [['machine', 'show', 'nope'], 'ERR_MACHINE_NOT_FOUND', 1],
+      [['machine', 'remove', 'nope'], 'ERR_MACHINE_NOT_FOUND', 1],
+      [['machine', 'remove', 'local'], 'ERR_LOCAL_MACHINE', 1],
     ] as const) {
       const r = tl([...g, ...args]);
-      assert.equal(r.code, 1, args.join(' '));
+      assert.equal(r.code, exit, args.join(' '));
       assert.equal(r.err.trim().split('\n').length, 1, r.err);
       assert.match(r.err, new RegExp(`^townlock: .*\\[${code}\\]\\n$`));
     }
     assert.equal(readFileSync(registry, 'utf8'), before);
     writeFileSync(registry, '{"version": 1, "machines": {');
     const corrupt = tl([...g, 'machine', 'add', 'x', '--host', 'x']);
-    assert.equal(corrupt.code, 1);
+    assert.equal(corrupt.code, 65);
     assert.match(corrupt.err, /ERR_REGISTRY_CORRUPT/);
     assert.equal(readFileSync(registry, 'utf8'), '{"version": 1, "machines": {');
+    const unreadable = tl(['--registry', tmp.dir, 'machine', 'list']);
+    assert.equal(unreadable.code, 66, 'a registry that cannot be read is an input that cannot be opened');
+    assert.match(unreadable.err, /\[ERR_REGISTRY_IO\]\n$/);
   });
 
   test('registry location: --registry, then TOWNLOCK_REGISTRY, then XDG_CONFIG_HOME or ~/.config', () => {
@@ -181,15 +197,70 @@ describe('machine commands', () => {
 });
 
 describe('lock run', () => {
-  test("passes the command's exit code through; -c runs a shell command; 127 when not found", () => {
+  test("passes the command's exit code through; -c runs a shell command; 69 when it cannot be run", () => {
     const file = join(tmp.dir, 'data.json');
     assert.equal(tl(['lock', 'run', file, '--', 'sh', '-c', 'exit 3']).code, 3);
     const r = tl(['lock', 'run', file, '-c', 'echo "$((20+22))"']);
     assert.equal(r.code, 0);
     assert.equal(r.out, '42\n');
     const missing = tl(['lock', 'run', file, '--', 'no-such-command-xyz']);
-    assert.equal(missing.code, 127);
-    assert.match(missing.err, /command not found/);
+    assert.equal(missing.code, 69);
+    assert.equal(missing.err, 'townlock: cannot run no-such-command-xyz: command not found [ENOENT]\n');
+    const notExecutable = join(tmp.dir, 'not-executable.sh');
+    writeFileSync(notExecutable, 'echo hi\n', { mode: 0o644 });
+    const denied = tl(['lock', 'run', file, '--', notExecutable]);
+    assert.equal(denied.code, 69);
+    assert.equal(denied.err, `townlock: cannot run ${notExecutable}: permission denied [EACCES]\n`);
+  });
+
+  test('as nobody, a lock file that cannot be created exits 66 with the reason; a real conflict exits 1', async (t) => {
+    if (process.getuid?.() !== 0) {
+      if (process.env.CI) throw new Error('CI runs as root: this test needs root to run commands as nobody');
+      t.skip('needs root (to run commands as nobody)');
+      return;
+    }
+    if (!requireTool(t, 'runuser')) return;
+    const top = tempDir('townlock-cli-nobody-');
+    try {
+      chmodSync(top.dir, 0o755);
+      mkdirSync(join(top.dir, 'perm')); // root's, 0755: nobody may not create .gastown in it
+      mkdirSync(join(top.dir, 'mine'));
+      chownSync(join(top.dir, 'mine'), NOBODY, NOBODY);
+      const asNobody = (args: string[]) =>
+        spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, BIN, ...args], {
+          cwd: top.dir,
+          encoding: 'utf8',
+          timeout: 30_000,
+        });
+      const denied = asNobody(['lock', 'run', '-n', 'perm/state', '--', 'true']);
+      assert.equal(denied.status, 66, denied.stderr);
+      assert.equal(
+        denied.stderr,
+        `townlock: cannot open lock file ${join(top.dir, 'perm', '.gastown', 'locks', 'state.lock')}: permission denied [EACCES]\n`,
+      );
+      const holder = start('runuser', [
+        '-u',
+        'nobody',
+        '--',
+        process.execPath,
+        BIN,
+        'lock',
+        'run',
+        join(top.dir, 'mine', 'state'),
+        '--',
+        'sh',
+        '-c',
+        'echo held; read line',
+      ]);
+      await holder.waitFor('held');
+      const busy = asNobody(['lock', 'run', '-n', 'mine/state', '--', 'true']);
+      assert.equal(busy.status, 1, busy.stderr);
+      assert.match(busy.stderr, /is busy \(held by pid \d+\) \[ERR_LOCK_TIMEOUT\]\n$/);
+      holder.send('go');
+      assert.equal(await holder.exited(), 0);
+    } finally {
+      top.remove();
+    }
   });
 
   test('-n and -w against a flock(1) holder exit 1 (or -E), and wait when allowed', async (t) => {
@@ -286,7 +357,7 @@ describe('lock status and clean', () => {
     for (const name of ['Cargo.lock', 'yarn.lock', 'Gemfile.lock'])
       assert.ok(existsSync(join(dir, name)), name);
     const missing = tl(['lock', 'clean', join(dir, 'nope')]);
-    assert.notEqual(missing.code, 0);
+    assert.equal(missing.code, 66);
     assert.match(missing.err, /does not exist \[ERR_LOCK_DIR\]/);
   });
 });

@@ -9,8 +9,9 @@ import { holdersOfLockFile, type LockHolder, lockHolders } from '../../filelock/
 import { FileLock } from '../../filelock/lock.js';
 import { lockPathFor } from '../../filelock/options.js';
 import { parse, positionals, splitAtDashDash } from '../args.js';
-import { type CliContext, EXIT, type ExitCode, UsageError } from '../context.js';
-import { printJson, printTable } from '../output.js';
+import type { CliContext } from '../context.js';
+import { EXIT, type ExitCode, InputError, isOsError, RunError, UsageError } from '../errors.js';
+import { printError, printJson, printTable } from '../output.js';
 import type { Command } from './types.js';
 
 export const lockRun: Command = {
@@ -30,7 +31,8 @@ file is .gastown/locks/<name>.lock beside FILE, shared with Node code, the Go to
   -c, --command CMD          run CMD with /bin/sh -c
 
 Exit status: the command's own; 128+N if it died of signal N; the conflict code (1) when -n or -w
-gave up; 126/127 if the command cannot be run; 2 for usage errors. Signals sent to townlock
+gave up; 66 if the lock file cannot be opened or created; 69 if the command is not found or cannot be
+run; 64 for usage errors (see townlock --help for the whole table). Signals sent to townlock
 (INT, TERM, HUP, QUIT, USR1, USR2) are forwarded to the command; the lock is held until it exits.`,
   async run(args, ctx): Promise<ExitCode> {
     const [before, after] = splitAtDashDash(args);
@@ -61,15 +63,21 @@ gave up; 126/127 if the command cannot be run; 2 for usage errors. Signals sent 
     const timeout = values.nonblock || seconds === 0 ? -1 : seconds === undefined ? 0 : seconds * 1000;
 
     const abort = new AbortController();
+    let lock: FileLock;
+    try {
+      lock = new FileLock(file, {
+        type: values.shared ? 'shared' : 'exclusive',
+        timeout,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      throw isOsError(err) ? new InputError('the lock file of', resolve(ctx.cwd, file), err) : err;
+    }
     const stopWaiting = ctx.onSignal((signal) => abort.abort(signal));
-    const lock = new FileLock(file, {
-      type: values.shared ? 'shared' : 'exclusive',
-      timeout,
-      signal: abort.signal,
-    });
     try {
       await lock.lock();
     } catch (err) {
+      if (isOsError(err)) throw new InputError('lock file', lock.lockPath, err);
       const code = (err as { code?: string }).code;
       if (code === 'ERR_LOCK_TIMEOUT') {
         const { holderPid } = err as LockTimeoutError;
@@ -102,11 +110,7 @@ function runChild([command, ...args]: string[], ctx: CliContext): Promise<ExitCo
     const stopForwarding = ctx.onSignal((signal) => child.kill(signal));
     child.on('error', (err: NodeJS.ErrnoException) => {
       stopForwarding();
-      const notFound = err.code === 'ENOENT';
-      ctx.stderr.write(
-        `townlock: cannot run ${JSON.stringify(command)}: ${notFound ? 'command not found' : err.message}\n`,
-      );
-      resolvePromise(notFound ? 127 : 126);
+      resolvePromise(printError(ctx, new RunError(command!, err)));
     });
     child.on('exit', (code, signal) => {
       stopForwarding();

@@ -5,7 +5,8 @@ import type { SshConnectionOptions } from '../../connection/ssh.js';
 import type { Machine } from '../../registry/machine.js';
 import { MachineRegistry } from '../../registry/registry.js';
 import { parse, positionals, splitAtDashDash } from '../args.js';
-import { type CliContext, EXIT, type ExitCode, UsageError } from '../context.js';
+import type { CliContext } from '../context.js';
+import { EXIT, type ExitCode, UsageError } from '../errors.js';
 import { printJson, printTable } from '../output.js';
 import type { Command } from './types.js';
 

@@ -1,5 +1,6 @@
 /** The shape every CLI command has. */
-import type { CliContext, ExitCode } from '../context.js';
+import type { CliContext } from '../context.js';
+import type { ExitCode } from '../errors.js';
 
 /** Options every command receives, parsed before dispatch. */
 export interface GlobalOptions {
