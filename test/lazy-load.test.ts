@@ -80,3 +80,41 @@ await c.close();`;
   const loaded = modulesLoadedBy(['--input-type=module', '-e', script]);
   assert.notDeepEqual(fromPackage(loaded, 'ssh2'), []);
 });
+
+const BIN = join(ROOT, 'bin', 'townlock.js');
+/** The command modules (not their light help tables) a run of the CLI loaded. */
+const commandModules = (loaded: string[]) =>
+  loaded.filter((m) => m.includes('/dist/cli/commands/') && !m.endsWith('-specs.js'));
+
+test('townlock --version and --help load no command module, ssh2 or koffi', () => {
+  for (const args of [['--version'], ['--help'], ['machine', '--help'], ['lock', 'run', '--help']]) {
+    const loaded = modulesLoadedBy([BIN, ...args]);
+    assert.ok(
+      loaded.some((m) => m.endsWith('/dist/cli/cli.js')),
+      `${args.join(' ')}: traced`,
+    );
+    assert.deepEqual(commandModules(loaded), [], args.join(' '));
+    assert.deepEqual(fromPackage(loaded, 'ssh2'), [], args.join(' '));
+    assert.deepEqual(fromPackage(loaded, 'koffi'), [], args.join(' '));
+    assert.ok(
+      !loaded.some((m) => m.includes('/dist/registry/') || m.includes('/dist/filelock/')),
+      args.join(' '),
+    );
+  }
+});
+
+test('each command loads its own module only: machine list no koffi or ssh2, lock run no ssh2', () => {
+  const list = modulesLoadedBy([BIN, 'machine', 'list']);
+  assert.deepEqual(
+    commandModules(list).map((m) => m.slice(m.lastIndexOf('/') + 1)),
+    ['machine.js'],
+  );
+  assert.deepEqual(fromPackage(list, 'ssh2'), []);
+  assert.deepEqual(fromPackage(list, 'koffi'), []);
+  const run = modulesLoadedBy([BIN, 'lock', 'run', '-n', join(tmp.dir, 'state'), 'true']);
+  assert.deepEqual(
+    commandModules(run).map((m) => m.slice(m.lastIndexOf('/') + 1)),
+    ['lock-run.js'],
+  );
+  assert.deepEqual(fromPackage(run, 'ssh2'), []);
+});

@@ -61,7 +61,12 @@ describe('help and usage', () => {
       assert.match(r.out, /Usage: townlock/);
       assert.match(r.out, /Example:\n {2}townlock /);
     }
-    assert.equal(tl(['machine', '--help']).code, 0);
+    const group = tl(['machine', '--help']);
+    assert.equal(group.code, 0);
+    assert.match(group.out, /machine exec .*--accept-new-host-key/);
+    assert.match(group.out, /machine test .*--timeout SECONDS/);
+    assert.equal(tl(['lock', 'run', '--help']).code, 0);
+    assert.equal(tl(['machine', 'rm', '-h']).code, 0);
   });
 
   test('an unknown command suggests the nearest one, exit 64', () => {
@@ -82,7 +87,7 @@ describe('help and usage', () => {
     assert.match(r.err, /--jsn/);
     assert.equal(
       tl(['machine', 'show']).err,
-      "townlock: missing NAME; see 'townlock machine show --help' [ERR_USAGE]\n",
+      'townlock: missing NAME; usage: townlock machine show [--registry PATH] [--json] NAME [ERR_USAGE]\n',
     );
     for (const args of [
       ['lock', 'run', '-w', 'soon', 'f', '--', 'true'],
@@ -94,6 +99,98 @@ describe('help and usage', () => {
       assert.equal(u.code, 64, args.join(' '));
       assert.match(u.err, /^townlock: [^\n]+; [^\n]+ \[ERR_USAGE\]\n$/, args.join(' '));
     }
+  });
+});
+
+describe('arguments', () => {
+  test("lock run stops option parsing at FILE: the command's own flags reach it", () => {
+    writeFileSync(join(tmp.dir, 'nums'), '10\n9\n');
+    const f1 = join(tmp.dir, 'f1');
+    const sorted = tl(['lock', 'run', f1, 'sort', '-n', 'nums']);
+    assert.equal(sorted.code, 0, sorted.err);
+    assert.equal(sorted.out, '9\n10\n', "-n is sort's, not townlock's --nonblock");
+    const ls = tl(['lock', 'run', f1, 'ls', '-h', 'nums']);
+    assert.equal(ls.code, 0, ls.err);
+    assert.equal(ls.out, 'nums\n', "-h is ls's, not townlock's --help");
+    assert.equal(tl(['lock', 'run', f1, 'sh', '-c', 'echo x']).out, 'x\n');
+    assert.equal(tl(['lock', 'run', '-n', '--', f1, 'echo', '-n', 'a']).out, 'a');
+    assert.equal(tl(['lock', 'run', '-n', f1, '--', 'echo', 'b']).out, 'b\n');
+    assert.equal(tl(['lock', 'run', f1, '-c', 'echo "c $0"']).out, 'c /bin/sh\n', "flock(1)'s FILE -c CMD");
+    assert.equal(tl(['lock', 'run', '-c', 'echo d', f1]).out, 'd\n');
+    assert.equal(tl(['lock', 'run', '-w5', '-E', '7', f1, 'true']).code, 0, 'clusters and -w5');
+  });
+
+  test('machine exec stops option parsing at NAME', () => {
+    const registry = ['--registry', freshRegistry()];
+    const r = tl([...registry, 'machine', 'exec', 'local', 'echo', '-n', 'hi']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, 'hi');
+    assert.equal(tl(['machine', 'exec', ...registry, 'local', '--', 'echo', '--timeout']).out, '--timeout\n');
+  });
+
+  test('an option value starting with - reaches validation, which refuses it by name', () => {
+    const registry = ['--registry', freshRegistry()];
+    const host = tl([...registry, 'machine', 'add', 'evil', '--host', '-oProxyCommand=x']);
+    assert.equal(host.code, 65);
+    assert.match(
+      host.err,
+      /^townlock: Invalid machine host: "-oProxyCommand=x" .* \[ERR_INVALID_MACHINE\]\n$/,
+    );
+    const wait = tl(['lock', 'run', '-w', '-1', 'f', 'true']);
+    assert.equal(wait.code, 64);
+    assert.match(wait.err, /^townlock: -w needs a number of seconds \(0 or more\), got '-1'; /);
+  });
+
+  test('usage errors: exit 64, one stderr line saying what to type instead', () => {
+    const cases: [string[], RegExp][] = [
+      [['--frob'], /^unknown option '--frob'; see 'townlock --help'$/],
+      [['--regsitry', 'x', 'machine', 'list'], /^unknown option '--regsitry'; did you mean '--registry'\?$/],
+      [[], /^missing command; /],
+      [['machine'], /^missing machine command; give one of: list, show, add, remove, exec, test/],
+      [['machine', 'rmv', 'x'], /^unknown command 'machine rmv'; did you mean 'machine rm'\?$/],
+      [['machine', 'list', '--jsn'], /^unknown option '--jsn'; did you mean '--json'\?$/],
+      [['machine', 'list', '--json=yes'], /^option '--json' takes no value; /],
+      [
+        ['machine', 'add', 'x', '--host'],
+        /^option '--host' needs a value; write '--host \[USER@\]HOST\[:PORT\]'$/,
+      ],
+      [['machine', 'show'], /^missing NAME; usage: townlock machine show /],
+      [['lock', 'run', '-o', 'f', 'true'], /^unknown option '-o'; see 'townlock lock run --help'$/],
+      [['lock', 'run', 'f'], /^missing COMMAND; usage: townlock lock run /],
+      [['lock', 'run', 'f', '-c'], /^-c after FILE takes exactly one argument; /],
+      [['lock', 'run', '-c', 'x', 'f', 'y'], /^give either -c COMMAND or a COMMAND after FILE, not both; /],
+      [['--registry=', 'machine', 'list'], /^--registry needs a PATH, got ''; write '--registry PATH'$/],
+      [['--registry', '', 'machine', 'list'], /^--registry needs a PATH, got ''; /],
+      [['machine', 'list', '--registry='], /^--registry needs a PATH, got ''; /],
+    ];
+    for (const [args, message] of cases) {
+      const r = tl(args);
+      assert.equal(r.code, 64, `${args.join(' ')}: ${r.err}`);
+      assert.equal(r.out, '', args.join(' '));
+      const m = /^townlock: (.*) \[ERR_USAGE\]\n$/.exec(r.err);
+      assert.ok(m, `${args.join(' ')}: one line with the code, got ${JSON.stringify(r.err)}`);
+      assert.match(m[1]!, message, args.join(' '));
+    }
+  });
+
+  test('machine ls and machine rm are aliases; an empty $TOWNLOCK_REGISTRY counts as unset', () => {
+    const home = join(tmp.dir, `home${++seq}`);
+    mkdirSync(home);
+    const env = { HOME: home, TOWNLOCK_REGISTRY: '' };
+    assert.equal(tl(['machine', 'add', 'a', '--host', 'a'], env).code, 0);
+    assert.ok(existsSync(join(home, '.config', 'townlock', 'machines.json')));
+    assert.match(tl(['machine', 'ls'], env).out, /^a\s+ssh\s+a\s/m);
+    assert.equal(tl(['machine', 'rm', 'a'], env).out, 'removed a\n');
+    assert.doesNotMatch(tl(['machine', 'ls'], env).out, /^a\s/m);
+  });
+
+  test("--registry is accepted before the command words and among a machine command's options", () => {
+    const before = freshRegistry();
+    const among = freshRegistry();
+    assert.equal(tl(['--registry', before, 'machine', 'add', 'b', '--host', 'b']).code, 0);
+    assert.equal(tl(['machine', 'add', 'c', '--registry', among, '--host', 'c']).code, 0);
+    assert.ok(readFileSync(before, 'utf8').includes('"b"'));
+    assert.ok(readFileSync(among, 'utf8').includes('"c"'));
   });
 });
 
