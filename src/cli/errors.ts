@@ -49,8 +49,9 @@ UsageError.prototype.name = 'UsageError';
 export class InputError extends Error {
   readonly code: string;
 
+  /** `what` names the kind of input (`lock file`, `registry`); empty when the path says enough. */
   constructor(what: string, path: string, cause: NodeJS.ErrnoException) {
-    super(`cannot open ${what} ${path}: ${errnoText(cause)}`, { cause });
+    super(`cannot open ${what ? `${what} ` : ''}${path}: ${errnoText(cause)}`, { cause });
     this.code = cause.code ?? 'EIO';
   }
 }

@@ -25,6 +25,8 @@ export interface LockTarget {
   fsLockPath: FsPath;
   /** The identity in-process queues and re-entrancy are keyed by. */
   key: string;
+  /** Whether opening the lock file may create its missing directories (not for a lock file named directly). */
+  createDirs: boolean;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -42,13 +44,24 @@ const BYTES: PathKind = {
   display: (p) => Buffer.from(p, 'latin1').toString('utf8'),
 };
 
-/** Resolves the lock of `path` (lock file `<dir of the real file>/.gastown/locks/<name>.lock`, or in `lockDir`). */
-export function resolveLockTarget(path: string | Buffer, lockDir?: string): LockTarget {
+/**
+ * Resolves the lock of `path` (lock file `<dir of the real file>/.gastown/locks/<name>.lock`, or in
+ * `lockDir`). With `isLockFile`, `path` is the lock file itself: only its directory is resolved (the file
+ * is opened without following a symlink), as flock(1) takes its FILE.
+ */
+export function resolveLockTarget(path: string | Buffer, lockDir?: string, isLockFile = false): LockTarget {
   if (!(typeof path === 'string' || Buffer.isBuffer(path)) || path.length === 0) {
     throw new InvalidOptionError('path', path, 'a non-empty string or Buffer');
   }
   if (lockDir !== undefined && (typeof lockDir !== 'string' || lockDir.length === 0)) {
     throw new InvalidOptionError('lockDir', lockDir, 'a non-empty string');
+  }
+  if (lockDir !== undefined && isLockFile) {
+    throw new InvalidOptionError(
+      'lockDir',
+      lockDir,
+      'nothing when isLockFile is set (path is the lock file)',
+    );
   }
   let kind = TEXT;
   let p: string;
@@ -62,6 +75,14 @@ export function resolveLockTarget(path: string | Buffer, lockDir?: string): Lock
   }
   if (p.includes('\0')) throw new InvalidOptionError('path', path, 'a path without NUL bytes');
   const cwd = kind.bytes ? Buffer.from(process.cwd()).toString('latin1') : process.cwd();
+  if (isLockFile) {
+    const abs = posix.resolve(cwd, p);
+    if (abs === '/') throw new InvalidOptionError('path', path, 'a lock file, not /');
+    const lockPath = posix.join(realDir(kind, posix.dirname(abs)), posix.basename(abs));
+    const shown = kind.display(lockPath);
+    const key = kind.bytes ? `\0${lockPath}` : lockPath;
+    return { path: shown, lockPath: shown, fsLockPath: kind.fs(lockPath), key, createDirs: false };
+  }
   const real = realTarget(kind, posix.resolve(cwd, p), 0);
   const dir =
     lockDir === undefined
@@ -73,6 +94,7 @@ export function resolveLockTarget(path: string | Buffer, lockDir?: string): Lock
     lockPath: kind.display(lockPath),
     fsLockPath: kind.fs(lockPath),
     key: kind.bytes ? `\0${lockPath}` : lockPath,
+    createDirs: true,
   };
 }
 

@@ -19,12 +19,14 @@
  * microseconds between the two checks and is not yet blocked in flock() when the second runs.
  * Where /proc does not exist, the open-file checks are impossible and cleanStaleLocks refuses
  * (`ERR_UNSUPPORTED_PLATFORM`) unless told that only townlock processes use the lock files.
+ * cleanLockFile applies exactly these rules to one lock file.
  */
 import fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError, UnsupportedPlatformError } from '../errors.js';
 import { closeIdleDescriptors, closeQuietly, isCurrent, type LockFd, openLockFile } from './_lock-file.js';
 import { canListOpeners, idKey, openersIn } from './_openers.js';
+import { displayPath, type FsPath, fsBasename, fsDirname, resolveLockTarget } from './_target.js';
 import { type LockBackend, loadBackend } from './backend.js';
 import { LockDirError } from './errors.js';
 
@@ -51,10 +53,50 @@ const POLL_MS = 5;
  */
 export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): Promise<number> {
   if (typeof dir !== 'string' || dir === '') throw new InvalidOptionError('dir', dir, 'a non-empty string');
-  if (options === null || typeof options !== 'object')
-    throw new InvalidOptionError('options', options, 'an object');
+  checkOptions(options);
   const lockDir = locateLockDir(dir);
   if (!lockDir) return 0;
+  const { backend, checkOpeners } = await prepare(options);
+  const inUse = checkOpeners ? openersIn(lockDir) : new Map<string, Set<number>>();
+  let removed = 0;
+  for (const name of fs.readdirSync(lockDir)) {
+    if (!name.endsWith('.lock')) continue;
+    if (await cleanOne(backend, lockDir, join(lockDir, name), inUse, checkOpeners)) removed++;
+  }
+  return removed;
+}
+
+/**
+ * Deletes the one lock file `lockPath` if nobody holds or has it open, with exactly the rules of
+ * {@link cleanStaleLocks}, and returns whether it deleted it (false when it does not exist or is in use).
+ * `lockPath` must be a `*.lock` file in a `.gastown/locks` directory: anything else is refused with
+ * `LockDirError` (`ERR_LOCK_DIR`). It may be a Buffer for a name that is not valid UTF-8.
+ */
+export async function cleanLockFile(lockPath: string | Buffer, options: CleanOptions = {}): Promise<boolean> {
+  if (!(typeof lockPath === 'string' || Buffer.isBuffer(lockPath)) || lockPath.length === 0)
+    throw new InvalidOptionError('lockPath', lockPath, 'a non-empty string or Buffer');
+  checkOptions(options);
+  const target = resolveLockTarget(lockPath, undefined, true);
+  const dir = fsDirname(target.fsLockPath);
+  if (fsBasename(dir) !== 'locks' || fsBasename(fsDirname(dir)) !== '.gastown')
+    throw new LockDirError(target.lockPath, 'it is not in a .gastown/locks directory');
+  if (!fsBasename(target.fsLockPath).endsWith('.lock'))
+    throw new LockDirError(target.lockPath, 'lock files are named *.lock');
+  const { backend, checkOpeners } = await prepare(options);
+  // openersIn matches descriptors by their link text, decoded as this display form is.
+  const lockDir = displayPath(dir);
+  const inUse = checkOpeners ? openersIn(lockDir) : new Map<string, Set<number>>();
+  return cleanOne(backend, lockDir, target.fsLockPath, inUse, checkOpeners);
+}
+
+/** Validates CleanOptions. */
+function checkOptions(options: CleanOptions): void {
+  if (options === null || typeof options !== 'object')
+    throw new InvalidOptionError('options', options, 'an object');
+}
+
+/** The backend, and whether open files can (and must) be checked; closes this process's idle descriptors. */
+async function prepare(options: CleanOptions): Promise<{ backend: LockBackend; checkOpeners: boolean }> {
   const checkOpeners = !options.assumeTownlockOnly;
   if (checkOpeners && !canListOpeners)
     throw new UnsupportedPlatformError(
@@ -62,16 +104,20 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
     );
   const backend = await loadBackend();
   closeIdleDescriptors(); // this process's own idle descriptors would otherwise count as "in use"
-  const inUse = checkOpeners ? openersIn(lockDir) : new Map<string, Set<number>>();
-  let removed = 0;
-  for (const name of fs.readdirSync(lockDir)) {
-    if (!name.endsWith('.lock')) continue;
-    const lockPath = join(lockDir, name);
-    const st = fs.lstatSync(lockPath, { throwIfNoEntry: false });
-    if (!st?.isFile() || st.nlink !== 1 || inUse.has(idKey(st))) continue;
-    if (await removeIfUnused(backend, lockDir, lockPath, checkOpeners)) removed++;
-  }
-  return removed;
+  return { backend, checkOpeners };
+}
+
+/** Deletes one candidate if it is a plain, singly linked file that no process has open; true if it did. */
+async function cleanOne(
+  backend: LockBackend,
+  lockDir: string,
+  lockPath: FsPath,
+  inUse: Map<string, Set<number>>,
+  checkOpeners: boolean,
+): Promise<boolean> {
+  const st = fs.lstatSync(lockPath, { throwIfNoEntry: false });
+  if (!st?.isFile() || st.nlink !== 1 || inUse.has(idKey(st))) return false;
+  return removeIfUnused(backend, lockDir, lockPath, checkOpeners);
 }
 
 /** The lock directory `dir` names, or undefined when it has none. Throws LockDirError for bad `dir`s. */
@@ -94,7 +140,7 @@ function locateLockDir(dir: string): string | undefined {
 async function removeIfUnused(
   backend: LockBackend,
   lockDir: string,
-  lockPath: string,
+  lockPath: FsPath,
   checkOpeners: boolean,
 ): Promise<boolean> {
   let fd: number;
@@ -110,7 +156,7 @@ async function removeIfUnused(
     if (!st.isFile() || st.nlink !== 1 || !backend.tryLock(fd, 'exclusive') || !isCurrent(held, lockPath)) {
       return false;
     }
-    await cleanHooks.beforeUnlink?.(lockPath);
+    await cleanHooks.beforeUnlink?.(displayPath(lockPath));
     fs.unlinkSync(lockPath);
     if (!checkOpeners || !openersIn(lockDir, fd).has(idKey(st))) return true;
     bridged = true;
@@ -128,7 +174,7 @@ async function removeIfUnused(
  * the file now at the path. Take the newcomers' file first (waiting if one holds it), then let go of
  * `old`, and keep the new file locked until nobody has `old` open any more.
  */
-async function bridge(backend: LockBackend, lockDir: string, lockPath: string, old: LockFd): Promise<void> {
+async function bridge(backend: LockBackend, lockDir: string, lockPath: FsPath, old: LockFd): Promise<void> {
   let current: LockFd | undefined;
   let oldOpen = true;
   try {

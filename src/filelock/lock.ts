@@ -33,7 +33,7 @@ import {
   scheduleHolderInfo,
   takeLockFd,
 } from './_lock-file.js';
-import { type FsPath, type LockTarget, resolveLockTarget } from './_target.js';
+import { type LockTarget, resolveLockTarget } from './_target.js';
 import { closeSoon, pause, waitEvent, watchQuietly } from './_wait.js';
 import { type LockBackend, type LockType, loadBackend, loadedBackend } from './backend.js';
 import {
@@ -48,9 +48,15 @@ import { type FileLockOptions, type ResolvedLockOptions, resolveLockOptions } fr
 
 /** An advisory lock on the file at `path`, taken on `<lockDir>/<basename>.lock`. */
 export class FileLock implements Lock {
-  /** The protected file, absolute, with symbolic links resolved (the file writers actually replace). */
+  /**
+   * The protected file, absolute, with symbolic links resolved (the file writers actually replace); with
+   * `isLockFile`, the lock file.
+   */
   readonly path: string;
-  /** The lock file, absolute: `<dir of path>/.gastown/locks/<basename(path)>.lock` by default. */
+  /**
+   * The lock file, absolute: `<dir of path>/.gastown/locks/<basename(path)>.lock` by default, `path`
+   * itself with `isLockFile`.
+   */
   readonly lockPath: string;
   readonly #target: LockTarget;
   readonly #options: ResolvedLockOptions;
@@ -65,7 +71,7 @@ export class FileLock implements Lock {
    */
   constructor(path: string | Buffer, options: FileLockOptions = {}) {
     const resolved = resolveLockOptions(options);
-    this.#target = resolveLockTarget(path, options.lockDir);
+    this.#target = resolveLockTarget(path, options.lockDir, options.isLockFile);
     this.path = this.#target.path;
     this.lockPath = this.#target.lockPath;
     this.#options = resolved;
@@ -179,7 +185,7 @@ export class FileLock implements Lock {
   /** Takes the in-process grant, then the OS lock. Undefined when busy at the deadline. */
   async #acquireRoot(deadline: number, backend: LockBackend): Promise<Hold | undefined> {
     const { type, signal, mode } = this.#options;
-    const { key, fsLockPath } = this.#target;
+    const { key } = this.#target;
     const queue = fileQueue(key);
     if (!queue.tryAcquire(type)) {
       const granted =
@@ -191,7 +197,7 @@ export class FileLock implements Lock {
     }
     let held: LockFd | undefined;
     try {
-      const attempt = attemptOsLock(backend, fsLockPath, this.#options, takeLockFd(this.#target, mode));
+      const attempt = attemptOsLock(backend, this.#target, this.#options, takeLockFd(this.#target, mode));
       held =
         'locked' in attempt
           ? attempt.locked
@@ -246,7 +252,7 @@ async function waitInQueue(
  */
 function attemptOsLock(
   backend: LockBackend,
-  lockPath: FsPath,
+  { fsLockPath, createDirs }: LockTarget,
   options: ResolvedLockOptions,
   fd: LockFd,
 ): { locked: LockFd } | { open: LockFd } {
@@ -254,13 +260,13 @@ function attemptOsLock(
   for (;;) {
     try {
       if (!backend.tryLock(current.fd, options.type)) return { open: current };
-      if (isCurrent(current, lockPath)) return { locked: current };
+      if (isCurrent(current, fsLockPath)) return { locked: current };
     } catch (err) {
       closeQuietly(current.fd);
       throw err;
     }
     closeQuietly(current.fd); // releases the orphan lock
-    current = openLockFile(lockPath, options.mode);
+    current = openLockFile(fsLockPath, options.mode, createDirs);
   }
 }
 
@@ -271,11 +277,12 @@ function attemptOsLock(
  */
 async function waitForOsLock(
   backend: LockBackend,
-  { fsLockPath, lockPath }: LockTarget,
+  target: LockTarget,
   options: ResolvedLockOptions,
   deadline: number,
   fd: LockFd,
 ): Promise<LockFd | undefined> {
+  const { fsLockPath, lockPath } = target;
   let current: LockFd | undefined = fd;
   let watcher: FSWatcher | undefined;
   let delay = options.retryDelay;
@@ -288,7 +295,7 @@ async function waitForOsLock(
       const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
       if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
       const before: LockFd = current;
-      const attempt = attemptOsLock(backend, fsLockPath, options, current);
+      const attempt = attemptOsLock(backend, target, options, current);
       current = undefined;
       if ('locked' in attempt) return attempt.locked;
       current = attempt.open;

@@ -1,7 +1,15 @@
 /** The built CLI run as a subprocess, as a user runs it: every command, flag, exit code and message. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { FileLock } from '../../src/filelock/index.js';
@@ -411,6 +419,127 @@ describe('lock run', () => {
   });
 });
 
+describe('what FILE means', () => {
+  /** A fresh project directory. */
+  const project = () => {
+    const d = join(tmp.dir, `what${++seq}`);
+    mkdirSync(d);
+    return d;
+  };
+
+  test('-L FILE is the lock file itself: townlock and flock(1) exclude each other both ways', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const lockFile = join(project(), 'x.lock');
+    const flock = start('flock', ['-x', lockFile, '-c', 'echo held; read line']);
+    await flock.waitFor('held');
+    const busy = tl(['lock', 'run', '-L', '-n', lockFile, '--', 'echo', 'ran']);
+    assert.equal(busy.code, 1, busy.err);
+    assert.equal(busy.out, '');
+    assert.match(busy.err, new RegExp(`${lockFile} is busy \\(held by pid \\d+\\)`));
+    flock.send('go');
+    assert.equal(await flock.exited(), 0);
+    const mine = start(process.execPath, [
+      BIN,
+      'lock',
+      'run',
+      '-L',
+      lockFile,
+      'sh',
+      '-c',
+      'echo held; read l',
+    ]);
+    await mine.waitFor('held');
+    assert.equal(spawnSync('flock', ['-n', lockFile, 'true']).status, 1, 'flock(1) sees townlock holding it');
+    mine.send('go');
+    assert.equal(await mine.exited(), 0);
+    assert.equal(spawnSync('flock', ['-n', lockFile, 'true']).status, 0);
+    assert.ok(!existsSync(join(lockFile, '..', '.gastown')), 'no lock file was made in .gastown/locks');
+  });
+
+  test('a FILE inside .gastown/locks is the lock file; --protect FILE.lock protects it', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const d = project();
+    const lockDir = join(d, '.gastown', 'locks');
+    mkdirSync(lockDir, { recursive: true });
+    const lockFile = join(lockDir, 'f1.lock');
+    const flock = start('flock', ['-x', lockFile, '-c', 'echo held; read line']);
+    await flock.waitFor('held');
+    assert.equal(tl(['lock', 'run', '-n', lockFile, 'true']).code, 1);
+    const status = tl(['lock', 'status', '.gastown/locks/f1.lock'], {}, d);
+    assert.equal(status.code, 0, status.err);
+    assert.match(status.out, new RegExp(`^${lockFile}\\s+${flock.proc.pid}\\s+exclusive`, 'm'));
+    flock.send('go');
+    assert.equal(await flock.exited(), 0);
+    assert.equal(tl(['lock', 'run', '--protect', 'data.lock', 'true'], {}, d).code, 0);
+    assert.ok(existsSync(join(lockDir, 'data.lock.lock')));
+  });
+
+  test('a *.lock FILE outside .gastown/locks is ambiguous, a directory is refused: 64, nothing created', () => {
+    const d = project();
+    const ambiguous = tl(['lock', 'run', '-n', join(d, 'x.lock'), 'true']);
+    assert.equal(ambiguous.code, 64);
+    assert.match(ambiguous.err, /is ambiguous: it may be a lock file or a file to protect; /);
+    assert.match(ambiguous.err, /'townlock lock run -L .*x\.lock \.\.\.' to lock it as flock\(1\) does/);
+    assert.match(ambiguous.err, /'townlock lock run --protect .*x\.lock \.\.\.' to protect it/);
+    assert.equal(tl(['lock', 'status', join(d, 'x.lock')]).code, 64, 'status decides the same way');
+    for (const args of [
+      ['lock', 'run', '.', 'true'],
+      ['lock', 'run', '-L', '.', 'true'],
+      ['lock', 'run', '--protect', '.', 'true'],
+      ['lock', 'status', '-L', '.'],
+    ]) {
+      const r = tl(args, {}, d);
+      assert.equal(r.code, 64, args.join(' '));
+      assert.match(r.err, /^townlock: \. is a directory; /, args.join(' '));
+    }
+    assert.deepEqual(readdirSync(d), [], 'no lock file anywhere');
+    assert.equal(tl(['lock', 'run', '-L', '--protect', 'f', 'true'], {}, d).code, 64);
+  });
+
+  test('status and clean: a FILE or DIR that does not exist is 66; a lock file may be named directly', async () => {
+    const d = project();
+    for (const args of [
+      ['lock', 'status', '/nonexistdir/'],
+      ['lock', 'status', join(d, 'nofile')],
+      ['lock', 'status', '-L', join(d, 'nofile.lock')],
+      ['lock', 'clean', join(d, 'nope')],
+      ['lock', 'clean', '/nonexistdir/'],
+    ]) {
+      const r = tl(args);
+      assert.equal(r.code, 66, args.join(' '));
+      assert.match(r.err, /: no such file or directory \[ENOENT\]\n$|does not exist \[ERR_LOCK_DIR\]\n$/);
+    }
+    writeFileSync(join(d, 'Cargo.lock'), 'keep');
+    const foreign = tl(['lock', 'clean', '-L', join(d, 'Cargo.lock')]);
+    assert.equal(foreign.code, 66);
+    assert.match(foreign.err, /it is not in a \.gastown\/locks directory \[ERR_LOCK_DIR\]/);
+    assert.equal(readFileSync(join(d, 'Cargo.lock'), 'utf8'), 'keep');
+    assert.equal(
+      tl(['lock', 'status', d]).out,
+      'no locks held (0 lock files)\n',
+      'Cargo.lock is not a lock file',
+    );
+    const file = join(d, 'state.json');
+    const holder = fixture('hold.mjs', [file, 'exclusive']);
+    await holder.waitFor('held');
+    const lockFile = join(d, '.gastown', 'locks', 'state.json.lock');
+    assert.match(
+      tl(['lock', 'status', file]).out,
+      /state\.json\.lock\s+\d+\s+exclusive/,
+      'FILE need not exist',
+    );
+    assert.equal(tl(['lock', 'clean', file]).out, `kept ${lockFile}: a process holds it or has it open\n`);
+    holder.send('release');
+    await holder.exited();
+    assert.equal(tl(['lock', 'clean', '.gastown/locks/state.json.lock'], {}, d).out, `removed ${lockFile}\n`);
+    assert.ok(!existsSync(lockFile));
+    assert.equal(tl(['lock', 'status', file]).code, 66, 'neither FILE nor its lock file exists');
+    assert.equal(tl(['lock', 'clean', file]).code, 66);
+    writeFileSync(file, '{}');
+    assert.equal(tl(['lock', 'status', file]).out, `not locked: ${lockFile}\n`);
+  });
+});
+
 describe('lock status and clean', () => {
   test('status shows holders in a table and as JSON; clean removes unheld lock files', async () => {
     const dir = join(tmp.dir, `status${++seq}`);
@@ -455,6 +584,6 @@ describe('lock status and clean', () => {
       assert.ok(existsSync(join(dir, name)), name);
     const missing = tl(['lock', 'clean', join(dir, 'nope')]);
     assert.equal(missing.code, 66);
-    assert.match(missing.err, /does not exist \[ERR_LOCK_DIR\]/);
+    assert.match(missing.err, /^townlock: cannot open .*nope: no such file or directory \[ENOENT\]\n$/);
   });
 });

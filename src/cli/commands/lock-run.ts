@@ -1,6 +1,5 @@
 /** `townlock lock run`: run a command while holding a lock, as util-linux flock(1) does. */
 import { constants } from 'node:os';
-import { resolve } from 'node:path';
 import type { LockTimeoutError } from '../../filelock/errors.js';
 import { FileLock } from '../../filelock/lock.js';
 import type { ParsedArgs } from '../args.js';
@@ -8,13 +7,15 @@ import type { CliContext } from '../context.js';
 import { EXIT, type ExitCode, InputError, isOsError, RunError, UsageError } from '../errors.js';
 import { printError } from '../output.js';
 import type { CommandInput, CommandRun } from '../spec.js';
+import { lockArgument } from './_lock-target.js';
 
 export const run: CommandRun = async (args, ctx, input) => {
   const { values } = args;
   if (values.shared && values.exclusive)
     throw new UsageError('-s and -x cannot be used together', 'give one of them (-x is the default)');
-  const [file] = args.positionals;
-  if (file === undefined) throw new UsageError('missing FILE', `usage: ${input.usage}`);
+  if (args.positionals.length === 0) throw new UsageError('missing FILE', `usage: ${input.usage}`);
+  const target = lockArgument(args, 0, ctx.cwd, input, false);
+  if (target.kind === 'dir') throw new Error('lockArgument returned a directory for lock run');
   const argv = commandOf(args, input);
   const conflictCode = integerOption(values['conflict-exit-code'], '-E', 0, 255) ?? EXIT.failure;
   const wait = values.wait;
@@ -25,13 +26,15 @@ export const run: CommandRun = async (args, ctx, input) => {
   const abort = new AbortController();
   let lock: FileLock;
   try {
-    lock = new FileLock(file, {
+    lock = new FileLock(target.path, {
       type: values.shared ? 'shared' : 'exclusive',
       timeout,
       signal: abort.signal,
+      isLockFile: target.kind === 'lock-file',
     });
   } catch (err) {
-    throw isOsError(err) ? new InputError('the lock file of', resolve(ctx.cwd, file), err) : err;
+    const what = target.kind === 'lock-file' ? 'lock file' : 'the lock file of';
+    throw isOsError(err) ? new InputError(what, target.shown, err) : err;
   }
   const stopWaiting = ctx.onSignal((signal) => abort.abort(signal));
   try {

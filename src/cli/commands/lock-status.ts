@@ -1,12 +1,13 @@
 /** `townlock lock status`: who holds which locks, like lslocks(8). */
-import { readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { holdersOfLockFile, type LockHolder, lockHolders } from '../../filelock/holders.js';
-import { lockPathFor } from '../../filelock/options.js';
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { resolveLockTarget } from '../../filelock/_target.js';
+import { holdersOfLockFile, type LockHolder } from '../../filelock/holders.js';
 import { expectPositionals } from '../args.js';
 import { EXIT } from '../errors.js';
 import { printJson, printTable } from '../output.js';
 import type { CommandRun } from '../spec.js';
+import { existingLockFile, lockDirOf, targetOf } from './_lock-target.js';
 
 /** A lock file and who holds it, as `lock status` reports it. */
 interface LockStatus {
@@ -15,17 +16,22 @@ interface LockStatus {
 }
 
 export const run: CommandRun = async (args, ctx, input) => {
-  const [target = ctx.cwd] =
-    args.positionals.length > 1 ? expectPositionals(args, ['FILE|DIR'], input.usage) : args.positionals;
-  const path = resolve(ctx.cwd, target);
-  const isDir = (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+  if (args.positionals.length > 1) expectPositionals(args, ['FILE|DIR'], input.usage);
+  const target = targetOf(args, ctx.cwd, input);
   let statuses: LockStatus[];
-  if (isDir) {
-    const dir = await lockDirOf(path);
-    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.lock')).sort();
-    statuses = names.map((n) => ({ lockPath: join(dir, n), holders: holdersOfLockFile(join(dir, n)) }));
+  if (target.kind === 'dir') {
+    const dir = lockDirOf(target.path);
+    const names = dir
+      ? fs
+          .readdirSync(dir)
+          .filter((n) => n.endsWith('.lock'))
+          .sort()
+      : [];
+    statuses = names.map((n) => ({ lockPath: join(dir!, n), holders: holdersOfLockFile(join(dir!, n)) }));
   } else {
-    statuses = [{ lockPath: lockPathFor(path), holders: await lockHolders(path) }];
+    const lock = existingLockFile(target);
+    const { lockPath, fsLockPath } = resolveLockTarget(target.path, undefined, target.kind === 'lock-file');
+    statuses = [{ lockPath, holders: lock ? holdersOfLockFile(fsLockPath) : [] }];
   }
   if (args.values.json) {
     printJson(ctx.stdout, { locks: statuses });
@@ -34,18 +40,9 @@ export const run: CommandRun = async (args, ctx, input) => {
   const rows = statuses.flatMap((s) =>
     s.holders.map((h) => [s.lockPath, String(h.pid), h.mode, h.since ?? '-', h.command ?? '-']),
   );
-  if (rows.length === 0)
-    ctx.stdout.write(
-      isDir
-        ? `no locks held (${statuses.length} lock file${statuses.length === 1 ? '' : 's'})\n`
-        : `not locked: ${statuses[0]!.lockPath}\n`,
-    );
-  else printTable(ctx, ['LOCK', 'PID', 'MODE', 'SINCE', 'COMMAND'], rows);
+  if (rows.length > 0) printTable(ctx, ['LOCK', 'PID', 'MODE', 'SINCE', 'COMMAND'], rows);
+  else if (target.kind === 'dir')
+    ctx.stdout.write(`no locks held (${statuses.length} lock file${statuses.length === 1 ? '' : 's'})\n`);
+  else ctx.stdout.write(`not locked: ${statuses[0]!.lockPath}\n`);
   return EXIT.ok;
 };
-
-/** DIR/.gastown/locks if it exists, else DIR (which may itself be a lock directory). */
-async function lockDirOf(dir: string): Promise<string> {
-  const nested = join(dir, '.gastown', 'locks');
-  return (await stat(nested).catch(() => undefined))?.isDirectory() ? nested : dir;
-}
