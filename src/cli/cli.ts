@@ -42,9 +42,11 @@ export async function runCli(argv: string[], ctx: CliContext, commands = COMMAND
     if (parsed.values.help) return print(ctx, commandHelp(spec));
     const registryFlag = parsed.values.registry ?? global.values.registry;
     const registry = registryPath(typeof registryFlag === 'string' ? registryFlag : undefined, ctx);
+    const offset = argv.length - args.length;
     const run = await spec.load();
     return await run(parsed, ctx, {
       registry,
+      bytesOf: (index) => ctx.argBytes?.[offset + index],
       name: `townlock ${spec.path.join(' ')}`,
       usage: spec.usage[0]!,
     });

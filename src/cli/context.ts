@@ -10,6 +10,11 @@ export interface Output {
 
 /** The environment a command runs in; `cli/main.ts` builds it from `process`. */
 export interface CliContext {
+  /**
+   * The raw bytes of each argument (index as in the argv given to runCli) that is not valid UTF-8, which
+   * Node decodes lossily; undefined entries (or no array) for text. File arguments use them as paths.
+   */
+  argBytes?: (Buffer | undefined)[];
   env: Record<string, string | undefined>;
   cwd: string;
   stdout: Output;

@@ -1,5 +1,7 @@
 /** The process entry point: the only place that touches process.argv, stdio, signals and exit codes. */
+import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { runCli } from './cli.js';
 import type { CliContext } from './context.js';
 
@@ -14,6 +16,7 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
     });
   }
   const ctx: CliContext = {
+    argBytes: rawArgBytes(argv),
     env: process.env,
     cwd: process.cwd(),
     stdout: process.stdout,
@@ -27,4 +30,30 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
     },
   };
   process.exitCode = await runCli(argv, ctx);
+}
+
+/**
+ * The raw bytes of the arguments that are not valid UTF-8, aligned with `argv`: Node decodes such
+ * arguments lossily (U+FFFD), so a file name like $'data\xff' would name another file. Linux keeps the
+ * bytes in /proc/self/cmdline, whose last entries are this process's arguments. Undefined when every
+ * argument is text, or when the bytes cannot be matched to `argv` with certainty.
+ */
+function rawArgBytes(argv: string[]): (Buffer | undefined)[] | undefined {
+  if (process.platform !== 'linux' || !argv.some((a) => a.includes('\uFFFD'))) return undefined;
+  let cmdline: Buffer;
+  try {
+    cmdline = readFileSync('/proc/self/cmdline');
+  } catch {
+    return undefined;
+  }
+  const entries: Buffer[] = [];
+  for (let start = 0; start < cmdline.length; ) {
+    const end = cmdline.indexOf(0, start);
+    entries.push(cmdline.subarray(start, end < 0 ? cmdline.length : end));
+    start = end < 0 ? cmdline.length : end + 1;
+  }
+  if (entries.length < argv.length) return undefined;
+  const mine = entries.slice(entries.length - argv.length);
+  if (mine.some((bytes, i) => bytes.toString('utf8') !== argv[i])) return undefined;
+  return mine.map((bytes) => (isUtf8(bytes) ? undefined : Buffer.from(bytes)));
 }

@@ -13,6 +13,11 @@ import type { ExitCode } from './errors.js';
 export interface CommandInput {
   /** The registry file (from --registry, $TOWNLOCK_REGISTRY or the default). */
   registry: string;
+  /**
+   * The raw bytes of the argument at `index` of the command's argument list when they are not valid
+   * UTF-8 (Node decodes such arguments lossily), else undefined.
+   */
+  bytesOf(index: number): Buffer | undefined;
   /** `townlock <group> <name>`, for messages. */
   name: string;
   /** The first usage line, for "missing ..." messages. */

@@ -540,6 +540,46 @@ describe('what FILE means', () => {
   });
 });
 
+describe('file names that are not UTF-8', () => {
+  test("lock run $'data\\xff' takes the lock flock(1) takes on $'.gastown/locks/data\\xff.lock'", async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const d = join(tmp.dir, `bytes${++seq}`);
+    mkdirSync(join(d, '.gastown', 'locks'), { recursive: true });
+    // Names spelled with printf's octal escapes: Node's argv cannot carry the bytes to a child.
+    const townlock = (args: string) =>
+      spawnSync('sh', ['-c', `"$0" "$1" ${args}`, process.execPath, BIN], {
+        cwd: d,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, HOME: tmp.dir },
+        timeout: 30_000,
+      });
+    const holder = start('sh', [
+      '-c',
+      'cd "$1" && exec flock -x "$(printf ".gastown/locks/data\\377.lock")" -c "echo held; read line"',
+      'sh',
+      d,
+    ]);
+    await holder.waitFor('held');
+    const busy = townlock('lock run -n "$(printf "data\\377")" true');
+    assert.equal(busy.status, 1, busy.stderr);
+    const status = townlock('lock status "$(printf "data\\377")"');
+    assert.match(status.stdout, new RegExp(`data\ufffd\\.lock\\s+${holder.proc.pid}\\s+exclusive`));
+    const direct = townlock('lock run -L -n "$(printf ".gastown/locks/data\\377.lock")" true');
+    assert.equal(direct.status, 1, direct.stderr);
+    holder.send('go');
+    assert.equal(await holder.exited(), 0);
+    const ran = townlock('lock run -n "$(printf "data\\377")" echo ran');
+    assert.equal(ran.status, 0, ran.stderr);
+    assert.equal(ran.stdout, 'ran\n');
+    const names = readdirSync(Buffer.from(join(d, '.gastown', 'locks')), { encoding: 'buffer' });
+    assert.deepEqual(
+      names.map((n) => n.toString('hex')),
+      [Buffer.from([...Buffer.from('data'), 0xff, ...Buffer.from('.lock')]).toString('hex')],
+      'one lock file, named with the raw byte, never U+FFFD',
+    );
+  });
+});
+
 describe('lock status and clean', () => {
   test('status shows holders in a table and as JSON; clean removes unheld lock files', async () => {
     const dir = join(tmp.dir, `status${++seq}`);

@@ -42,7 +42,9 @@ export function lockArgument(
       '-L FILE locks FILE itself; --protect FILE locks .gastown/locks/FILE.lock',
     );
   const shown = resolve(cwd, arg);
-  const path: FsPath = shown;
+  // A name that is not valid UTF-8 is used as the bytes it is, never as its lossy decoding.
+  const bytes = input.bytesOf(args.positionalIndexes[index]!);
+  const path: FsPath = bytes ? absoluteBytes(bytes, cwd) : shown;
   const isDir = fs.statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? arg.endsWith('/');
   if (isDir) {
     if (allowDir && !asLockFile && !protect) return { kind: 'dir', path: shown };
@@ -64,6 +66,11 @@ export function lockArgument(
       `write '${input.name} -L ${arg} ...' to lock it as flock(1) does, or '${input.name} --protect ${arg} ...' to protect it with a lock in .gastown/locks`,
     );
   return { kind: 'protected', path, shown };
+}
+
+/** `bytes` made absolute against `cwd`, still as bytes. */
+function absoluteBytes(bytes: Buffer, cwd: string): Buffer {
+  return bytes[0] === 0x2f ? bytes : Buffer.concat([Buffer.from(`${cwd}/`), bytes]);
 }
 
 /** `dir/name` for a hint, without doubling a trailing slash. */
