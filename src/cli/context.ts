@@ -23,4 +23,9 @@ export interface CliContext {
   spawn(command: string, args: string[], options: SpawnOptions): ChildProcess;
   /** Subscribes to the signals a wrapper must forward; returns the unsubscribe function. */
   onSignal(handler: (signal: NodeJS.Signals) => void): () => void;
+  /**
+   * Whether townlock is its terminal's foreground process group now: then the terminal delivered a
+   * Ctrl-C (SIGINT) or Ctrl-\ (SIGQUIT) to the children in its group too. Absent: never.
+   */
+  inForegroundProcessGroup?(): Promise<boolean>;
 }

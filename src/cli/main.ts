@@ -2,6 +2,7 @@
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { inForegroundProcessGroup } from './_terminal.js';
 import { runCli } from './cli.js';
 import type { CliContext } from './context.js';
 
@@ -22,6 +23,7 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
     stdout: process.stdout,
     stderr: process.stderr,
     spawn,
+    inForegroundProcessGroup,
     onSignal(handler) {
       for (const s of FORWARDED) process.on(s, handler);
       return () => {

@@ -17,7 +17,7 @@ const LOCK_NB = 4;
 const LOCK_UN = 8;
 
 /** The C library name koffi should load on this platform. */
-function libcName(): string {
+export function libcName(): string {
   if (process.platform === 'darwin') return 'libSystem.B.dylib';
   if (process.platform === 'linux') return 'libc.so.6';
   return 'libc.so.7';

@@ -86,7 +86,15 @@ function commandOf({ values, rest }: ParsedArgs, input: CommandInput): string[] 
   return argv;
 }
 
-/** Runs argv with inherited stdio, forwarding signals; resolves with its exit status (shell style). */
+/** Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\\). */
+const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT']);
+
+/**
+ * Runs argv with inherited stdio, forwarding signals; resolves with its exit status (shell style). The
+ * command runs in townlock's process group, as under flock(1): a Ctrl-C typed at the terminal reaches
+ * it directly, so INT and QUIT are forwarded only when townlock is not the terminal's foreground group
+ * (they came from kill(1), not from the keyboard). Forwarding keeps the order signals arrived in.
+ */
 function runChild([command, ...args]: string[], ctx: CliContext): Promise<ExitCode> {
   return new Promise<ExitCode>((resolvePromise) => {
     const child = ctx.spawn(command!, args, {
@@ -94,7 +102,14 @@ function runChild([command, ...args]: string[], ctx: CliContext): Promise<ExitCo
       env: ctx.env as NodeJS.ProcessEnv,
       cwd: ctx.cwd,
     });
-    const stopForwarding = ctx.onSignal((signal) => child.kill(signal));
+    let forwarding = Promise.resolve();
+    const forward = async (signal: NodeJS.Signals) => {
+      if (TERMINAL_SIGNALS.has(signal) && (await ctx.inForegroundProcessGroup?.())) return;
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    };
+    const stopForwarding = ctx.onSignal((signal) => {
+      forwarding = forwarding.then(() => forward(signal)).catch(() => {});
+    });
     child.on('error', (err: NodeJS.ErrnoException) => {
       stopForwarding();
       resolvePromise(printError(ctx, new RunError(command!, err)));
