@@ -7,7 +7,7 @@ import { nearest, parse, registryPath } from './args.js';
 import type { CliContext } from './context.js';
 import { EXIT, type ExitCode, UsageError } from './errors.js';
 import { commandHelp, groupHelp, mainHelp, VERSION } from './help.js';
-import { printError } from './output.js';
+import { printError, printLines } from './output.js';
 import { COMMANDS, type CommandSpec, HELP_OPTION, optionsOf, REGISTRY_OPTION } from './spec.js';
 
 const GLOBAL_OPTIONS = [REGISTRY_OPTION, HELP_OPTION, { long: 'version', short: 'V', help: '' }];
@@ -59,7 +59,7 @@ export async function runCli(argv: string[], ctx: CliContext, commands = COMMAND
 
 /** Writes help or version text to stdout; exit 0. */
 function print(ctx: CliContext, text: string): ExitCode {
-  ctx.stdout.write(text);
+  printLines(ctx.stdout, ...text.replace(/\n$/, '').split('\n'));
   return EXIT.ok;
 }
 

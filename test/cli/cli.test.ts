@@ -8,6 +8,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -416,6 +417,103 @@ describe('lock run', () => {
     assert.equal(await run.exited(), 7);
     assert.ok(run.lines.includes('got-term'));
     assert.equal(spawnSync('flock', ['-n', lockPath, 'true']).status, 0, 'released after it exits');
+  });
+});
+
+describe('hostile data never reaches the terminal raw', () => {
+  // C0 (ESC, BEL), C1 (CSI), DEL and a bidi override: none may appear raw in anything townlock prints.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+  test('machine list skips invalid entries with one sanitized warning each; show and errors are escaped', () => {
+    const registry = freshRegistry();
+    mkdirSync(join(registry, '..'), { recursive: true });
+    const evil = 'evil\u001b[2J';
+    writeFileSync(
+      registry,
+      JSON.stringify({
+        version: 1,
+        machines: {
+          [evil]: { name: evil, type: 'ssh', host: 'h' },
+          spoof: { name: 'spoof', type: 'ssh', host: 'x\u001b]0;pwned\u0007' },
+          ok: { name: 'ok', type: 'local', town_path: '/srv/\u009b2J\u202etown' },
+        },
+      }),
+    );
+    const g = ['--registry', registry];
+    const list = tl([...g, 'machine', 'list']);
+    assert.equal(list.code, 0, list.err);
+    assert.doesNotMatch(list.out + list.err, RAW);
+    assert.deepEqual(
+      list.out
+        .trimEnd()
+        .split('\n')
+        .map((l) => l.split(/\s+/)[0]),
+      ['NAME', 'local', 'ok'],
+    );
+    assert.match(list.out, /\/srv\/\\x9b2J\\u202etown/);
+    const warnings = list.err.trimEnd().split('\n');
+    assert.equal(warnings.length, 2, list.err);
+    assert.match(warnings[0]!, /^townlock: warning: skipping invalid machine "evil\\x1b\[2J": name /);
+    assert.match(warnings[1]!, /^townlock: warning: skipping invalid machine "spoof": host /);
+    const json = tl([...g, 'machine', 'list', '--json']);
+    assert.doesNotMatch(json.out, RAW);
+    assert.ok(json.out.includes('\\u009b2J\\u202etown'), json.out);
+    assert.deepEqual(
+      JSON.parse(json.out).map((m: { name: string }) => m.name),
+      ['local', 'ok'],
+    );
+    const show = tl([...g, 'machine', 'show', 'ok']);
+    assert.doesNotMatch(show.out, RAW);
+    assert.match(show.out, /^town:\s+\/srv\/\\x9b2J\\u202etown$/m);
+    const bad = tl([...g, 'machine', 'show', evil]);
+    assert.equal(bad.code, 65);
+    assert.doesNotMatch(bad.err, RAW);
+    assert.match(bad.err, /^townlock: .*evil.*\[ERR_INVALID_MACHINE\]\n$/);
+    for (const name of ['\u009b31mred', 'a\u202ecba', 'new\nline']) {
+      const missing = tl([...g, 'machine', 'remove', name]);
+      assert.equal(missing.code, 1);
+      assert.doesNotMatch(missing.err, RAW);
+      assert.equal(missing.err.split('\n').length, 2, 'still one line');
+    }
+  });
+
+  test('lock status on a hostile lock file: escaped holder info; FIFO and symlink lock files refused fast', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const d = join(tmp.dir, `hostile${++seq}`);
+    const lockDir = join(d, '.gastown', 'locks');
+    mkdirSync(lockDir, { recursive: true });
+    const lockFile = join(lockDir, 'state.json.lock');
+    const holder = start('flock', ['-x', lockFile, '-c', 'echo held; read line']);
+    await holder.waitFor('held');
+    // The holder info line a townlock holder would write, with escape sequences in every field.
+    writeFileSync(
+      lockFile,
+      `${JSON.stringify({ pid: holder.proc.pid, host: 'h\u001b[2J', command: 'x\u001b]0;t\u0007\u009b1m\u202e', since: '\u001bc' })}\n`,
+    );
+    const status = tl(['lock', 'status', join(d, 'state.json')]);
+    assert.equal(status.code, 0, status.err);
+    assert.doesNotMatch(status.out, RAW);
+    assert.match(status.out, new RegExp(`${holder.proc.pid}\\s+exclusive\\s+\\\\x1bc\\s+x\\\\x1b\\]0;t`));
+    const json = tl(['lock', 'status', '--json', d]);
+    assert.doesNotMatch(json.out, RAW);
+    assert.equal(JSON.parse(json.out).locks[0].holders[0].command, 'x\u001b]0;t\u0007\u009b1m\u202e');
+    holder.send('go');
+    assert.equal(await holder.exited(), 0);
+    spawnSync('mkfifo', [join(lockDir, 'fifo.json.lock')]);
+    symlinkSync('/dev/zero', join(lockDir, 'zero.json.lock'));
+    for (const [name, code] of [
+      ['fifo.json', 'ERR_LOCK_UNSAFE'],
+      ['zero.json', 'ERR_LOCK_SYMLINK'],
+    ]) {
+      const run = tl(['lock', 'run', '-w', '5', join(d, name!), 'echo', 'ran']);
+      assert.equal(run.code, 66, `${name}: ${run.err}`);
+      assert.equal(run.out, '');
+      assert.match(run.err, new RegExp(`\\[${code}\\]\\n$`));
+      const st = tl(['lock', 'status', join(d, name!)]);
+      assert.equal(st.code, 0, st.err);
+      assert.match(st.out, /^not locked: /);
+    }
   });
 });
 

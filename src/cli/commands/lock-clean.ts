@@ -2,6 +2,7 @@
 import { cleanLockFile, cleanStaleLocks } from '../../filelock/clean.js';
 import { expectPositionals } from '../args.js';
 import { EXIT } from '../errors.js';
+import { printLines } from '../output.js';
 import type { CommandRun } from '../spec.js';
 import { existingLockFile, targetOf } from './_lock-target.js';
 
@@ -10,12 +11,15 @@ export const run: CommandRun = async (args, ctx, input) => {
   const target = targetOf(args, ctx.cwd, input);
   if (target.kind === 'dir') {
     const removed = await cleanStaleLocks(target.path);
-    ctx.stdout.write(`removed ${removed} unused lock file${removed === 1 ? '' : 's'} from ${target.path}\n`);
+    printLines(
+      ctx.stdout,
+      `removed ${removed} unused lock file${removed === 1 ? '' : 's'} from ${target.path}`,
+    );
     return EXIT.ok;
   }
   const lock = existingLockFile(target);
-  if (!lock) ctx.stdout.write(`no lock file: nothing to remove for ${target.shown}\n`);
-  else if (await cleanLockFile(lock.fsLockPath)) ctx.stdout.write(`removed ${lock.lockPath}\n`);
-  else ctx.stdout.write(`kept ${lock.lockPath}: a process holds it or has it open\n`);
+  if (!lock) printLines(ctx.stdout, `no lock file: nothing to remove for ${target.shown}`);
+  else if (await cleanLockFile(lock.fsLockPath)) printLines(ctx.stdout, `removed ${lock.lockPath}`);
+  else printLines(ctx.stdout, `kept ${lock.lockPath}: a process holds it or has it open`);
   return EXIT.ok;
 };

@@ -5,7 +5,7 @@ import { resolveLockTarget } from '../../filelock/_target.js';
 import { holdersOfLockFile, type LockHolder } from '../../filelock/holders.js';
 import { expectPositionals } from '../args.js';
 import { EXIT } from '../errors.js';
-import { printJson, printTable } from '../output.js';
+import { printJson, printLines, printTable } from '../output.js';
 import type { CommandRun } from '../spec.js';
 import { existingLockFile, lockDirOf, targetOf } from './_lock-target.js';
 
@@ -42,7 +42,7 @@ export const run: CommandRun = async (args, ctx, input) => {
   );
   if (rows.length > 0) printTable(ctx, ['LOCK', 'PID', 'MODE', 'SINCE', 'COMMAND'], rows);
   else if (target.kind === 'dir')
-    ctx.stdout.write(`no locks held (${statuses.length} lock file${statuses.length === 1 ? '' : 's'})\n`);
-  else ctx.stdout.write(`not locked: ${statuses[0]!.lockPath}\n`);
+    printLines(ctx.stdout, `no locks held (${statuses.length} lock file${statuses.length === 1 ? '' : 's'})`);
+  else printLines(ctx.stdout, `not locked: ${statuses[0]!.lockPath}`);
   return EXIT.ok;
 };

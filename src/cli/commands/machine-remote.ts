@@ -3,7 +3,7 @@ import { constants } from 'node:os';
 import type { SshConnectionOptions } from '../../connection/ssh.js';
 import { expectPositionals, type ParsedArgs } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
-import { printJson } from '../output.js';
+import { printJson, printLines } from '../output.js';
 import type { CommandRun } from '../spec.js';
 import { openRegistry } from './machine.js';
 
@@ -41,6 +41,7 @@ export const exec: CommandRun = async (args, ctx, input) => {
   const stopForwarding = ctx.onSignal((signal) => abort.abort(signal));
   try {
     const r = await conn.exec(argv[0]!, argv.slice(1), { timeout, signal: abort.signal });
+    // The command's own output, byte for byte, as ssh(1) passes it: not townlock's text to sanitize.
     ctx.stdout.write(r.stdout);
     ctx.stderr.write(r.stderr);
     return r.code;
@@ -74,8 +75,10 @@ export const test: CommandRun = async (args, ctx, input) => {
     };
     if (args.values.json) printJson(ctx.stdout, result);
     else
-      ctx.stdout.write(
-        `ok ${name}: connected in ${result.connectMs} ms, round trip ${result.rttMs} ms\n${result.uname}\n`,
+      printLines(
+        ctx.stdout,
+        `ok ${name}: connected in ${result.connectMs} ms, round trip ${result.rttMs} ms`,
+        result.uname,
       );
     return result.ok ? EXIT.ok : EXIT.failure;
   } finally {

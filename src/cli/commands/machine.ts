@@ -3,7 +3,7 @@ import type { Machine } from '../../registry/machine.js';
 import { MachineRegistry } from '../../registry/registry.js';
 import { expectPositionals } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
-import { printJson, printTable } from '../output.js';
+import { printJson, printLines, printTable, printWarning } from '../output.js';
 import type { CommandRun } from '../spec.js';
 
 /** Opens the registry the options name. */
@@ -14,7 +14,11 @@ const row = (m: Machine) => [m.name, m.type, m.host ?? '-', m.keyPath ?? '-', m.
 
 export const list: CommandRun = async (args, ctx, input) => {
   expectPositionals(args, [], input.usage);
-  const machines = (await openRegistry(input.registry)).list();
+  const registry = await openRegistry(input.registry);
+  // Entries the file has but that are not valid machines are kept in the file and skipped here.
+  for (const bad of registry.invalid())
+    printWarning(ctx, `skipping invalid machine "${bad.machine ?? '?'}": ${bad.field} ${bad.detail}`);
+  const machines = registry.list();
   if (args.values.json) printJson(ctx.stdout, machines);
   else printTable(ctx, ['NAME', 'TYPE', 'HOST', 'KEY', 'TOWN'], machines.map(row));
   return EXIT.ok;
@@ -33,7 +37,7 @@ export const show: CommandRun = async (args, ctx, input) => {
       ['key', key!],
       ['town', town!],
     ];
-    ctx.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(6)} ${v}\n`).join(''));
+    printLines(ctx.stdout, ...rows.map(([k, v]) => `${`${k}:`.padEnd(6)} ${v}`));
   }
   return EXIT.ok;
 };
@@ -45,13 +49,13 @@ export const add: CommandRun = async (args, ctx, input) => {
   if (!type) throw new UsageError('missing --type (local or ssh)', `usage: ${input.usage}`);
   const machine = { name, type, host, keyPath: key, townPath: town } as Machine;
   await (await openRegistry(input.registry)).add(machine);
-  ctx.stdout.write(`added ${name}\n`);
+  printLines(ctx.stdout, `added ${name}`);
   return EXIT.ok;
 };
 
 export const remove: CommandRun = async (args, ctx, input) => {
   const [name] = expectPositionals(args, ['NAME'], input.usage);
   await (await openRegistry(input.registry)).remove(name!);
-  ctx.stdout.write(`removed ${name}\n`);
+  printLines(ctx.stdout, `removed ${name}`);
   return EXIT.ok;
 };
