@@ -207,6 +207,8 @@ describe('machine commands', () => {
   test('add, list, show, remove with human and JSON output', () => {
     const registry = freshRegistry();
     const g = ['--registry', registry];
+    const key = join(tmp.dir, 'id_test');
+    writeFileSync(key, 'not really a key', { mode: 0o600 });
     assert.deepEqual(JSON.parse(tl([...g, 'machine', 'list', '--json']).out), [
       { name: 'local', type: 'local' },
     ]);
@@ -220,7 +222,7 @@ describe('machine commands', () => {
       '--host',
       'deploy@build-01:2222',
       '--key',
-      '/k',
+      key,
       '--town',
       '/srv/town',
     ]);
@@ -236,7 +238,7 @@ describe('machine commands', () => {
       name: 'build-01',
       type: 'ssh',
       host: 'deploy@build-01:2222',
-      keyPath: '/k',
+      keyPath: key,
       townPath: '/srv/town',
     });
     assert.match(tl([...g, 'machine', 'show', 'build-01']).out, /host:\s+deploy@build-01:2222/);
@@ -270,6 +272,41 @@ describe('machine commands', () => {
     const unreadable = tl(['--registry', tmp.dir, 'machine', 'list']);
     assert.equal(unreadable.code, 66, 'a registry that cannot be read is an input that cannot be opened');
     assert.match(unreadable.err, /\[ERR_REGISTRY_IO\]\n$/);
+  });
+
+  test('machine add: a --key that does not exist is 66, --type local with --host or --key is 64', () => {
+    const registry = freshRegistry();
+    const g = ['--registry', registry];
+    const home = join(tmp.dir, `keyhome${++seq}`);
+    mkdirSync(join(home, '.ssh'), { recursive: true });
+    const missing = tl([...g, 'machine', 'add', 'a', '--host', 'a', '--key', '~/.ssh/nope'], { HOME: home });
+    assert.equal(missing.code, 66);
+    assert.equal(
+      missing.err,
+      `townlock: cannot open key file ${join(home, '.ssh', 'nope')}: no such file or directory [ENOENT]\n`,
+    );
+    for (const extra of [
+      ['--host', 'h'],
+      ['--key', '~/.ssh/id'],
+    ]) {
+      const local = tl([...g, 'machine', 'add', 'l', '--type', 'local', ...extra]);
+      assert.equal(local.code, 64, extra.join(' '));
+      assert.match(local.err, new RegExp(`^townlock: --type local takes no ${extra[0]} .*; .*'--type ssh'`));
+    }
+    assert.ok(!existsSync(registry), 'nothing was written');
+    writeFileSync(join(home, '.ssh', 'id'), 'key');
+    writeFileSync(join(home, 'rel-key'), 'key');
+    assert.equal(
+      tl([...g, 'machine', 'add', 'a', '--host', 'a', '--key', '~/.ssh/id'], { HOME: home }).code,
+      0,
+    );
+    assert.equal(tl([...g, 'machine', 'add', 'b', '--host', 'b', '--key', 'rel-key'], {}, home).code, 0);
+    const stored = JSON.parse(tl([...g, 'machine', 'list', '--json']).out);
+    assert.deepEqual(
+      stored.map((m: { keyPath?: string }) => m.keyPath),
+      ['~/.ssh/id', join(home, 'rel-key'), undefined],
+      '~ is kept for each user to expand; a relative path is made absolute',
+    );
   });
 
   test('registry location: --registry, then TOWNLOCK_REGISTRY, then XDG_CONFIG_HOME or ~/.config', () => {

@@ -1,8 +1,12 @@
 /** `townlock machine list|show|add|remove`: read and change the registry. */
+import fs from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Machine } from '../../registry/machine.js';
 import { MachineRegistry } from '../../registry/registry.js';
 import { expectPositionals } from '../args.js';
-import { EXIT, UsageError } from '../errors.js';
+import type { CliContext } from '../context.js';
+import { EXIT, InputError, isOsError, UsageError } from '../errors.js';
 import { printJson, printLines, printTable, printWarning } from '../output.js';
 import type { CommandRun } from '../spec.js';
 
@@ -47,11 +51,35 @@ export const add: CommandRun = async (args, ctx, input) => {
   const { type: typeFlag, host, key, town } = args.values as Record<string, string | undefined>;
   const type = typeFlag ?? (host !== undefined ? 'ssh' : undefined);
   if (!type) throw new UsageError('missing --type (local or ssh)', `usage: ${input.usage}`);
-  const machine = { name, type, host, keyPath: key, townPath: town } as Machine;
+  if (type === 'local' && (host !== undefined || key !== undefined))
+    throw new UsageError(
+      `--type local takes no ${host !== undefined ? '--host' : '--key'} (the local machine is this one)`,
+      `drop it, or write '--type ssh' for a machine reached over SSH`,
+    );
+  const machine = { name, type, host, keyPath: key && keyPath(key, ctx), townPath: town } as Machine;
   await (await openRegistry(input.registry)).add(machine);
   printLines(ctx.stdout, `added ${name}`);
   return EXIT.ok;
 };
+
+/**
+ * The key file as stored: `~` kept (expanded when connecting, as the Go tool does), a relative path made
+ * absolute (it would otherwise depend on the directory of each later command). It must be a readable
+ * file now: an InputError (exit 66) otherwise.
+ */
+function keyPath(key: string, ctx: CliContext): string {
+  const home = ctx.env.HOME || homedir();
+  const expanded =
+    key === '~' ? home : key.startsWith('~/') ? join(home, key.slice(2)) : resolve(ctx.cwd, key);
+  try {
+    if (!fs.statSync(expanded).isFile())
+      throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+    fs.accessSync(expanded, fs.constants.R_OK);
+  } catch (err) {
+    throw isOsError(err) ? new InputError('key file', expanded, err) : err;
+  }
+  return key === '~' || key.startsWith('~/') ? key : expanded;
+}
 
 export const remove: CommandRun = async (args, ctx, input) => {
   const [name] = expectPositionals(args, ['NAME'], input.usage);
