@@ -120,3 +120,13 @@ test('each command loads its own module only: machine list no koffi or ssh2, loc
   );
   assert.deepEqual(fromPackage(run, 'ssh2'), []);
 });
+
+test('node:child_process (about 15 ms) is loaded only to start a command', () => {
+  for (const args of [
+    ['--input-type=module', '-e', "await import('townlock')"],
+    [BIN, '--version'],
+    [BIN, 'machine', 'list'],
+  ]) {
+    assert.ok(!modulesLoadedBy(args).includes('node:child_process'), args.join(' '));
+  }
+});

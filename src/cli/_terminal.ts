@@ -33,13 +33,9 @@ export async function inForegroundProcessGroup(): Promise<boolean> {
   }
 }
 
-/** Loads tcgetpgrp and getpgrp from the C library. */
+/** Loads tcgetpgrp and getpgrp from the C library (through the lock backend's koffi). */
 async function loadLibc(): Promise<NonNullable<typeof libc>> {
-  const [{ default: koffi }, { libcName }] = await Promise.all([
-    import('koffi'),
-    import('../filelock/backend-flock.js'),
-  ]);
-  const lib = koffi.load(libcName());
+  const lib = (await import('../filelock/backend-flock.js')).loadLibc();
   return {
     tcgetpgrp: lib.func('int tcgetpgrp(int fd)') as (fd: number) => number,
     getpgrp: lib.func('int getpgrp(void)') as () => number,
