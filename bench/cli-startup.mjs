@@ -11,7 +11,7 @@ import { fmt, percentile, printTable, scratch } from './_util.mjs';
 const REPS = Number(process.env.BENCH_REPS ?? 30);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
 const root = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
-const bin = join(root, 'bin', 'townlock.js');
+const bin = join(root, 'bin', 'townlock.cjs');
 const dir = scratch('cli-startup');
 const file = join(dir, 'state.json');
 const registry = join(dir, 'machines.json');

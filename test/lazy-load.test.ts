@@ -1,6 +1,8 @@
 /**
  * Start-up cost: what a program or a CLI command loads. ssh2 (about 100 ms) is loaded only when an SSH
- * connection is opened, koffi only when a lock is taken, and `townlock --version` loads no command.
+ * connection is opened, koffi only when a lock is taken, node:child_process only to start a command;
+ * the CLI (bundled into dist/cli.cjs) loads none of them for --version or --help, and its unbundled
+ * modules in dist/cli/ import each command's module only when that command runs.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -14,7 +16,8 @@ after(tmp.remove);
 const ROOT = resolve(DIST, '..');
 
 // Module hooks that log every URL an `import` resolves to, and a preload that installs them and, at exit,
-// adds every CommonJS module loaded through require() (ssh2 is CommonJS).
+// adds every CommonJS module loaded through require() (ssh2 and the bundled CLI are CommonJS) and every
+// builtin loaded by then (as builtin:NAME, from process.moduleLoadList).
 const HOOKS = join(tmp.dir, 'hooks.mjs');
 writeFileSync(
   HOOKS,
@@ -36,7 +39,10 @@ import { createRequire, register } from 'node:module';
 const log = process.env.TRACE_LOG;
 register(${JSON.stringify(`file://${HOOKS}`)}, import.meta.url, { data: { log } });
 const require = createRequire(import.meta.url);
-process.on('exit', () => appendFileSync(log, Object.keys(require.cache).join('\\n') + '\\n'));
+process.on('exit', () => {
+  const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => 'builtin:' + m.slice(13));
+  appendFileSync(log, [...Object.keys(require.cache), ...builtins].join('\\n') + '\\n');
+});
 `,
 );
 
@@ -81,52 +87,65 @@ await c.close();`;
   assert.notDeepEqual(fromPackage(loaded, 'ssh2'), []);
 });
 
-const BIN = join(ROOT, 'bin', 'townlock.js');
+const BIN = join(ROOT, 'bin', 'townlock.cjs');
+/** Runs the unbundled CLI (dist/cli/main.js, module by module) with the arguments that follow. */
+const UNBUNDLED = [
+  '--input-type=module',
+  '-e',
+  `const { runMain } = await import(${JSON.stringify(join(DIST, 'cli', 'main.js'))}); await runMain(process.argv.slice(1));`,
+  '--', // what follows is the CLI's, not node's (--version, --help)
+];
 /** The command modules (not their light help tables, nor helpers named _x.js) a run of the CLI loaded. */
 const commandModules = (loaded: string[]) =>
-  loaded.filter(
-    (m) => m.includes('/dist/cli/commands/') && !m.endsWith('-specs.js') && !m.includes('/commands/_'),
-  );
+  loaded
+    .filter(
+      (m) => m.includes('/dist/cli/commands/') && !m.endsWith('-specs.js') && !m.includes('/commands/_'),
+    )
+    .map((m) => m.slice(m.lastIndexOf('/') + 1));
+const HELP_ARGS = [['--version'], ['--help'], ['machine', '--help'], ['lock', 'run', '--help']];
 
-test('townlock --version and --help load no command module, ssh2 or koffi', () => {
-  for (const args of [['--version'], ['--help'], ['machine', '--help'], ['lock', 'run', '--help']]) {
+test('townlock --version and --help load no ssh2, koffi or child_process', () => {
+  for (const args of HELP_ARGS) {
     const loaded = modulesLoadedBy([BIN, ...args]);
+    assert.ok(
+      loaded.some((m) => m.endsWith('/dist/cli.cjs')),
+      `${args.join(' ')}: the bundle ran`,
+    );
+    assert.deepEqual(fromPackage(loaded, 'ssh2'), [], args.join(' '));
+    assert.deepEqual(fromPackage(loaded, 'koffi'), [], args.join(' '));
+    assert.ok(!loaded.includes('builtin:child_process'), args.join(' '));
+  }
+});
+
+test('machine list loads no koffi, ssh2 or child_process; lock run no ssh2', () => {
+  const list = modulesLoadedBy([BIN, 'machine', 'list']);
+  assert.deepEqual(fromPackage(list, 'ssh2'), []);
+  assert.deepEqual(fromPackage(list, 'koffi'), []);
+  assert.ok(!list.includes('builtin:child_process'));
+  const run = modulesLoadedBy([BIN, 'lock', 'run', '-n', join(tmp.dir, 'state'), 'true']);
+  assert.deepEqual(fromPackage(run, 'ssh2'), []);
+  assert.notDeepEqual(fromPackage(run, 'koffi'), [], 'traced: the lock needs koffi');
+});
+
+test('unbundled, --help and --version load no command module; each command loads its own only', () => {
+  for (const args of HELP_ARGS) {
+    const loaded = modulesLoadedBy([...UNBUNDLED, ...args]);
     assert.ok(
       loaded.some((m) => m.endsWith('/dist/cli/cli.js')),
       `${args.join(' ')}: traced`,
     );
     assert.deepEqual(commandModules(loaded), [], args.join(' '));
-    assert.deepEqual(fromPackage(loaded, 'ssh2'), [], args.join(' '));
-    assert.deepEqual(fromPackage(loaded, 'koffi'), [], args.join(' '));
     assert.ok(
       !loaded.some((m) => m.includes('/dist/registry/') || m.includes('/dist/filelock/')),
       args.join(' '),
     );
   }
+  assert.deepEqual(commandModules(modulesLoadedBy([...UNBUNDLED, 'machine', 'list'])), ['machine.js']);
+  const run = modulesLoadedBy([...UNBUNDLED, 'lock', 'run', '-n', join(tmp.dir, 'state'), 'true']);
+  assert.deepEqual(commandModules(run), ['lock-run.js']);
 });
 
-test('each command loads its own module only: machine list no koffi or ssh2, lock run no ssh2', () => {
-  const list = modulesLoadedBy([BIN, 'machine', 'list']);
-  assert.deepEqual(
-    commandModules(list).map((m) => m.slice(m.lastIndexOf('/') + 1)),
-    ['machine.js'],
-  );
-  assert.deepEqual(fromPackage(list, 'ssh2'), []);
-  assert.deepEqual(fromPackage(list, 'koffi'), []);
-  const run = modulesLoadedBy([BIN, 'lock', 'run', '-n', join(tmp.dir, 'state'), 'true']);
-  assert.deepEqual(
-    commandModules(run).map((m) => m.slice(m.lastIndexOf('/') + 1)),
-    ['lock-run.js'],
-  );
-  assert.deepEqual(fromPackage(run, 'ssh2'), []);
-});
-
-test('node:child_process (about 15 ms) is loaded only to start a command', () => {
-  for (const args of [
-    ['--input-type=module', '-e', "await import('townlock')"],
-    [BIN, '--version'],
-    [BIN, 'machine', 'list'],
-  ]) {
-    assert.ok(!modulesLoadedBy(args).includes('node:child_process'), args.join(' '));
-  }
+test("node:child_process (about 15 ms) is not loaded by import 'townlock'", () => {
+  const loaded = modulesLoadedBy(['--input-type=module', '-e', "await import('townlock')"]);
+  assert.ok(!loaded.includes('builtin:child_process'));
 });

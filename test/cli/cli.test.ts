@@ -16,7 +16,7 @@ import { after, afterEach, describe, test } from 'node:test';
 import { FileLock } from '../../src/filelock/index.js';
 import { DIST, fixture, reapAll, requireTool, start, tempDir } from '../multiprocess/helpers.js';
 
-const BIN = resolve(DIST, '..', 'bin', 'townlock.js');
+const BIN = resolve(DIST, '..', 'bin', 'townlock.cjs');
 const tmp = tempDir('townlock-cli-');
 after(tmp.remove);
 afterEach(reapAll);

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { DIST, reapAll, requireTool, start, tempDir } from '../multiprocess/helpers.js';
 
-const BIN = resolve(DIST, '..', 'bin', 'townlock.js');
+const BIN = resolve(DIST, '..', 'bin', 'townlock.cjs');
 const tmp = tempDir('townlock-signals-');
 after(tmp.remove);
 afterEach(reapAll);

@@ -66,7 +66,7 @@ async function allGone(pidFile: string): Promise<void> {
   await eventually(async () => pids.every(isGone), `processes ${pids.join(' ')} to end`);
 }
 
-const BIN = join(DIST, '..', 'bin', 'townlock.js');
+const BIN = join(DIST, '..', 'bin', 'townlock.cjs');
 /** Runs the built CLI to completion, with `env` added to this process's environment. */
 const tl = (args: string[], env: Record<string, string> = {}) =>
   spawnSync(process.execPath, [BIN, ...args], {
