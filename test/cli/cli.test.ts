@@ -346,6 +346,7 @@ describe('lock run', () => {
     const r = tl(['lock', 'run', file, '-c', 'echo "$((20+22))"']);
     assert.equal(r.code, 0);
     assert.equal(r.out, '42\n');
+    assert.equal(tl(['lock', 'run', file, 'sh', '-c', 'kill -KILL $$']).code, 128 + 9, 'died of signal 9');
     const missing = tl(['lock', 'run', file, '--', 'no-such-command-xyz']);
     assert.equal(missing.code, 69);
     assert.equal(missing.err, 'townlock: cannot run no-such-command-xyz: command not found [ENOENT]\n');
