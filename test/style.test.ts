@@ -54,3 +54,15 @@ test('library modules never import the CLI', () => {
     assert.ok(!text.includes("from '../cli/"), `${path} imports the CLI`);
   }
 });
+
+test('the CLI prints only through output.ts (sanitized), except the raw output of machine exec', () => {
+  for (const { path, text } of files) {
+    if (!path.startsWith(join('src', 'cli')) || path.endsWith('main.ts') || path.endsWith('output.ts'))
+      continue;
+    const writes = text.split('\n').filter((line) => /\.write\(/.test(line));
+    const allowed = path.endsWith('machine-remote.ts')
+      ? writes.filter((l) => !/ctx\.(stdout|stderr)\.write\(r\.(stdout|stderr)\);/.test(l))
+      : writes;
+    assert.deepEqual(allowed, [], `${path} writes around output.ts`);
+  }
+});

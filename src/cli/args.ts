@@ -1,54 +1,161 @@
-/** Argument parsing on top of node:util parseArgs, with usage errors instead of TypeErrors. */
+/**
+ * A getopt-like argument parser, with messages townlock writes itself (one line, saying what to type).
+ *
+ * - `--long value`, `--long=value`, `-x`, clusters `-sn`, `-w5` and `-w 5`; `--` ends options.
+ * - An option that takes a value always takes the next argument, even one starting with `-`
+ *   (`--host -oProxyCommand=x`, `-w -1`): the command's validation then refuses it by name.
+ * - No abbreviations of long options (a unique prefix today is an ambiguous one tomorrow).
+ * - `stopAtPositional`: the first positional ends the options and everything after it is returned as
+ *   is (`lock run FILE COMMAND...`, `machine exec NAME COMMAND...`), as flock(1) does.
+ */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { CliContext } from './context.js';
-import { UsageError } from './context.js';
+import { UsageError } from './errors.js';
 
-/** Option definitions, as parseArgs takes them. */
-export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+/** One option a command takes. */
+export interface OptionSpec {
+  /** Long name without dashes; the key in {@link ParsedArgs.values}. */
+  long: string;
+  /** One-letter form. */
+  short?: string;
+  /** Other long names for the same option. */
+  aliases?: string[];
+  /** Name of the value for options that take one (`SECONDS`); absent for flags. */
+  value?: string;
+  /** One line of help. */
+  help: string;
+}
 
-const HELP = { help: { type: 'boolean', short: 'h' } } as const;
+/** What a command line says, option by option. */
+export interface ParsedArgs {
+  /** Flags are `true`, options with a value their (last) value. */
+  values: Record<string, string | true>;
+  /** Positional arguments (with stopAtPositional: only the first). */
+  positionals: string[];
+  /** Where each positional was in the parsed argument list (to find its raw bytes). */
+  positionalIndexes: number[];
+  /** With stopAtPositional: every argument after the first positional, as given. */
+  rest: string[];
+}
 
-/** Parsed option values: booleans for flags, strings for options that take a value. */
-export type Values<T> = { [K in keyof T]?: T[K] extends { type: 'boolean' } ? boolean : string };
-
-/** Parses `args` strictly; unknown options and missing values become UsageErrors. */
-export function parse<T extends OptionSpec>(
-  args: string[],
-  options: T,
-): { values: Values<T>; positionals: string[] } {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      options: { ...options, ...HELP },
-      allowPositionals: true,
-      strict: true,
-    });
-    return { values: values as Values<T>, positionals };
-  } catch (err) {
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional.*$/s, ''));
+/**
+ * Parses `args` against `options`. Unknown options, missing values and values given to flags are
+ * UsageErrors naming the option (and the nearest known one).
+ */
+export function parse(args: string[], options: OptionSpec[], stopAtPositional = false): ParsedArgs {
+  const parsed: ParsedArgs = { values: {}, positionals: [], positionalIndexes: [], rest: [] };
+  let optionsEnded = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (optionsEnded || arg === '-' || !arg.startsWith('-')) {
+      parsed.positionals.push(arg);
+      parsed.positionalIndexes.push(i);
+      if (stopAtPositional) {
+        parsed.rest = args.slice(i + 1);
+        break;
+      }
+      continue;
+    }
+    if (arg === '--') {
+      optionsEnded = true;
+      continue;
+    }
+    const next = () => {
+      if (i + 1 >= args.length) return undefined;
+      return args[++i];
+    };
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      const name = arg.slice(2, eq < 0 ? undefined : eq);
+      const spec = options.find((o) => o.long === name || o.aliases?.includes(name));
+      if (!spec) throw unknownOption(`--${name}`, options);
+      if (spec.value === undefined) {
+        if (eq >= 0) throw new UsageError(`option '--${name}' takes no value`, `write '--${name}' alone`);
+        parsed.values[spec.long] = true;
+      } else {
+        const value = eq >= 0 ? arg.slice(eq + 1) : next();
+        if (value === undefined) throw missingValue(`--${name}`, spec);
+        parsed.values[spec.long] = value;
+      }
+      continue;
+    }
+    // A cluster of short options: flags, then at most one option whose value is the rest or the next arg.
+    for (let j = 1; j < arg.length; j++) {
+      const letter = arg[j]!;
+      const spec = options.find((o) => o.short === letter);
+      if (!spec) throw unknownOption(`-${letter}`, options);
+      if (spec.value === undefined) {
+        parsed.values[spec.long] = true;
+        continue;
+      }
+      const value = j + 1 < arg.length ? arg.slice(j + 1) : next();
+      if (value === undefined) throw missingValue(`-${letter}`, spec);
+      parsed.values[spec.long] = value;
+      break;
+    }
   }
+  return parsed;
 }
 
-/** Splits argv at the first `--`: the part before, and the command after (undefined if none). */
-export function splitAtDashDash(args: string[]): [string[], string[] | undefined] {
-  const i = args.indexOf('--');
-  return i < 0 ? [args, undefined] : [args.slice(0, i), args.slice(i + 1)];
+/** The error for an option a command does not take, suggesting the nearest long one it does. */
+function unknownOption(given: string, options: OptionSpec[]): UsageError {
+  // One letter is too little to guess from: only long options get a suggestion.
+  const names = options.flatMap((o) => [`--${o.long}`, ...(o.aliases ?? []).map((a) => `--${a}`)]);
+  const near = given.startsWith('--') ? nearest(given, names) : undefined;
+  return new UsageError(`unknown option '${given}'`, near ? `did you mean '${near}'?` : undefined);
 }
 
-/** The registry path: --registry, else $TOWNLOCK_REGISTRY, else $XDG_CONFIG_HOME/townlock/machines.json. */
+/** The error for an option given without its value. */
+function missingValue(given: string, spec: OptionSpec): UsageError {
+  return new UsageError(`option '${given}' needs a value`, `write '${given} ${spec.value}'`);
+}
+
+/** The known name closest to `given`, if it is close enough to be a typo of it. */
+export function nearest(given: string, known: string[]): string | undefined {
+  let best: { name: string; d: number } | undefined;
+  for (const name of known) {
+    const d = distance(given, name);
+    if (!best || d < best.d) best = { name, d };
+  }
+  return best && best.d <= Math.max(2, Math.floor(given.length / 3)) ? best.name : undefined;
+}
+
+/** Levenshtein edit distance. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** Requires exactly these positionals (by name, for the message) and returns them. */
+export function expectPositionals(parsed: ParsedArgs, names: string[], usage: string): string[] {
+  const given = parsed.positionals;
+  if (given.length < names.length)
+    throw new UsageError(`missing ${names.slice(given.length).join(' ')}`, `usage: ${usage}`);
+  if (given.length > names.length)
+    throw new UsageError(`unexpected argument '${given[names.length]}'`, `usage: ${usage}`);
+  return given;
+}
+
+/**
+ * The registry path: `--registry` (never empty), else `$TOWNLOCK_REGISTRY` (empty counts as unset), else
+ * `${XDG_CONFIG_HOME:-~/.config}/townlock/machines.json`.
+ */
 export function registryPath(flag: string | undefined, ctx: CliContext): string {
-  if (flag) return flag;
+  if (flag !== undefined) {
+    if (flag === '') throw new UsageError("--registry needs a PATH, got ''", "write '--registry PATH'");
+    return flag;
+  }
   if (ctx.env.TOWNLOCK_REGISTRY) return ctx.env.TOWNLOCK_REGISTRY;
   const config = ctx.env.XDG_CONFIG_HOME || join(ctx.env.HOME || homedir(), '.config');
   return join(config, 'townlock', 'machines.json');
-}
-
-/** Requires exactly `names.length` positionals, naming the missing or extra ones. */
-export function positionals(values: string[], names: string[]): string[] {
-  if (values.length < names.length) throw new UsageError(`missing ${names.slice(values.length).join(' ')}`);
-  if (values.length > names.length)
-    throw new UsageError(`unexpected argument ${JSON.stringify(values[names.length])}`);
-  return values;
 }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
 import { runCli } from './cli.js';
 import type { CliContext } from './context.js';
+import type { CommandSpec } from './spec.js';
 
 const dir = scratchDir('townlock-cli-unit-');
 
@@ -51,4 +52,29 @@ test('--json output is one parseable document even on a terminal', async () => {
   const tty = fakeContext({});
   assert.equal(await runCli(['machine', 'list', '--json'], tty.ctx), 0);
   assert.deepEqual(JSON.parse(tty.out()), [{ name: 'local', type: 'local' }]);
+});
+
+test('an internal error (a bug) exits 70 with its stack, sanitized', async () => {
+  const plain = fakeContext({ NO_COLOR: '1' });
+  const broken: CommandSpec = {
+    path: ['machine', 'list'],
+    summary: 'broken',
+    usage: ['townlock machine list'],
+    options: [],
+    example: 'townlock machine list',
+    load: async () => async () => {
+      throw new TypeError('cannot read x of undefined\u001b[2J');
+    },
+  };
+  assert.equal(await runCli(['machine', 'list'], plain.ctx, [broken]), 70);
+  const [first, ...stack] = plain.err().trimEnd().split('\n');
+  assert.equal(
+    first,
+    'townlock: internal error (a bug in townlock; please report it): cannot read x of undefined\\x1b[2J',
+  );
+  assert.match(stack[0]!, /^TypeError: cannot read x of undefined\\x1b\[2J$/);
+  assert.ok(
+    stack.some((l) => /^\s+at /.test(l)),
+    'the stack is printed',
+  );
 });

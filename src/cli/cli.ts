@@ -1,176 +1,73 @@
 /**
  * The townlock command line: global options, dispatch, help and error reporting. Pure: everything
- * outside comes through the CliContext that cli/main.ts builds.
+ * outside comes through the CliContext that cli/main.ts builds. A command's module is imported only
+ * when that command runs; --help and --version load none.
  */
-import { TownlockError } from '../errors.js';
-import { registryPath } from './args.js';
-import { lockClean, lockRun, lockStatus } from './commands/lock.js';
-import {
-  machineAdd,
-  machineExec,
-  machineList,
-  machineRemove,
-  machineShow,
-  machineTest,
-} from './commands/machine.js';
-import type { Command } from './commands/types.js';
-import { type CliContext, EXIT, type ExitCode, UsageError } from './context.js';
-import { printError } from './output.js';
+import { nearest, parse, registryPath } from './args.js';
+import type { CliContext } from './context.js';
+import { EXIT, type ExitCode, UsageError } from './errors.js';
+import { commandHelp, groupHelp, mainHelp, VERSION } from './help.js';
+import { printError, printLines } from './output.js';
+import { COMMANDS, type CommandSpec, HELP_OPTION, optionsOf, REGISTRY_OPTION } from './spec.js';
 
-/** Every command, in help order. */
-export const COMMANDS: Command[] = [
-  machineList,
-  machineShow,
-  machineAdd,
-  machineRemove,
-  machineExec,
-  machineTest,
-  lockRun,
-  lockStatus,
-  lockClean,
-];
-
-const VERSION = '0.1.0';
+const GLOBAL_OPTIONS = [REGISTRY_OPTION, HELP_OPTION, { long: 'version', short: 'V', help: '' }];
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
-export async function runCli(
-  argv: string[],
-  ctx: CliContext,
-  commands: Command[] = COMMANDS,
-): Promise<ExitCode> {
-  let args: string[];
-  let registryFlag: string | undefined;
+export async function runCli(argv: string[], ctx: CliContext, commands = COMMANDS): Promise<ExitCode> {
+  let spec: CommandSpec | undefined;
   try {
-    [args, registryFlag] = takeRegistryFlag(argv);
-  } catch (err) {
-    printError(ctx, err);
-    return EXIT.usage;
-  }
-  const [group, name] = args;
-  if (group === undefined || group === '--help' || group === '-h' || group === 'help') {
-    ctx.stdout.write(mainHelp(commands));
-    return group === undefined ? EXIT.usage : EXIT.ok;
-  }
-  if (group === '--version' || group === '-V') {
-    ctx.stdout.write(`townlock ${VERSION}\n`);
-    return EXIT.ok;
-  }
-  const groups = [...new Set(commands.map((c) => c.path[0]!))];
-  if (!groups.includes(group)) return unknown(ctx, group, groups, 'command');
-  const inGroup = commands.filter((c) => c.path[0] === group);
-  if (name === undefined || name === '--help' || name === '-h') {
-    ctx.stdout.write(groupHelp(group, inGroup));
-    return name === undefined ? EXIT.usage : EXIT.ok;
-  }
-  const command = inGroup.find((c) => c.path[1] === name);
-  if (!command)
-    return unknown(
-      ctx,
-      `${group} ${name}`,
-      inGroup.map((c) => c.path.join(' ')),
-      'command',
-    );
-  const rest = args.slice(2);
-  const beforeDashDash = rest.indexOf('--') < 0 ? rest : rest.slice(0, rest.indexOf('--'));
-  if (beforeDashDash.includes('--help') || beforeDashDash.includes('-h')) {
-    ctx.stdout.write(commandHelp(command));
-    return EXIT.ok;
-  }
-  try {
-    return await command.run(rest, ctx, { registry: registryPath(registryFlag, ctx) });
-  } catch (err) {
-    printError(ctx, err);
-    if (err instanceof UsageError) {
-      ctx.stderr.write(
-        `usage: ${command.usage}\nRun 'townlock ${command.path.join(' ')} --help' for more.\n`,
+    const global = parse(argv, GLOBAL_OPTIONS, true);
+    if (global.values.help) return print(ctx, mainHelp(commands));
+    if (global.values.version) return print(ctx, `townlock ${VERSION}\n`);
+    const [group] = global.positionals;
+    if (group === undefined) throw new UsageError('missing command', "see 'townlock --help' for the list");
+    const groups = [...new Set(commands.map((c) => c.path[0]))];
+    if (!groups.includes(group)) throw unknownCommand(group, groups);
+    const inGroup = commands.filter((c) => c.path[0] === group);
+    const [name, ...args] = global.rest;
+    if (name === '--help' || name === '-h') return print(ctx, groupHelp(group, inGroup));
+    if (name === undefined || name.startsWith('-'))
+      throw new UsageError(
+        name === undefined
+          ? `missing ${group} command`
+          : `unknown option '${name}' before the ${group} command`,
+        `give one of: ${inGroup.map((c) => c.path[1]).join(', ')} (see 'townlock ${group} --help')`,
       );
-      return EXIT.usage;
+    spec = inGroup.find((c) => c.path[1] === name || c.aliases?.includes(name));
+    if (!spec) {
+      const names = inGroup.flatMap((c) => [c.path[1], ...(c.aliases ?? [])].map((n) => `${group} ${n}`));
+      throw unknownCommand(`${group} ${name}`, names);
     }
-    if (!(err instanceof TownlockError) && !(err as NodeJS.ErrnoException)?.code) {
-      ctx.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
-    }
-    return EXIT.failure;
+    const parsed = parse(args, optionsOf(spec), spec.stopAtPositional);
+    if (parsed.values.help) return print(ctx, commandHelp(spec));
+    const registryFlag = parsed.values.registry ?? global.values.registry;
+    const registry = registryPath(typeof registryFlag === 'string' ? registryFlag : undefined, ctx);
+    const offset = argv.length - args.length;
+    const run = await spec.load();
+    return await run(parsed, ctx, {
+      registry,
+      bytesOf: (index) => ctx.argBytes?.[offset + index],
+      name: `townlock ${spec.path.join(' ')}`,
+      usage: spec.usage[0]!,
+    });
+  } catch (err) {
+    if (err instanceof UsageError)
+      err.hint ??= `see '${spec ? `townlock ${spec.path.join(' ')}` : 'townlock'} --help'`;
+    return printError(ctx, err);
   }
 }
 
-/** Removes `--registry PATH` / `--registry=PATH` (before any `--`) from argv. */
-function takeRegistryFlag(argv: string[]): [string[], string | undefined] {
-  const out: string[] = [];
-  let registry: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') {
-      out.push(...argv.slice(i));
-      break;
-    }
-    if (arg === '--registry') {
-      registry = argv[++i];
-      if (registry === undefined || registry === '') throw new UsageError('--registry needs a PATH');
-    } else if (arg.startsWith('--registry=')) {
-      registry = arg.slice('--registry='.length);
-    } else out.push(arg);
-  }
-  return [out, registry];
+/** Writes help or version text to stdout; exit 0. */
+function print(ctx: CliContext, text: string): ExitCode {
+  printLines(ctx.stdout, ...text.replace(/\n$/, '').split('\n'));
+  return EXIT.ok;
 }
 
-/** Reports an unknown command, suggesting the nearest known one; exit 2. */
-function unknown(ctx: CliContext, given: string, known: string[], what: string): ExitCode {
-  const nearest = known.map((k) => ({ k, d: distance(given, k) })).sort((a, b) => a.d - b.d)[0];
-  const hint =
-    nearest && nearest.d <= Math.max(2, Math.floor(given.length / 3)) ? ` Did you mean '${nearest.k}'?` : '';
-  ctx.stderr.write(`townlock: unknown ${what} '${given}'.${hint} Run 'townlock --help'. [ERR_USAGE]\n`);
-  return EXIT.usage;
-}
-
-/** Levenshtein edit distance, for suggestions. */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length]!;
-}
-
-/** Top-level help. */
-function mainHelp(commands: Command[]): string {
-  const width = Math.max(...commands.map((c) => c.path.join(' ').length));
-  return `townlock ${VERSION}: cross-process file locks and a shared machine registry
-
-Usage: townlock [--registry PATH] <command> [options]
-
-Commands:
-${commands.map((c) => `  ${c.path.join(' ').padEnd(width)}  ${c.summary}`).join('\n')}
-
-Global options:
-  --registry PATH  registry file (default: $TOWNLOCK_REGISTRY, else
-                   \${XDG_CONFIG_HOME:-~/.config}/townlock/machines.json)
-  -h, --help       help for townlock or any command
-  -V, --version    print the version
-
-Examples:
-  townlock machine add build-01 --type ssh --host deploy@build-01:2222
-  townlock machine list --json
-  townlock machine exec build-01 -- uname -a
-  townlock lock run -n state.json -- ./update.sh
-
-Exit codes: 0 success, 1 failure (or lock conflict), 2 usage error.
-`;
-}
-
-/** Help for a command group. */
-function groupHelp(group: string, commands: Command[]): string {
-  return `Usage: townlock ${group} <command>\n\nCommands:\n${commands
-    .map((c) => `  ${c.usage.split('\n')[0]}\n      ${c.summary}`)
-    .join('\n')}\n`;
-}
-
-/** Help for one command, with its example. */
-function commandHelp(c: Command): string {
-  return `${c.summary}\n\nUsage: ${c.usage}\n${c.details ? `\n${c.details}\n` : ''}\nExample:\n  ${c.example}\n`;
+/** The error for an unknown command, suggesting the nearest known one. */
+function unknownCommand(given: string, known: string[]): UsageError {
+  const near = nearest(given, known);
+  return new UsageError(
+    `unknown command '${given}'`,
+    near ? `did you mean '${near}'?` : "see 'townlock --help' for the list",
+  );
 }

@@ -10,6 +10,11 @@ export interface Output {
 
 /** The environment a command runs in; `cli/main.ts` builds it from `process`. */
 export interface CliContext {
+  /**
+   * The raw bytes of each argument (index as in the argv given to runCli) that is not valid UTF-8, which
+   * Node decodes lossily; undefined entries (or no array) for text. File arguments use them as paths.
+   */
+  argBytes?: (Buffer | undefined)[];
   env: Record<string, string | undefined>;
   cwd: string;
   stdout: Output;
@@ -18,16 +23,9 @@ export interface CliContext {
   spawn(command: string, args: string[], options: SpawnOptions): ChildProcess;
   /** Subscribes to the signals a wrapper must forward; returns the unsubscribe function. */
   onSignal(handler: (signal: NodeJS.Signals) => void): () => void;
+  /**
+   * Whether townlock is its terminal's foreground process group now: then the terminal delivered a
+   * Ctrl-C (SIGINT) or Ctrl-\ (SIGQUIT) to the children in its group too. Absent: never.
+   */
+  inForegroundProcessGroup?(): Promise<boolean>;
 }
-
-/** A command's outcome: the process exit code. */
-export type ExitCode = number;
-
-/** Exit codes shared by every command. */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
-
-/** An error in how the command was called: printed with the command's usage, exit 2. */
-export class UsageError extends Error {
-  readonly code = 'ERR_USAGE';
-}
-UsageError.prototype.name = 'UsageError';

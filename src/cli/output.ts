@@ -1,5 +1,11 @@
-/** Human output: aligned tables, optional colour, and the one-line error format. */
+/**
+ * Human output: aligned tables, optional colour, the one-line error and warning formats. Every line
+ * commands print goes through here and is sanitized (sanitize.ts): no control character from data ever
+ * reaches the terminal. The only other writes are the raw output of a command `machine exec` ran.
+ */
 import type { CliContext, Output } from './context.js';
+import { EXIT, errorText, exitCodeFor } from './errors.js';
+import { jsonText, sanitize } from './sanitize.js';
 
 /** Whether to colour `out`: only on a terminal, and never when NO_COLOR is set (no-color.org). */
 export function useColor(out: Output, env: CliContext['env']): boolean {
@@ -14,7 +20,8 @@ export function style(on: boolean, code: 'bold' | 'red' | 'green' | 'dim', text:
 }
 
 /** Renders rows as columns aligned on the widest cell, header first (bold on a colour terminal). */
-export function table(header: string[], rows: string[][], color: boolean): string {
+export function table(header: string[], cells: string[][], color: boolean): string {
+  const rows = cells.map((r) => r.map(sanitize));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells
@@ -31,13 +38,32 @@ export function printTable(ctx: CliContext, header: string[], rows: string[][]):
 
 /** Writes `value` as one JSON document. */
 export function printJson(out: Output, value: unknown): void {
-  out.write(`${JSON.stringify(value, null, 2)}\n`);
+  out.write(`${jsonText(value)}\n`);
 }
 
-/** Writes one error line: `townlock: <message> [CODE]`. */
-export function printError(ctx: CliContext, err: unknown): void {
-  const e = err as { message?: string; code?: unknown };
-  const code = typeof e?.code === 'string' ? ` [${e.code}]` : '';
-  const message = (e?.message ?? String(err)).split('\n')[0];
-  ctx.stderr.write(`${style(useColor(ctx.stderr, ctx.env), 'red', 'townlock:')} ${message}${code}\n`);
+/** Writes lines of text to `out`, each sanitized (a newline inside a value is shown as \x0a). */
+export function printLines(out: Output, ...lines: string[]): void {
+  out.write(lines.map((l) => `${sanitize(l)}\n`).join(''));
+}
+
+/** Writes one warning line, `townlock: warning: <text>`, to stderr. */
+export function printWarning(ctx: CliContext, text: string): void {
+  ctx.stderr.write(
+    `${style(useColor(ctx.stderr, ctx.env), 'red', 'townlock:')} warning: ${sanitize(text)}\n`,
+  );
+}
+
+/**
+ * Writes one error line, `townlock: <message> [CODE]`, and returns the exit code for `err`. An internal
+ * error (a bug) also gets its stack.
+ */
+export function printError(ctx: CliContext, err: unknown): number {
+  const exit = exitCodeFor(err);
+  const prefix = style(useColor(ctx.stderr, ctx.env), 'red', 'townlock:');
+  if (exit === EXIT.internal) {
+    const text = `internal error (a bug in townlock; please report it): ${sanitize(errorText(err))}`;
+    const stack = ((err as Error)?.stack ?? String(err)).split('\n').map(sanitize);
+    ctx.stderr.write(`${prefix} ${text}\n${stack.join('\n')}\n`);
+  } else ctx.stderr.write(`${prefix} ${sanitize(errorText(err))}\n`);
+  return exit;
 }

@@ -6,7 +6,7 @@
  * command and everything it started that stayed in the group. Warning: for the same reason a terminal's
  * Ctrl-C does not reach them, and they have no controlling terminal; stop them with an AbortSignal.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { writeFileAtomic } from '../atomic/pending-file.js';
@@ -81,6 +81,8 @@ export class LocalConnection extends BaseConnection {
     if (options.signal?.aborted) throw abortedError(this.name, options.signal);
     // detached: the child leads a process group (and session) of its own, so a timeout or abort can kill
     // everything it started, not just the child itself.
+    // node:child_process costs ~15 ms to load: only exec needs it, so importing townlock does not.
+    const { spawn } = await import('node:child_process');
     const child = spawn(command, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },

@@ -18,17 +18,14 @@
  *   those kills.
  * - If the connection drops, every pending operation rejects with a `closed` ConnectionError; the next
  *   operation reconnects.
+ * - ssh2 is imported when the first connection is opened, not before: constructing an SshConnection (or
+ *   importing townlock) loads none of it (test/lazy-load.test.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
-import {
-  Client,
-  type ClientChannel,
-  type ConnectConfig,
-  type FileEntry,
-  type SFTPWrapper,
-  type Stats,
-} from 'ssh2';
+// Types only: ssh2 itself (~100 ms of module loading) is imported when a connection is first opened, so
+// `import 'townlock'` and every CLI command that opens no SSH connection never load it.
+import type { Client, ClientChannel, ConnectConfig, FileEntry, SFTPWrapper, Stats } from 'ssh2';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
 import { abortedError, collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
@@ -303,6 +300,7 @@ export class SshConnection extends BaseConnection {
       },
       ...creds.auth,
     };
+    const { Client } = await import('ssh2');
     return new Promise<Client>((resolve, reject) => {
       const client = new Client();
       client.once('ready', () => {

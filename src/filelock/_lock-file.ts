@@ -25,12 +25,12 @@ export interface LockFd {
 }
 
 /**
- * Opens (creating it and its directory if needed) the lock file read-write, refusing symlinks, anything
- * but a regular file, hard-linked files, and files or lock directories owned by another non-root user
- * (who could swap or unlink them under us: the check OpenSSH's StrictModes makes). The file is never
- * truncated: a holder's content belongs to the holder.
+ * Opens (creating it, and its directory if needed and `createDirs`) the lock file read-write, refusing
+ * symlinks, anything but a regular file, hard-linked files, and files or lock directories owned by another
+ * non-root user (who could swap or unlink them under us: the check OpenSSH's StrictModes makes). The file
+ * is never truncated: a holder's content belongs to the holder.
  */
-export function openLockFile(lockPath: FsPath, mode: number): LockFd {
+export function openLockFile(lockPath: FsPath, mode: number, createDirs = true): LockFd {
   for (;;) {
     let fd: number;
     try {
@@ -38,7 +38,7 @@ export function openLockFile(lockPath: FsPath, mode: number): LockFd {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'EMLINK') throw new LockSymlinkError(display(lockPath), err);
-      if (code !== 'ENOENT') throw err;
+      if (code !== 'ENOENT' || !createDirs) throw err;
       // 0o775 whatever the umask allows beyond it: never writable by everyone (see checkDirectory).
       fs.mkdirSync(fsDirname(lockPath), { recursive: true, mode: 0o775 });
       continue;
@@ -117,9 +117,9 @@ const idle = new Map<string, LockFd>();
 let flushScheduled = false;
 
 /** Returns an open descriptor for the lock file: an idle one if there is one, else a new one. */
-export function takeLockFd({ key, fsLockPath }: LockTarget, mode: number): LockFd {
+export function takeLockFd({ key, fsLockPath, createDirs }: LockTarget, mode: number): LockFd {
   const cached = idle.get(key);
-  if (!cached) return openLockFile(fsLockPath, mode);
+  if (!cached) return openLockFile(fsLockPath, mode, createDirs);
   idle.delete(key);
   return cached;
 }

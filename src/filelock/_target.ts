@@ -20,6 +20,8 @@ export interface LockTarget {
   fsLockPath: FsPath;
   /** The identity in-process queues and re-entrancy are keyed by. */
   key: string;
+  /** Whether opening the lock file may create its missing directories (not for a lock file named directly). */
+  createDirs: boolean;
 }
 
 /**
@@ -30,14 +32,18 @@ export interface LockTarget {
 const resolved = new Map<string, LockTarget>();
 let clearScheduled = false;
 
-/** Resolves the lock of `path` (lock file `<dir of the real file>/.gastown/locks/<name>.lock`, or in `lockDir`). */
-export function resolveLockTarget(path: string | Buffer, lockDir?: string): LockTarget {
+/**
+ * Resolves the lock of `path` (lock file `<dir of the real file>/.gastown/locks/<name>.lock`, or in
+ * `lockDir`). With `isLockFile`, `path` is the lock file itself: only its directory is resolved (the file
+ * is opened without following a symlink), as flock(1) takes its FILE.
+ */
+export function resolveLockTarget(path: string | Buffer, lockDir?: string, isLockFile = false): LockTarget {
   if (typeof path !== 'string' || (lockDir !== undefined && typeof lockDir !== 'string'))
-    return resolve(path, lockDir);
-  const key = `${path.startsWith('/') ? '' : process.cwd()}\0${path}\0${lockDir ?? ''}`;
+    return resolve(path, lockDir, isLockFile);
+  const key = `${path.startsWith('/') ? '' : process.cwd()}\0${path}\0${lockDir ?? ''}\0${isLockFile}`;
   const cached = resolved.get(key);
   if (cached) return cached;
-  const target = resolve(path, lockDir);
+  const target = resolve(path, lockDir, isLockFile);
   resolved.set(key, target);
   if (!clearScheduled) {
     clearScheduled = true;
@@ -50,7 +56,7 @@ export function resolveLockTarget(path: string | Buffer, lockDir?: string): Lock
 }
 
 /** resolveLockTarget without the per-turn cache. */
-function resolve(path: string | Buffer, lockDir?: string): LockTarget {
+function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile: boolean): LockTarget {
   if (!(typeof path === 'string' || Buffer.isBuffer(path)) || path.length === 0) {
     throw new InvalidOptionError('path', path, 'a non-empty string or Buffer');
   }
@@ -59,6 +65,13 @@ function resolve(path: string | Buffer, lockDir?: string): LockTarget {
     (typeof lockDir !== 'string' || lockDir.length === 0 || lockDir.includes('\0'))
   ) {
     throw new InvalidOptionError('lockDir', lockDir, 'a non-empty string');
+  }
+  if (lockDir !== undefined && isLockFile) {
+    throw new InvalidOptionError(
+      'lockDir',
+      lockDir,
+      'nothing when isLockFile is set (path is the lock file)',
+    );
   }
   let kind = TEXT;
   let p: string;
@@ -72,6 +85,14 @@ function resolve(path: string | Buffer, lockDir?: string): LockTarget {
   }
   if (p.includes('\0')) throw new InvalidOptionError('path', path, 'a path without NUL bytes');
   const cwd = kind.bytes ? Buffer.from(process.cwd()).toString('latin1') : process.cwd();
+  if (isLockFile) {
+    const abs = posix.resolve(cwd, p);
+    if (abs === '/') throw new InvalidOptionError('path', path, 'a lock file, not /');
+    const lockPath = posix.join(realDir(kind, posix.dirname(abs)), posix.basename(abs));
+    const shown = kind.display(lockPath);
+    const key = kind.bytes ? `\0${lockPath}` : lockPath;
+    return { path: shown, lockPath: shown, fsLockPath: kind.fs(lockPath), key, createDirs: false };
+  }
   const real = realTarget(kind, posix.resolve(cwd, p), 0);
   const dir =
     lockDir === undefined
@@ -83,5 +104,6 @@ function resolve(path: string | Buffer, lockDir?: string): LockTarget {
     lockPath: kind.display(lockPath),
     fsLockPath: kind.fs(lockPath),
     key: kind.bytes ? `\0${lockPath}` : lockPath,
+    createDirs: true,
   };
 }

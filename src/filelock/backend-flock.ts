@@ -23,9 +23,17 @@ function libcName(): string {
   return 'libc.so.7';
 }
 
+let libcLoaded: ReturnType<typeof koffi.load> | undefined;
+
+/** The C library through koffi, loaded once (also for the CLI's terminal checks: one copy of koffi). */
+export function loadLibc(): ReturnType<typeof koffi.load> {
+  libcLoaded ??= koffi.load(libcName());
+  return libcLoaded;
+}
+
 /** Builds the flock backend; throws if libc cannot be loaded. */
 export function createFlockBackend(): LockBackend {
-  const libc = koffi.load(libcName());
+  const libc = loadLibc();
   const flock = libc.func('int flock(int fd, int operation)') as (fd: number, op: number) => number;
   // futimens(fd, NULL) sets both times to now: one call, cheaper than building timestamps in JavaScript.
   const futimens = libc.func('int futimens(int fd, void *times)') as (fd: number, times: null) => number;

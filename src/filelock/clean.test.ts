@@ -11,7 +11,7 @@ import { afterEach, describe, test } from 'node:test';
 import { type Child, hasTool, reapAll, requireTool, start } from '../../test/multiprocess/helpers.js';
 import { scratchDir } from '../../test/scratch-dir.js';
 import { cleanHooks } from './clean.js';
-import { cleanStaleLocks, FileLock, lockPathFor, withWriteLock } from './index.js';
+import { cleanLockFile, cleanStaleLocks, FileLock, lockPathFor, withWriteLock } from './index.js';
 
 const root = scratchDir('townlock-clean-');
 afterEach(() => {
@@ -123,6 +123,52 @@ describe('what cleanStaleLocks may touch', () => {
     assert.ok(existsSync(held.lockPath));
     assert.equal(readFileSync(join(d, 'target'), 'utf8'), 'data');
     await held.unlock();
+  });
+});
+
+describe('cleanLockFile: one lock file, the same rules', () => {
+  test('deletes an unused lock file; keeps a held one; a missing one is not deleted', async () => {
+    const d = project();
+    const free = await used(join(d, 'free.json'));
+    assert.equal(await cleanLockFile(free), true);
+    assert.equal(existsSync(free), false);
+    assert.equal(await cleanLockFile(free), false, 'gone already');
+    const held = await FileLock.acquire(join(d, 'held.json'));
+    assert.equal(await cleanLockFile(held.lockPath), false);
+    assert.ok(existsSync(held.lockPath));
+    await held.unlock();
+  });
+
+  test('anything but a *.lock file in a .gastown/locks directory is refused with ERR_LOCK_DIR', async () => {
+    const d = project();
+    writeFileSync(join(d, 'Cargo.lock'), 'keep');
+    await assert.rejects(cleanLockFile(join(d, 'Cargo.lock')), { code: 'ERR_LOCK_DIR' });
+    assert.equal(readFileSync(join(d, 'Cargo.lock'), 'utf8'), 'keep');
+    await used(join(d, 'a.json'));
+    writeFileSync(join(d, '.gastown', 'locks', 'notes.txt'), 'keep');
+    await assert.rejects(cleanLockFile(join(d, '.gastown', 'locks', 'notes.txt')), { code: 'ERR_LOCK_DIR' });
+    assert.ok(existsSync(join(d, '.gastown', 'locks', 'notes.txt')));
+    await assert.rejects(cleanLockFile(''), { code: 'ERR_INVALID_OPTION' });
+  });
+
+  test('a hard-linked lock file, or one another process has open, is kept', async (t) => {
+    const d = project();
+    const lockDir = join(d, '.gastown', 'locks');
+    await used(join(d, 'x.json'));
+    writeFileSync(join(d, 'target'), 'data');
+    linkSync(join(d, 'target'), join(lockDir, 'hard.lock'));
+    assert.equal(await cleanLockFile(join(lockDir, 'hard.lock')), false);
+    assert.equal(readFileSync(join(d, 'target'), 'utf8'), 'data');
+    if (!requireTool(t, 'python3', hasTool('python3'))) return;
+    const lockFile = await used(join(d, 'open.json'));
+    const s = straggler(lockFile);
+    await s.waitFor('opened');
+    assert.equal(await cleanLockFile(lockFile), false);
+    assert.ok(existsSync(lockFile));
+    s.send('lock');
+    await s.waitFor('locked');
+    s.send('close');
+    await s.waitFor('closed');
   });
 });
 

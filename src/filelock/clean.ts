@@ -22,6 +22,7 @@
  * window in which an open is missed by the first scan (and must be bridged) is one round.
  * Left open: another user's process, invisible without root in /proc, that opens the file in that window
  * and is not yet blocked in flock() when the second scan runs.
+ * cleanLockFile applies exactly these rules to one lock file.
  * Where /proc does not exist, the open-file checks are impossible and cleanStaleLocks refuses
  * (`ERR_UNSUPPORTED_PLATFORM`) unless told that only townlock processes use the lock files.
  */
@@ -30,6 +31,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError, UnsupportedPlatformError } from '../errors.js';
 import { closeIdleDescriptors, closeQuietly, isCurrent, type LockFd } from './_lock-file.js';
 import { canListOpeners, idKey, openLockFiles } from './_openers.js';
+import { type FsPath, fsBasename, fsDirname, resolveLockTarget } from './_target.js';
 import { type LockBackend, loadBackend } from './backend.js';
 import { LockDirError } from './errors.js';
 
@@ -59,10 +61,58 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
   if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) {
     throw new InvalidOptionError('dir', dir, 'a non-empty string');
   }
-  if (options === null || typeof options !== 'object')
-    throw new InvalidOptionError('options', options, 'an object');
+  checkOptions(options);
   const lockDir = locateLockDir(dir);
   if (!lockDir) return 0;
+  const { backend, checkOpeners } = await prepare(options);
+  const names = fs.readdirSync(lockDir);
+  for (const name of names) if (name.endsWith('.lock.wait')) removeWaitFile(backend, join(lockDir, name));
+  const lockPaths = names.filter((n) => n.endsWith('.lock')).map((n) => join(lockDir, n));
+  let removed = 0;
+  for (let i = 0; i < lockPaths.length; i += ROUND) {
+    removed += await cleanRound(backend, lockPaths.slice(i, i + ROUND), checkOpeners);
+    await new Promise((resolve) => setImmediate(resolve)); // a long pass must not stall the event loop
+  }
+  return removed;
+}
+
+/**
+ * Deletes the one lock file `lockPath` if nobody holds or has it open, with exactly the rules of
+ * {@link cleanStaleLocks}, and returns whether it deleted it (false when it does not exist or is in use).
+ * `lockPath` must be a `*.lock` file in a `.gastown/locks` directory: anything else is refused with
+ * `LockDirError` (`ERR_LOCK_DIR`). It may be a Buffer for a name that is not valid UTF-8.
+ */
+export async function cleanLockFile(lockPath: string | Buffer, options: CleanOptions = {}): Promise<boolean> {
+  if (!(typeof lockPath === 'string' || Buffer.isBuffer(lockPath)) || lockPath.length === 0) {
+    throw new InvalidOptionError('lockPath', lockPath, 'a non-empty string or Buffer');
+  }
+  checkOptions(options);
+  const target = resolveLockTarget(lockPath, undefined, true);
+  const dir = fsDirname(target.fsLockPath);
+  if (fsBasename(dir) !== 'locks' || fsBasename(fsDirname(dir)) !== '.gastown') {
+    throw new LockDirError(target.lockPath, 'it is not in a .gastown/locks directory');
+  }
+  if (!fsBasename(target.fsLockPath).endsWith('.lock')) {
+    throw new LockDirError(target.lockPath, 'lock files are named *.lock');
+  }
+  for (const part of [fsDirname(dir), dir]) {
+    if (fs.lstatSync(part, { throwIfNoEntry: false })?.isSymbolicLink()) {
+      throw new LockDirError(target.lockPath, 'its .gastown or locks directory is a symbolic link');
+    }
+  }
+  const { backend, checkOpeners } = await prepare(options);
+  return (await cleanRound(backend, [target.fsLockPath], checkOpeners)) === 1;
+}
+
+/** Refuses options that are not an object. */
+function checkOptions(options: CleanOptions): void {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError('options', options, 'an object');
+  }
+}
+
+/** The backend, and whether open files can and must be checked (throws where they cannot but must). */
+async function prepare(options: CleanOptions): Promise<{ backend: LockBackend; checkOpeners: boolean }> {
   const checkOpeners = !options.assumeTownlockOnly;
   if (checkOpeners && !canListOpeners) {
     throw new UnsupportedPlatformError(
@@ -71,15 +121,7 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
   }
   const backend = await loadBackend();
   closeIdleDescriptors(); // this process's own idle descriptors would otherwise count as "in use"
-  const names = fs.readdirSync(lockDir);
-  for (const name of names) if (name.endsWith('.lock.wait')) removeWaitFile(backend, join(lockDir, name));
-  const lockNames = names.filter((n) => n.endsWith('.lock'));
-  let removed = 0;
-  for (let i = 0; i < lockNames.length; i += ROUND) {
-    removed += await cleanRound(backend, lockDir, lockNames.slice(i, i + ROUND), checkOpeners);
-    await new Promise((resolve) => setImmediate(resolve)); // a long pass must not stall the event loop
-  }
-  return removed;
+  return { backend, checkOpeners };
 }
 
 /** How many lock files one round locks, deletes and checks at once. */
@@ -89,23 +131,17 @@ const ROUND = 64;
  * One round: skip files anyone has open (one /proc scan), lock the rest, delete them, and look once more:
  * a file a process opened in between is bridged (see {@link bridge}). Returns how many are gone.
  */
-async function cleanRound(
-  backend: LockBackend,
-  lockDir: string,
-  names: string[],
-  checkOpeners: boolean,
-): Promise<number> {
+async function cleanRound(backend: LockBackend, lockPaths: FsPath[], checkOpeners: boolean): Promise<number> {
   const inUse = checkOpeners ? openLockFiles() : new Map<string, Set<number>>();
-  const taken: { path: string; held: LockFd }[] = [];
-  for (const name of names) {
-    const path = join(lockDir, name);
+  const taken: { path: FsPath; held: LockFd }[] = [];
+  for (const path of lockPaths) {
     const held = lockIfUnused(backend, path, inUse);
     if (held) taken.push({ path, held });
   }
-  const unlinked: { path: string; held: LockFd }[] = [];
+  const unlinked: { path: FsPath; held: LockFd }[] = [];
   for (const t of taken) {
     try {
-      await cleanHooks.beforeUnlink?.(t.path);
+      await cleanHooks.beforeUnlink?.(String(t.path));
       fs.unlinkSync(t.path);
       unlinked.push(t);
     } catch {
@@ -116,7 +152,7 @@ async function cleanRound(
   const stragglers =
     checkOpeners && unlinked.length > 0 ? openLockFiles(ours) : new Map<string, Set<number>>();
   let removed = 0;
-  const bridges: { path: string; held: LockFd }[] = [];
+  const bridges: { path: FsPath; held: LockFd }[] = [];
   for (const u of unlinked) {
     if (stragglers.has(idKey(u.held))) bridges.push(u);
     else {
@@ -131,7 +167,7 @@ async function cleanRound(
 /** Opens and exclusively locks the lock file at `path` if nobody uses it; undefined otherwise. */
 function lockIfUnused(
   backend: LockBackend,
-  path: string,
+  path: FsPath,
   inUse: Map<string, Set<number>>,
 ): LockFd | undefined {
   let fd: number;
@@ -201,7 +237,7 @@ function locateLockDir(dir: string): string | undefined {
  * letting go of `old` without holding the new file would let a straggler and a newcomer hold at once, so
  * any error is retried, and this waits as long as a straggler keeps `old` open.
  */
-async function bridge(backend: LockBackend, lockPath: string, old: LockFd): Promise<void> {
+async function bridge(backend: LockBackend, lockPath: FsPath, old: LockFd): Promise<void> {
   let current: LockFd | undefined;
   try {
     while (!current) {
@@ -218,7 +254,7 @@ async function bridge(backend: LockBackend, lockPath: string, old: LockFd): Prom
 }
 
 /** Opens (creating it if needed) and exclusively locks the file now at `lockPath`; undefined if not now. */
-function lockCurrentFile(backend: LockBackend, lockPath: string): LockFd | undefined {
+function lockCurrentFile(backend: LockBackend, lockPath: FsPath): LockFd | undefined {
   let fd: number;
   try {
     fd = fs.openSync(lockPath, OPEN_EXISTING | fs.constants.O_CREAT, 0o644);

@@ -33,15 +33,18 @@ export interface LockHolder {
   since?: string;
 }
 
-/** Lists the holders of the lock protecting `path` (the lock file is found as FileLock finds it). */
+/**
+ * Lists the holders of the lock protecting `path` (the lock file is found as FileLock finds it; with
+ * `isLockFile`, `path` is the lock file).
+ */
 export async function lockHolders(
   path: string | Buffer,
-  options: Pick<FileLockOptions, 'lockDir'> = {},
+  options: Pick<FileLockOptions, 'lockDir' | 'isLockFile'> = {},
 ): Promise<LockHolder[]> {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', options, 'an object');
   }
-  return holdersOfLockFile(resolveLockTarget(path, options.lockDir).fsLockPath);
+  return holdersOfLockFile(resolveLockTarget(path, options.lockDir, options.isLockFile === true).fsLockPath);
 }
 
 /**

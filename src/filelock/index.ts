@@ -1,6 +1,6 @@
 /** townlock/filelock: advisory cross-process file locks. See docs/locking.md. */
 export type { Lock, LockType } from '../lock.js';
-export { type CleanOptions, cleanStaleLocks } from './clean.js';
+export { type CleanOptions, cleanLockFile, cleanStaleLocks } from './clean.js';
 export {
   AlreadyLockedError,
   FileLockError,

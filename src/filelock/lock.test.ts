@@ -63,6 +63,33 @@ describe('lock file placement', () => {
     });
   });
 
+  test('isLockFile locks the path itself, as flock(1) takes its FILE, and shares the lock of its file', async () => {
+    const file = fresh();
+    mkdirSync(join(dir, '.gastown', 'locks'), { recursive: true });
+    const direct = new FileLock(join(dir, '.gastown', 'locks', `data${seq}.json.lock`), { isLockFile: true });
+    assert.equal(direct.lockPath, new FileLock(file).lockPath, 'the same lock file...');
+    assert.equal(direct.path, direct.lockPath);
+    await direct.lock();
+    assert.equal(await new FileLock(file, { timeout: -1 }).tryLock(), false, '...and the same lock');
+    await direct.unlock();
+    const plain = join(dir, `plain${seq}`);
+    const lock = new FileLock(plain, { isLockFile: true });
+    assert.equal(lock.lockPath, plain, 'no .gastown/locks, no .lock suffix');
+    await lock.withLock(() => assert.ok(existsSync(plain)));
+    await assert.rejects(
+      new FileLock(join(dir, 'missing-dir', 'x.lock'), { isLockFile: true }).lock(),
+      { code: 'ENOENT' },
+      'its directory is not created: flock(1) does not either',
+    );
+    assert.equal(existsSync(join(dir, 'missing-dir')), false);
+    assert.throws(() => new FileLock(plain, { isLockFile: true, lockDir: dir }), {
+      code: 'ERR_INVALID_OPTION',
+    });
+    assert.throws(() => new FileLock(plain, { isLockFile: 'yes' as unknown as boolean }), {
+      code: 'ERR_INVALID_OPTION',
+    });
+  });
+
   test('a symlink at the lock path is refused with ERR_LOCK_SYMLINK', async () => {
     const file = fresh();
     const lock = new FileLock(file);

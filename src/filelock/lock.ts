@@ -34,7 +34,7 @@ import {
   scheduleHolderInfo,
   takeLockFd,
 } from './_lock-file.js';
-import { type FsPath, type LockTarget, resolveLockTarget } from './_target.js';
+import { type LockTarget, resolveLockTarget } from './_target.js';
 import { closeSoon, pause, waitEvent, watchQuietly } from './_wait.js';
 import { type LockBackend, type LockType, loadBackend, loadedBackend } from './backend.js';
 import {
@@ -49,9 +49,15 @@ import { type FileLockOptions, type ResolvedLockOptions, resolveLockOptions } fr
 
 /** An advisory lock on the file at `path`, taken on `<lockDir>/<basename>.lock`. */
 export class FileLock implements Lock {
-  /** The protected file, absolute, with symbolic links resolved (the file writers actually replace). */
+  /**
+   * The protected file, absolute, with symbolic links resolved (the file writers actually replace); with
+   * `isLockFile`, the lock file.
+   */
   readonly path: string;
-  /** The lock file, absolute: `<dir of path>/.gastown/locks/<basename(path)>.lock` by default. */
+  /**
+   * The lock file, absolute: `<dir of path>/.gastown/locks/<basename(path)>.lock` by default, `path`
+   * itself with `isLockFile`.
+   */
   readonly lockPath: string;
   readonly #target: LockTarget;
   readonly #options: ResolvedLockOptions;
@@ -66,7 +72,7 @@ export class FileLock implements Lock {
    */
   constructor(path: string | Buffer, options: FileLockOptions = {}) {
     const resolved = resolveLockOptions(options);
-    this.#target = resolveLockTarget(path, options.lockDir);
+    this.#target = resolveLockTarget(path, options.lockDir, options.isLockFile);
     this.path = this.#target.path;
     this.lockPath = this.#target.lockPath;
     this.#options = resolved;
@@ -180,7 +186,7 @@ export class FileLock implements Lock {
   /** Takes the in-process grant, then the OS lock. Undefined when busy at the deadline. */
   async #acquireRoot(deadline: number, backend: LockBackend): Promise<Hold | undefined> {
     const { type, signal, mode } = this.#options;
-    const { key, fsLockPath } = this.#target;
+    const { key } = this.#target;
     const queue = fileQueue(key);
     if (!queue.tryAcquire(type)) {
       const granted =
@@ -195,7 +201,7 @@ export class FileLock implements Lock {
       // This process released last while others waited: let one of them go first (see _fairness.ts).
       const owed = yieldTurn(this.#target, deadline, signal);
       if (owed) await owed;
-      const attempt = attemptOsLock(backend, fsLockPath, this.#options, takeLockFd(this.#target, mode));
+      const attempt = attemptOsLock(backend, this.#target, this.#options, takeLockFd(this.#target, mode));
       held =
         'locked' in attempt
           ? attempt.locked
@@ -252,7 +258,7 @@ async function waitInQueue(
  */
 function attemptOsLock(
   backend: LockBackend,
-  lockPath: FsPath,
+  { fsLockPath, createDirs }: LockTarget,
   options: ResolvedLockOptions,
   fd: LockFd,
 ): { locked: LockFd } | { open: LockFd } {
@@ -260,13 +266,13 @@ function attemptOsLock(
   for (;;) {
     try {
       if (!backend.tryLock(current.fd, options.type)) return { open: current };
-      if (isCurrent(current, lockPath)) return { locked: current };
+      if (isCurrent(current, fsLockPath)) return { locked: current };
     } catch (err) {
       closeQuietly(current.fd);
       throw err;
     }
     closeQuietly(current.fd); // releases the orphan lock
-    current = openLockFile(lockPath, options.mode);
+    current = openLockFile(fsLockPath, options.mode, createDirs);
   }
 }
 
@@ -297,7 +303,7 @@ async function waitForOsLock(
       const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
       if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
       const before: LockFd = current;
-      const attempt = attemptOsLock(backend, fsLockPath, options, current);
+      const attempt = attemptOsLock(backend, target, options, current);
       current = undefined;
       if ('locked' in attempt) {
         announcement.taken();

@@ -15,6 +15,13 @@ export interface FileLockOptions {
   maxRetryDelay?: number;
   /** Directory of lock files. @default `<dirname(path)>/.gastown/locks` */
   lockDir?: string;
+  /**
+   * `path` is the lock file itself, as util-linux flock(1)'s FILE, not a file to protect: it is locked as
+   * named (no `.gastown/locks/`, no `.lock` added), so it excludes `flock(1)` on the same path. Its
+   * directory must exist; the file is created if missing and must not be a symlink. Not with `lockDir`.
+   * @default false
+   */
+  isLockFile?: boolean;
   /** Cancels a wait; the wait rejects with `LockAbortedError`. */
   signal?: AbortSignal;
   /** Permission bits of a newly created lock file (before umask). @default 0o644 */
@@ -72,6 +79,8 @@ export function resolveLockOptions(options: FileLockOptions = {}): ResolvedLockO
   }
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
     throw new InvalidOptionError('mode', mode, 'file permission bits');
+  if (options.isLockFile !== undefined && typeof options.isLockFile !== 'boolean')
+    throw new InvalidOptionError('isLockFile', options.isLockFile, 'a boolean');
   return {
     type,
     timeout: timeout === Number.POSITIVE_INFINITY ? 0 : timeout,

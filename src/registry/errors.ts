@@ -39,11 +39,15 @@ RegistryVersionError.prototype.name = 'RegistryVersionError';
 
 /** The registry file could not be read or written (permissions, a directory or FIFO in its place, ...). */
 export class RegistryIoError extends TownlockError {
+  /** Whether reading or writing the file failed. */
+  readonly action: 'read' | 'write';
+
   constructor(path: string, action: 'read' | 'write', cause: NodeJS.ErrnoException | string) {
     super('ERR_REGISTRY_IO', ioMessage(path, `${action} registry`, cause), {
       path,
       cause: typeof cause === 'string' ? undefined : cause,
     });
+    this.action = action;
   }
 }
 RegistryIoError.prototype.name = 'RegistryIoError';

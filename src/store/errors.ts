@@ -19,11 +19,15 @@ StoreCorruptError.prototype.name = 'StoreCorruptError';
 
 /** The file could not be read or written (`ERR_STORE_IO`); `cause` is the OS error. */
 export class StoreIoError extends TownlockError {
+  /** Whether reading or writing the file failed. */
+  readonly action: 'read' | 'write';
+
   constructor(path: string, action: 'read' | 'write', cause: NodeJS.ErrnoException | string) {
     super('ERR_STORE_IO', ioMessage(path, action, cause), {
       path,
       cause: typeof cause === 'string' ? undefined : cause,
     });
+    this.action = action;
   }
 }
 StoreIoError.prototype.name = 'StoreIoError';

@@ -486,12 +486,9 @@ describe('SshConnection failure modes', () => {
     const registry = join(tmp.dir, 'alias-reg', 'machines.json');
     const g = ['--registry', registry];
     assert.equal(tl([...g, 'machine', 'add', 'aliased', '--host', 'tl-alias']).status, 0);
-    const r = tl(
-      [...g, 'machine', 'exec', 'aliased', '--known-hosts', sshd!.knownHosts, '--', 'echo', 'cli'],
-      {
-        TOWNLOCK_SSH_CONFIG: cfg,
-      },
-    );
+    const r = tl([...g, 'machine', 'exec', '--known-hosts', sshd!.knownHosts, 'aliased', 'echo', 'cli'], {
+      TOWNLOCK_SSH_CONFIG: cfg,
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'cli\n');
   });
@@ -548,10 +545,11 @@ describe('registry connections and the CLI over SSH', () => {
       0,
     );
     const k = ['--known-hosts', sshd!.knownHosts];
-    const r = tl([...g, 'machine', 'exec', 'box', ...k, '--', 'printf', '%s|', 'a b', '$(id)', "it's"]);
+    // Options go before NAME: everything after it is the command (-- is optional).
+    const r = tl([...g, 'machine', 'exec', ...k, 'box', 'printf', '%s|', 'a b', '$(id)', "it's"]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, "a b|$(id)|it's|");
-    assert.equal(tl([...g, 'machine', 'exec', 'box', ...k, '--', 'sh', '-c', 'exit 5']).status, 5);
+    assert.equal(tl([...g, 'machine', 'exec', ...k, 'box', '--', 'sh', '-c', 'exit 5']).status, 5);
     const test = tl([...g, 'machine', 'test', 'box', ...k, '--json']);
     assert.equal(test.status, 0, test.stderr);
     const report = JSON.parse(test.stdout);
@@ -580,9 +578,9 @@ describe('registry connections and the CLI over SSH', () => {
         ...g,
         'machine',
         'exec',
-        machine,
         '--known-hosts',
         sshd!.knownHosts,
+        machine,
         '--',
         'sh',
         '-c',

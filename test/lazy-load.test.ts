@@ -1,0 +1,151 @@
+/**
+ * Start-up cost: what a program or a CLI command loads. ssh2 (about 100 ms) is loaded only when an SSH
+ * connection is opened, koffi only when a lock is taken, node:child_process only to start a command;
+ * the CLI (bundled into dist/cli.cjs) loads none of them for --version or --help, and its unbundled
+ * modules in dist/cli/ import each command's module only when that command runs.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { DIST, tempDir } from './multiprocess/helpers.js';
+
+const tmp = tempDir('townlock-lazy-');
+after(tmp.remove);
+const ROOT = resolve(DIST, '..');
+
+// Module hooks that log every URL an `import` resolves to, and a preload that installs them and, at exit,
+// adds every CommonJS module loaded through require() (ssh2 and the bundled CLI are CommonJS) and every
+// builtin loaded by then (as builtin:NAME, from process.moduleLoadList).
+const HOOKS = join(tmp.dir, 'hooks.mjs');
+writeFileSync(
+  HOOKS,
+  `import { appendFileSync } from 'node:fs';
+let log;
+export function initialize(data) { log = data.log; }
+export async function resolve(specifier, context, next) {
+  const result = await next(specifier, context);
+  appendFileSync(log, result.url + '\\n');
+  return result;
+}
+`,
+);
+const PRELOAD = join(tmp.dir, 'preload.mjs');
+writeFileSync(
+  PRELOAD,
+  `import { appendFileSync } from 'node:fs';
+import { createRequire, register } from 'node:module';
+const log = process.env.TRACE_LOG;
+register(${JSON.stringify(`file://${HOOKS}`)}, import.meta.url, { data: { log } });
+const require = createRequire(import.meta.url);
+process.on('exit', () => {
+  const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => 'builtin:' + m.slice(13));
+  appendFileSync(log, [...Object.keys(require.cache), ...builtins].join('\\n') + '\\n');
+});
+`,
+);
+
+let seq = 0;
+/** Runs `node --import preload ...args` in the package root and returns every module it loaded. */
+function modulesLoadedBy(args: string[]): string[] {
+  const log = join(tmp.dir, `trace${++seq}.log`);
+  writeFileSync(log, '');
+  const r = spawnSync(process.execPath, ['--import', PRELOAD, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, TRACE_LOG: log, TOWNLOCK_REGISTRY: join(tmp.dir, 'machines.json') },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return readFileSync(log, 'utf8').split('\n').filter(Boolean);
+}
+
+/** The loaded modules that belong to package `name`. */
+const fromPackage = (loaded: string[], name: string) =>
+  loaded.filter((m) => m.includes(`/node_modules/${name}/`));
+
+test("import 'townlock' and 'townlock/registry' load neither ssh2 nor koffi", () => {
+  for (const entry of ['townlock', 'townlock/registry', 'townlock/connection']) {
+    const loaded = modulesLoadedBy(['--input-type=module', '-e', `await import(${JSON.stringify(entry)})`]);
+    assert.ok(
+      loaded.some((m) => m.includes('/dist/index.js') || m.includes('/dist/')),
+      `${entry}: traced`,
+    );
+    assert.deepEqual(fromPackage(loaded, 'ssh2'), [], `${entry} loads ssh2`);
+    assert.deepEqual(fromPackage(loaded, 'koffi'), [], `${entry} loads koffi`);
+  }
+});
+
+test('ssh2 is loaded once a connection is opened', () => {
+  // The connection fails at once (nothing listens on port 1), after ssh2 was loaded to open it.
+  const script = `import { SshConnection } from 'townlock';
+const c = new SshConnection({ host: 'nobody@127.0.0.1:1', knownHostsPath: '/dev/null', sshConfigPath: false });
+await c.exec('true').catch(() => {});
+await c.close();`;
+  const loaded = modulesLoadedBy(['--input-type=module', '-e', script]);
+  assert.notDeepEqual(fromPackage(loaded, 'ssh2'), []);
+});
+
+const BIN = join(ROOT, 'bin', 'townlock.js');
+/** Runs the unbundled CLI (dist/cli/main.js, module by module) with the arguments that follow. */
+const UNBUNDLED = [
+  '--input-type=module',
+  '-e',
+  `const { runMain } = await import(${JSON.stringify(join(DIST, 'cli', 'main.js'))}); await runMain(process.argv.slice(1));`,
+  '--', // what follows is the CLI's, not node's (--version, --help)
+];
+/** The command modules (not their light help tables, nor helpers named _x.js) a run of the CLI loaded. */
+const commandModules = (loaded: string[]) =>
+  loaded
+    .filter(
+      (m) => m.includes('/dist/cli/commands/') && !m.endsWith('-specs.js') && !m.includes('/commands/_'),
+    )
+    .map((m) => m.slice(m.lastIndexOf('/') + 1));
+const HELP_ARGS = [['--version'], ['--help'], ['machine', '--help'], ['lock', 'run', '--help']];
+
+test('townlock --version and --help load no ssh2, koffi or child_process', () => {
+  for (const args of HELP_ARGS) {
+    const loaded = modulesLoadedBy([BIN, ...args]);
+    assert.ok(
+      loaded.some((m) => m.endsWith('/dist/cli.cjs')),
+      `${args.join(' ')}: the bundle ran`,
+    );
+    assert.deepEqual(fromPackage(loaded, 'ssh2'), [], args.join(' '));
+    assert.deepEqual(fromPackage(loaded, 'koffi'), [], args.join(' '));
+    assert.ok(!loaded.includes('builtin:child_process'), args.join(' '));
+  }
+});
+
+test('machine list loads no koffi, ssh2 or child_process; lock run no ssh2', () => {
+  const list = modulesLoadedBy([BIN, 'machine', 'list']);
+  assert.deepEqual(fromPackage(list, 'ssh2'), []);
+  assert.deepEqual(fromPackage(list, 'koffi'), []);
+  assert.ok(!list.includes('builtin:child_process'));
+  const run = modulesLoadedBy([BIN, 'lock', 'run', '-n', join(tmp.dir, 'state'), 'true']);
+  assert.deepEqual(fromPackage(run, 'ssh2'), []);
+  assert.notDeepEqual(fromPackage(run, 'koffi'), [], 'traced: the lock needs koffi');
+});
+
+test('unbundled, --help and --version load no command module; each command loads its own only', () => {
+  for (const args of HELP_ARGS) {
+    const loaded = modulesLoadedBy([...UNBUNDLED, ...args]);
+    assert.ok(
+      loaded.some((m) => m.endsWith('/dist/cli/cli.js')),
+      `${args.join(' ')}: traced`,
+    );
+    assert.deepEqual(commandModules(loaded), [], args.join(' '));
+    assert.ok(
+      !loaded.some((m) => m.includes('/dist/registry/') || m.includes('/dist/filelock/')),
+      args.join(' '),
+    );
+  }
+  assert.deepEqual(commandModules(modulesLoadedBy([...UNBUNDLED, 'machine', 'list'])), ['machine.js']);
+  const run = modulesLoadedBy([...UNBUNDLED, 'lock', 'run', '-n', join(tmp.dir, 'state'), 'true']);
+  assert.deepEqual(commandModules(run), ['lock-run.js']);
+});
+
+test("node:child_process (about 15 ms) is not loaded by import 'townlock'", () => {
+  const loaded = modulesLoadedBy(['--input-type=module', '-e', "await import('townlock')"]);
+  assert.ok(!loaded.includes('builtin:child_process'));
+});
