@@ -69,19 +69,22 @@ Examples:
   townlock machine list --json
   townlock machine exec build-01 uname -a
   townlock lock run -n state.json ./update.sh
+  townlock json set state.json jobs.build.status '"done"'
+  townlock log append events.jsonl '{"type": "deploy"}'
 
 Exit codes (those of util-linux flock(1)):
   0      success
   1      lock busy or wait timed out (lock run -E changes it); a request that failed
-         (machine not found, "local" removed, host key or authentication refused)
+         (machine not found, "local" removed, host key or authentication refused,
+         json get: nothing at PATH)
   64     usage error
-  65     bad data: corrupt registry, invalid machine
+  65     bad data: corrupt registry or JSON file, invalid machine
   66     cannot open an input: the lock file or its directory, the registry, FILE, DIR, --key
   69     lock run: the command is not found or not executable
   70     internal error (a bug in townlock)
   71     any other operating-system error
   75     temporary failure: the machine cannot be reached now; try again
-  128+N  lock run, machine exec: the command died of signal N
+  128+N  lock run, machine exec: the command died of signal N; log tail -f: ended by it
   lock run and machine exec otherwise exit with the command's own status.
 `;
 }

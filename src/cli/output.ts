@@ -41,6 +41,11 @@ export function printJson(out: Output, value: unknown): void {
   out.write(`${jsonText(value)}\n`);
 }
 
+/** Writes `value` as JSON on one line (a JSONL entry). */
+export function printJsonLine(out: Output, value: unknown): void {
+  out.write(`${jsonText(value, 0)}\n`);
+}
+
 /** Writes lines of text to `out`, each sanitized (a newline inside a value is shown as \x0a). */
 export function printLines(out: Output, ...lines: string[]): void {
   out.write(lines.map((l) => `${sanitize(l)}\n`).join(''));

@@ -20,9 +20,12 @@ export function sanitize(text: string): string {
   });
 }
 
-/** `value` as indented JSON whose text contains no control or bidi-override character. */
-export function jsonText(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(
+/**
+ * `value` as JSON (indented by `indent` spaces; 0 for one line) whose text contains no control or
+ * bidi-override character.
+ */
+export function jsonText(value: unknown, indent = 2): string {
+  return JSON.stringify(value, null, indent || undefined).replace(
     JSON_UNSAFE,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );

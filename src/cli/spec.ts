@@ -6,6 +6,7 @@
 import type { OptionSpec, ParsedArgs } from './args.js';
 import { LOCK_COMMANDS } from './commands/lock-specs.js';
 import { MACHINE_COMMANDS } from './commands/machine-specs.js';
+import { STORE_COMMANDS } from './commands/store-specs.js';
 import type { CliContext } from './context.js';
 import type { ExitCode } from './errors.js';
 
@@ -60,7 +61,7 @@ export const REGISTRY_OPTION: OptionSpec = {
 export const HELP_OPTION: OptionSpec = { long: 'help', short: 'h', help: 'show this help and exit' };
 
 /** Every command, in help order. */
-export const COMMANDS: CommandSpec[] = [...MACHINE_COMMANDS, ...LOCK_COMMANDS];
+export const COMMANDS: CommandSpec[] = [...MACHINE_COMMANDS, ...LOCK_COMMANDS, ...STORE_COMMANDS];
 
 /** The options `spec` parses: its own, --help, and --registry for machine commands. */
 export function optionsOf(spec: CommandSpec): OptionSpec[] {

@@ -48,6 +48,10 @@ describe('help and usage', () => {
       'lock run',
       'lock status',
       'lock clean',
+      'json get',
+      'json set',
+      'log append',
+      'log tail',
     ]) {
       assert.ok(help.out.includes(c), c);
     }
@@ -64,6 +68,10 @@ describe('help and usage', () => {
       ['lock', 'run'],
       ['lock', 'status'],
       ['lock', 'clean'],
+      ['json', 'get'],
+      ['json', 'set'],
+      ['log', 'append'],
+      ['log', 'tail'],
     ]) {
       const r = tl([...c, '--help']);
       assert.equal(r.code, 0, c.join(' '));

@@ -1,0 +1,56 @@
+/** `townlock json get|set`: JSON state files with JsonFile's guarantees, from a shell. */
+import fs from 'node:fs';
+import { resolve } from 'node:path';
+import { JsonFile } from '../../store/json-file.js';
+import { expectPositionals } from '../args.js';
+import { EXIT, InputError, UsageError } from '../errors.js';
+import { printJson, printLines } from '../output.js';
+import type { CommandRun } from '../spec.js';
+import { getAt, pathKeys, setAt } from './_json-path.js';
+
+export const get: CommandRun = async (args, ctx, input) => {
+  if (args.positionals.length < 1 || args.positionals.length > 2)
+    expectPositionals(args, ['FILE', 'PATH'], input.usage);
+  const [file, path = ''] = args.positionals as [string, string?];
+  const abs = resolve(ctx.cwd, file);
+  const keys = pathKeys(path);
+  if (!fs.existsSync(abs)) {
+    throw new InputError('', abs, Object.assign(new Error('no such file'), { code: 'ENOENT' }));
+  }
+  const state = await JsonFile.open<unknown>(abs, { defaults: () => ({}) });
+  const found = getAt(state.read(), keys);
+  if (!found) {
+    ctx.stderr.write(`townlock: ${file} has no value at ${JSON.stringify(path)}\n`);
+    return EXIT.failure;
+  }
+  if (args.values.raw && typeof found.value === 'string') printLines(ctx.stdout, found.value);
+  else printJson(ctx.stdout, found.value);
+  return EXIT.ok;
+};
+
+export const set: CommandRun = async (args, ctx, input) => {
+  const [file, path, text] = expectPositionals(args, ['FILE', 'PATH', 'VALUE'], input.usage) as [
+    string,
+    string,
+    string,
+  ];
+  const keys = pathKeys(path);
+  const value = args.values.string ? text : parseValue(text, 'VALUE');
+  const state = await JsonFile.open<unknown>(resolve(ctx.cwd, file), { defaults: () => ({}) });
+  // An empty PATH replaces the whole document; otherwise the change is made on the latest version.
+  if (keys.length === 0) await state.set(value);
+  else await state.update((draft) => void setAt(draft, keys, value));
+  return EXIT.ok;
+};
+
+/** Parses a JSON argument, or says how to pass a plain string. */
+export function parseValue(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UsageError(
+      `${what} ${JSON.stringify(text)} is not JSON`,
+      `quote a string ('"${text}"') or pass --string`,
+    );
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * `townlock json get|set` and `townlock log append|tail`, run as a user runs them: the built CLI in
+ * subprocesses, many at once where the claim is about concurrency.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, afterEach, describe, test } from 'node:test';
+import { DIST, reapAll, start, tempDir } from '../multiprocess/helpers.js';
+
+const BIN = resolve(DIST, '..', 'bin', 'townlock.js');
+const tmp = tempDir('townlock-cli-store-');
+after(tmp.remove);
+afterEach(reapAll);
+let seq = 0;
+const fresh = (name: string) => join(tmp.dir, `${++seq}-${name}`);
+
+function tl(args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: tmp.dir,
+    env: { PATH: process.env.PATH, HOME: tmp.dir },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** Runs `count` townlock invocations at once, each with its own arguments; resolves with their exits. */
+function parallel(argvs: string[][]): Promise<{ code: number | null; err: string }[]> {
+  return Promise.all(
+    argvs.map(
+      (args) =>
+        new Promise<{ code: number | null; err: string }>((done) => {
+          const p = spawn(process.execPath, [BIN, ...args], {
+            cwd: tmp.dir,
+            stdio: ['ignore', 'ignore', 'pipe'],
+          });
+          let err = '';
+          p.stderr.setEncoding('utf8').on('data', (c: string) => {
+            err += c;
+          });
+          p.on('close', (code) => done({ code, err }));
+        }),
+    ),
+  );
+}
+
+describe('json get / json set', () => {
+  test('set creates the file and the objects along PATH; get reads values back by dot path and JSON Pointer', () => {
+    const f = fresh('state.json');
+    assert.equal(tl(['json', 'set', f, 'jobs.build', '{"status": "queued", "tries": 0}']).code, 0);
+    assert.equal(tl(['json', 'set', f, '/jobs/build/status', '"done"']).code, 0);
+    assert.equal(tl(['json', 'set', '--string', f, 'paths.a/b', 'x/y']).code, 0);
+    assert.deepEqual(JSON.parse(readFileSync(f, 'utf8')), {
+      jobs: { build: { status: 'done', tries: 0 } },
+      paths: { 'a/b': 'x/y' },
+    });
+    const whole = tl(['json', 'get', f]);
+    assert.equal(whole.code, 0);
+    assert.deepEqual(JSON.parse(whole.out), JSON.parse(readFileSync(f, 'utf8')));
+    assert.equal(tl(['json', 'get', f, 'jobs.build.status']).out, '"done"\n');
+    assert.equal(tl(['json', 'get', '-r', f, 'jobs.build.status']).out, 'done\n');
+    assert.equal(tl(['json', 'get', '--raw', f, '/paths/a~1b']).out, 'x/y\n');
+    assert.equal(tl(['json', 'get', f, 'jobs.build.tries']).out, '0\n');
+  });
+
+  test('arrays: indexes read and write, the length appends; "." replaces the whole document', () => {
+    const f = fresh('a.json');
+    assert.equal(tl(['json', 'set', f, 'q', '[]']).code, 0);
+    assert.equal(tl(['json', 'set', f, 'q.0', '"first"']).code, 0);
+    assert.equal(tl(['json', 'set', f, 'q.1', '"second"']).code, 0);
+    assert.equal(tl(['json', 'get', '-r', f, 'q.1']).out, 'second\n');
+    const past = tl(['json', 'set', f, 'q.5', '1']);
+    assert.equal(past.code, 64);
+    assert.match(past.err, /array of 2/);
+    assert.equal(tl(['json', 'set', f, '.', '[1, 2]']).code, 0);
+    assert.deepEqual(JSON.parse(readFileSync(f, 'utf8')), [1, 2]);
+  });
+
+  test('missing value is exit 1, missing file 66, corrupt file 65 and never overwritten, bad VALUE 64', () => {
+    const f = fresh('s.json');
+    writeFileSync(f, '{"a": 1}\n');
+    const none = tl(['json', 'get', f, 'b']);
+    assert.equal(none.code, 1);
+    assert.match(none.err, /has no value at "b"/);
+    assert.equal(tl(['json', 'get', fresh('absent.json')]).code, 66);
+
+    const bad = tl(['json', 'set', f, 'b', 'done']);
+    assert.equal(bad.code, 64);
+    assert.match(bad.err, /VALUE "done" is not JSON.*--string/);
+    const intoScalar = tl(['json', 'set', f, 'a.b', '2']);
+    assert.equal(intoScalar.code, 64);
+    assert.match(intoScalar.err, /a is not an object or array/);
+    const emptyKey = tl(['json', 'set', f, 'a..b', '2']);
+    assert.equal(emptyKey.code, 64);
+    assert.equal(readFileSync(f, 'utf8'), '{"a": 1}\n', 'nothing written by a refused set');
+
+    const corrupt = fresh('corrupt.json');
+    writeFileSync(corrupt, '{"a": 1,, }');
+    const set = tl(['json', 'set', corrupt, 'b', '2']);
+    assert.equal(set.code, 65);
+    assert.match(set.err, /ERR_STORE_CORRUPT/);
+    assert.equal(tl(['json', 'get', corrupt]).code, 65);
+    assert.equal(readFileSync(corrupt, 'utf8'), '{"a": 1,, }');
+    assert.equal(tl(['json', 'set', f]).code, 64);
+  });
+
+  test('concurrent json set from many shells: every change is in the file (no lost update)', async () => {
+    const f = fresh('shared.json');
+    const procs = Number(process.env.TOWNLOCK_CLI_PROCS ?? 8);
+    const argvs = Array.from({ length: procs }, (_, i) => ['json', 'set', f, `workers.w${i}`, `{"n": ${i}}`]);
+    const exits = await parallel(argvs);
+    assert.deepEqual(
+      exits.map((e) => e.code),
+      exits.map(() => 0),
+      exits.map((e) => e.err).join(''),
+    );
+    const doc = JSON.parse(readFileSync(f, 'utf8')) as { workers: Record<string, { n: number }> };
+    assert.equal(Object.keys(doc.workers).length, procs, JSON.stringify(doc));
+    for (let i = 0; i < procs; i++) assert.deepEqual(doc.workers[`w${i}`], { n: i });
+  });
+});
+
+describe('log append / log tail', () => {
+  test('append writes one JSON line per entry; tail prints the last entries, one per line', () => {
+    const f = fresh('events.jsonl');
+    assert.equal(tl(['log', 'append', f, '{"type": "deploy"}', '2', '"three"']).code, 0);
+    assert.equal(tl(['log', 'append', '--string', f, 'plain text']).code, 0);
+    assert.equal(readFileSync(f, 'utf8'), '{"type":"deploy"}\n2\n"three"\n"plain text"\n');
+    assert.equal(tl(['log', 'tail', f]).out, '{"type":"deploy"}\n2\n"three"\n"plain text"\n');
+    assert.equal(tl(['log', 'tail', '-n', '2', f]).out, '"three"\n"plain text"\n');
+    assert.equal(tl(['log', 'tail', '-n', '0', f]).out, '');
+    const bad = tl(['log', 'append', f, '{oops']);
+    assert.equal(bad.code, 64);
+    assert.equal(tl(['log', 'tail', '-n', 'many', f]).code, 64);
+    assert.equal(tl(['log', 'tail', fresh('absent.jsonl')]).code, 66);
+    assert.equal(readFileSync(f, 'utf8').split('\n').length, 5, 'the refused append wrote nothing');
+  });
+
+  test('a control character in an entry is escaped in the output, never sent to the terminal', () => {
+    const f = fresh('ctl.jsonl');
+    assert.equal(tl(['log', 'append', f, '"bell\\u0007 csi\\u009b"']).code, 0);
+    const out = tl(['log', 'tail', f]).out;
+    assert.equal(out, '"bell\\u0007 csi\\u009b"\n');
+  });
+
+  test('a torn last line is reported with its offset, skipped, and the next append starts a new line', () => {
+    const f = fresh('torn.jsonl');
+    assert.equal(tl(['log', 'append', f, '1']).code, 0);
+    appendFileSync(f, '{"half": tr'); // a writer that died mid-append
+    const torn = tl(['log', 'tail', f]);
+    assert.equal(torn.code, 0);
+    assert.equal(torn.out, '1\n');
+    assert.match(torn.err, /torn last line at byte 2 skipped/);
+    assert.equal(tl(['log', 'append', f, '2']).code, 0);
+    const after = tl(['log', 'tail', f]);
+    assert.equal(after.out, '1\n2\n');
+    assert.match(after.err, /torn line at byte 2 skipped/);
+  });
+
+  test('concurrent appends from many shells: every entry whole, on its own line', async () => {
+    const f = fresh('many.jsonl');
+    const procs = Number(process.env.TOWNLOCK_CLI_PROCS ?? 8);
+    const big = 'x'.repeat(70_000); // larger than a pipe buffer: one write(2) is not atomic for it alone
+    const exits = await parallel(
+      Array.from({ length: procs }, (_, i) => [
+        'log',
+        'append',
+        f,
+        `{"p": ${i}, "pad": "${big}"}`,
+        `{"p": ${i}, "second": true}`,
+      ]),
+    );
+    assert.ok(
+      exits.every((e) => e.code === 0),
+      exits.map((e) => e.err).join(''),
+    );
+    const lines = readFileSync(f, 'utf8').split('\n');
+    assert.equal(lines.pop(), '');
+    assert.equal(lines.length, procs * 2);
+    const seen = lines.map((l) => JSON.parse(l) as { p: number; pad?: string; second?: boolean });
+    // Each invocation's entries are adjacent and in order: one locked append.
+    for (let i = 0; i < seen.length; i += 2) {
+      assert.equal(seen[i]!.pad, big);
+      assert.deepEqual(seen[i + 1], { p: seen[i]!.p, second: true });
+    }
+    assert.equal(new Set(seen.map((s) => s.p)).size, procs);
+  });
+
+  test('tail -f prints entries appended by other processes as they arrive, and exits 143 on SIGTERM', async () => {
+    const f = fresh('follow.jsonl');
+    assert.equal(tl(['log', 'append', f, '"old"']).code, 0);
+    const follower = start(process.execPath, [BIN, 'log', 'tail', '-f', '-n', '1', f]);
+    await follower.waitFor('"old"');
+    assert.equal(tl(['log', 'append', f, '{"n": 1}']).code, 0);
+    await follower.waitFor('{"n":1}');
+    assert.equal(tl(['log', 'append', f, '2', '3']).code, 0);
+    await follower.waitFor('3');
+    follower.proc.kill('SIGTERM');
+    assert.equal(await follower.exited(), 143);
+    assert.deepEqual(follower.lines, ['"old"', '{"n":1}', '2', '3']);
+  });
+
+  test('tail -f on a log that does not exist yet waits for it', async () => {
+    const f = fresh('later.jsonl');
+    const follower = start(process.execPath, [BIN, 'log', 'tail', '-f', f]);
+    // The follower has no output to wait on before it watches; an append before that is read from the
+    // start (offset 0) all the same, so the order does not matter.
+    assert.equal(tl(['log', 'append', f, '"first"']).code, 0);
+    await follower.waitFor('"first"');
+    follower.proc.kill('SIGINT');
+    assert.equal(await follower.exited(), 130);
+  });
+});
