@@ -83,7 +83,7 @@ Exit codes (those of util-linux flock(1)):
   69     lock run: the command is not found or not executable
   70     internal error (a bug in townlock)
   71     any other operating-system error
-  75     temporary failure: the machine cannot be reached now; try again
+  75     temporary failure: the machine or etcd cannot be reached now, or an etcd lock was lost
   128+N  lock run, machine exec: the command died of signal N; log tail -f: ended by it
   lock run and machine exec otherwise exit with the command's own status.
 `;

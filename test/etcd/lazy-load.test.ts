@@ -48,6 +48,10 @@ test('CLI commands that do not name etcd load neither', () => {
       loadedBy([bin, 'machine', 'list'], { TOWNLOCK_REGISTRY: join(tmp.dir, 'machines.json') }),
       0,
     );
+    assert.equal(loadedBy([bin, 'lock', 'run', join(tmp.dir, 'state.json'), 'true']), 0);
+    assert.equal(loadedBy([bin, 'json', 'set', join(tmp.dir, 'state.json'), 'a', '1']), 0);
+    // Control: the same lock run on etcd loads the client.
+    assert.ok(loadedBy([bin, 'lock', 'run', '--etcd', '127.0.0.1:1', 'job', 'true']) > 0);
   } finally {
     tmp.remove();
   }

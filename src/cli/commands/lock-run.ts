@@ -1,33 +1,54 @@
 /** `townlock lock run`: run a command while holding a lock, as util-linux flock(1) does. */
+import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
+import { setLongTimeout } from '../../_long-timer.js';
+import type { Etcd } from '../../etcd/etcd.js';
+import type { EtcdLock } from '../../etcd/lock.js';
 import type { LockTimeoutError } from '../../filelock/errors.js';
 import { FileLock } from '../../filelock/lock.js';
 import type { ParsedArgs } from '../args.js';
 import type { CliContext } from '../context.js';
 import { EXIT, type ExitCode, InputError, isOsError, RunError, UsageError } from '../errors.js';
-import { printError } from '../output.js';
+import { printError, printWarning } from '../output.js';
 import type { CommandInput, CommandRun } from '../spec.js';
+import { connectEtcd, type EtcdTarget, parseEtcdTarget } from './_etcd.js';
 import { lockArgument } from './_lock-target.js';
 
 export const run: CommandRun = async (args, ctx, input) => {
   const { values } = args;
   if (values.shared && values.exclusive)
     throw new UsageError('-s and -x cannot be used together', 'give one of them (-x is the default)');
-  if (args.positionals.length === 0) throw new UsageError('missing FILE', `usage: ${input.usage}`);
-  const target = lockArgument(args, 0, ctx.cwd, input, false);
-  if (target.kind === 'dir') throw new Error('lockArgument returned a directory for lock run');
-  const argv = commandOf(args, input);
+  const etcd = etcdOption(values.etcd, ctx);
+  if (args.positionals.length === 0)
+    throw new UsageError(`missing ${etcd ? 'NAME' : 'FILE'}`, `usage: ${input.usage}`);
   const conflictCode = integerOption(values['conflict-exit-code'], '-E', 0, 255) ?? EXIT.failure;
   const wait = values.wait;
   const seconds = typeof wait === 'string' ? secondsOption(wait, '-w') : undefined;
   // flock(1) semantics: wait forever by default; -n or -w 0 means a single attempt.
   const timeout = values.nonblock || seconds === 0 ? -1 : seconds === undefined ? 0 : seconds * 1000;
+  const type = values.shared ? 'shared' : 'exclusive';
+  if (etcd) {
+    for (const flag of ['lock-file', 'protect'] as const)
+      if (values[flag])
+        throw new UsageError(`--${flag} does not apply to --etcd`, 'an etcd lock is a NAME, not a file');
+    const killAfter = secondsOption(
+      typeof values['kill-after'] === 'string' ? values['kill-after'] : '10',
+      '--kill-after',
+    );
+    const argv = commandOf(args, input);
+    return runOnEtcd(etcd, args.positionals[0]!, argv, { type, timeout, conflictCode, killAfter }, ctx);
+  }
+  if (values['kill-after'] !== undefined)
+    throw new UsageError('--kill-after applies only with --etcd', 'a file lock cannot be lost while held');
+  const target = lockArgument(args, 0, ctx.cwd, input, false);
+  if (target.kind === 'dir') throw new Error('lockArgument returned a directory for lock run');
+  const argv = commandOf(args, input);
 
   const abort = new AbortController();
   let lock: FileLock;
   try {
     lock = new FileLock(target.path, {
-      type: values.shared ? 'shared' : 'exclusive',
+      type,
       timeout,
       signal: abort.signal,
       isLockFile: target.kind === 'lock-file',
@@ -41,16 +62,8 @@ export const run: CommandRun = async (args, ctx, input) => {
     await lock.lock();
   } catch (err) {
     if (isOsError(err)) throw new InputError('lock file', lock.lockPath, err);
-    const code = (err as { code?: string }).code;
-    if (code === 'ERR_LOCK_TIMEOUT') {
-      const { holderPid } = err as LockTimeoutError;
-      const holder = holderPid === undefined ? '' : ` (held by pid ${holderPid})`;
-      const what = timeout < 0 ? `${lock.lockPath} is busy${holder}` : (err as Error).message;
-      printError(ctx, Object.assign(new Error(what), { code }));
-      return conflictCode;
-    }
-    if (code === 'ERR_LOCK_ABORTED') return 128 + signalNumber(abort.signal.reason as NodeJS.Signals);
-    throw err;
+    const busy = (holder: string) => `${lock.lockPath} is busy${holder}`;
+    return waitFailed(err, ctx, abort.signal, timeout, conflictCode, busy);
   } finally {
     stopWaiting();
   }
@@ -60,6 +73,98 @@ export const run: CommandRun = async (args, ctx, input) => {
     await lock.unlock();
   }
 };
+
+/** What `lock run` does with a lock it could not take: the conflict code, 128+N, or the error thrown. */
+function waitFailed(
+  err: unknown,
+  ctx: CliContext,
+  signal: AbortSignal,
+  timeout: number,
+  conflictCode: number,
+  busy: (holder: string) => string,
+): ExitCode {
+  const code = (err as { code?: string }).code;
+  if (code === 'ERR_LOCK_TIMEOUT') {
+    const { holderPid } = err as LockTimeoutError;
+    const holder = holderPid === undefined ? '' : ` (held by pid ${holderPid})`;
+    const what = timeout < 0 ? busy(holder) : (err as Error).message;
+    printError(ctx, Object.assign(new Error(what), { code }));
+    return conflictCode;
+  }
+  if (code === 'ERR_LOCK_ABORTED' && signal.aborted)
+    return 128 + signalNumber(signal.reason as NodeJS.Signals);
+  throw err;
+}
+
+/** The etcd cluster `lock run` uses: --etcd, else $TOWNLOCK_ETCD (empty is unset), else none. */
+function etcdOption(flag: string | true | undefined, ctx: CliContext): EtcdTarget | undefined {
+  if (typeof flag === 'string') {
+    if (flag === '')
+      throw new UsageError("--etcd needs ENDPOINTS, got ''", "write e.g. '--etcd 10.0.0.1:2379/town'");
+    return parseEtcdTarget(flag, '--etcd');
+  }
+  const env = ctx.env.TOWNLOCK_ETCD;
+  return env ? parseEtcdTarget(env, 'TOWNLOCK_ETCD') : undefined;
+}
+
+/** How `lock run --etcd` takes its lock and what it does when it cannot. */
+interface EtcdRun {
+  type: 'shared' | 'exclusive';
+  timeout: number;
+  conflictCode: number;
+  /** Seconds between SIGTERM and SIGKILL when the lock is lost. */
+  killAfter: number;
+}
+
+/**
+ * `lock run --etcd`: the lock is NAME on the cluster; if it is lost while the command runs, the command
+ * gets SIGTERM, then SIGKILL after `killAfter` seconds, and the exit status is 75 (EX_TEMPFAIL).
+ */
+async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: EtcdRun, ctx: CliContext) {
+  const abort = new AbortController();
+  const stopWaiting = ctx.onSignal((signal) => abort.abort(signal));
+  let etcd: Etcd | undefined;
+  try {
+    let lock: EtcdLock;
+    try {
+      etcd = await connectEtcd(target);
+      lock = etcd.lock(name, { type: run.type, timeout: run.timeout, signal: abort.signal });
+      await lock.lock();
+    } catch (err) {
+      const busy = () => `lock ${JSON.stringify(name)} on etcd is busy`;
+      // A signal while connecting ends the wait as it does while waiting for the lock.
+      if (abort.signal.aborted && (err as { code?: string }).code !== 'ERR_LOCK_TIMEOUT')
+        return 128 + signalNumber(abort.signal.reason as NodeJS.Signals);
+      return waitFailed(err, ctx, abort.signal, run.timeout, run.conflictCode, busy);
+    } finally {
+      stopWaiting();
+    }
+    let lost = false;
+    try {
+      const status = await runChild(argv, ctx, {
+        signal: lock.lost,
+        onAbort: (child) => {
+          lost = true;
+          printError(ctx, lock.lost.reason);
+          const pid = child.pid ?? '?';
+          printWarning(
+            ctx,
+            `sending SIGTERM to the command (pid ${pid}); SIGKILL in ${run.killAfter} s if it has not exited`,
+          );
+          child.kill('SIGTERM');
+          return setLongTimeout(() => child.kill('SIGKILL'), run.killAfter * 1000);
+        },
+      });
+      return lost ? EXIT.tempFail : status;
+    } finally {
+      // A lost lock has nothing left to release; any other failure to delete the key is covered by
+      // close(), which revokes the session lease (and with it the key).
+      await lock.unlock().catch(() => {});
+    }
+  } finally {
+    await etcd?.close().catch(() => {});
+  }
+}
 
 /**
  * The command to run: `-c CMD` (before FILE, or right after it as flock(1) takes it), else everything
@@ -86,6 +191,13 @@ function commandOf({ values, rest }: ParsedArgs, input: CommandInput): string[] 
   return argv;
 }
 
+/** When to stop the command early (its lock was lost) and how. */
+interface StopOn {
+  signal: AbortSignal;
+  /** Starts stopping the running child; returns what cancels the rest (a SIGKILL timer) once it exited. */
+  onAbort(child: ChildProcess): { clear(): void };
+}
+
 /** Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\\). */
 const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT']);
 
@@ -95,7 +207,7 @@ const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT']);
  * it directly, so INT and QUIT are forwarded only when townlock is not the terminal's foreground group
  * (they came from kill(1), not from the keyboard). Forwarding keeps the order signals arrived in.
  */
-function runChild([command, ...args]: string[], ctx: CliContext): Promise<ExitCode> {
+function runChild([command, ...args]: string[], ctx: CliContext, stop?: StopOn): Promise<ExitCode> {
   return new Promise<ExitCode>((resolvePromise) => {
     const child = ctx.spawn(command!, args, {
       stdio: 'inherit',
@@ -110,12 +222,25 @@ function runChild([command, ...args]: string[], ctx: CliContext): Promise<ExitCo
     const stopForwarding = ctx.onSignal((signal) => {
       forwarding = forwarding.then(() => forward(signal)).catch(() => {});
     });
-    child.on('error', (err: NodeJS.ErrnoException) => {
+    let killer: { clear(): void } | undefined;
+    const onStop = () => {
+      if (child.exitCode === null && child.signalCode === null) killer = stop!.onAbort(child);
+    };
+    const done = () => {
       stopForwarding();
+      stop?.signal.removeEventListener('abort', onStop);
+      killer?.clear();
+    };
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      done();
       resolvePromise(printError(ctx, new RunError(command!, err)));
     });
+    child.on('spawn', () => {
+      if (stop?.signal.aborted) onStop();
+      else stop?.signal.addEventListener('abort', onStop, { once: true });
+    });
     child.on('exit', (code, signal) => {
-      stopForwarding();
+      done();
       resolvePromise(code ?? 128 + signalNumber(signal ?? 'SIGTERM'));
     });
   });

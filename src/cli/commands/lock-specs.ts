@@ -29,6 +29,7 @@ export const LOCK_COMMANDS: CommandSpec[] = [
       'townlock lock run [options] FILE COMMAND [ARG...]',
       "townlock lock run [options] FILE -c 'SHELL COMMAND'",
       'townlock lock run [options] -L LOCKFILE COMMAND [ARG...]',
+      'townlock lock run [options] --etcd ENDPOINTS[/PREFIX] NAME COMMAND [ARG...]',
     ],
     details: `${FILE_HELP} A directory is refused.
 
@@ -41,7 +42,14 @@ opened or created; 69 the command is not found or cannot be run; 71 other OS err
 Signals: TERM, HUP, USR1 and USR2 sent to townlock are forwarded to the command; INT and QUIT too,
 unless townlock is the terminal's foreground job (a Ctrl-C or Ctrl-\\ typed there already reached the
 command, which runs in townlock's process group as under flock(1)). The lock is held until the command
-exits. A signal while waiting for the lock ends the wait with 128+N.`,
+exits. A signal while waiting for the lock ends the wait with 128+N.
+
+With --etcd (or $TOWNLOCK_ETCD), the lock is NAME on the etcd cluster at ENDPOINTS
+(HOST:PORT[,HOST:PORT...]), under the key prefix PREFIX (default townlock/): it excludes every process
+on every host that locks NAME there, with the same flags and exit codes. If the lock is lost while the
+command runs (this host cannot keep its etcd lease alive), the command gets SIGTERM, then SIGKILL after
+--kill-after SECONDS, and townlock exits 75 whatever the command's status. 75 also when etcd cannot be
+reached.`,
     options: [
       { long: 'exclusive', short: 'x', help: 'exclusive (write) lock; the default' },
       { long: 'shared', short: 's', help: 'shared (read) lock: other -s holders may hold it too' },
@@ -71,6 +79,16 @@ exits. A signal while waiting for the lock ends the wait with 128+N.`,
         help: 'run COMMAND with /bin/sh -c (may also follow FILE, as in flock(1))',
       },
       ...FILE_OPTIONS,
+      {
+        long: 'etcd',
+        value: 'ENDPOINTS[/PREFIX]',
+        help: 'lock NAME on this etcd cluster instead of a file (default: $TOWNLOCK_ETCD if set)',
+      },
+      {
+        long: 'kill-after',
+        value: 'SECONDS',
+        help: 'with --etcd: if the lock is lost, SIGKILL the command this long after SIGTERM (default 10)',
+      },
     ],
     stopAtPositional: true,
     example: 'townlock lock run -w 10 state.json ./update-state.sh --verbose',
