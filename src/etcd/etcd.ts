@@ -10,6 +10,7 @@
  */
 import type { EtcdClient } from './_client.js';
 import { loadClient } from './_client.js';
+import { LocalLocks } from './_local-locks.js';
 import { LockKeys } from './_lock-keys.js';
 import { Session } from './_session.js';
 import { EtcdLock } from './lock.js';
@@ -32,7 +33,7 @@ export class Etcd {
   /** Deadline of each etcd call, in ms. */
   readonly callTimeout: number;
   readonly #session: Session;
-  readonly #keys: LockKeys;
+  readonly #keys: LocalLocks;
 
   private constructor(options: ResolvedEtcdOptions, client: EtcdClient, session: Session) {
     this.endpoints = options.endpoints;
@@ -40,7 +41,7 @@ export class Etcd {
     this.leaseTtl = options.leaseTtl;
     this.callTimeout = options.callTimeout;
     this.#session = session;
-    this.#keys = new LockKeys(client, session, options.prefix);
+    this.#keys = new LocalLocks(new LockKeys(client, session, options.prefix), options.endpoints);
   }
 
   /**

@@ -2,7 +2,7 @@
  * townlock/etcd: the same locks across hosts, on an etcd cluster. See docs/etcd.md. Importing this module
  * does not load the etcd client; `Etcd.connect()` does.
  */
-export { LockAbortedError, LockTimeoutError } from '../filelock/errors.js';
+export { LockAbortedError, LockTimeoutError, LockUpgradeError } from '../filelock/errors.js';
 export type { Lock, LockType } from '../lock.js';
 export {
   EtcdAlreadyLockedError,
