@@ -13,3 +13,4 @@ export {
 export { Etcd } from './etcd.js';
 export { EtcdLock } from './lock.js';
 export type { EtcdLockOptions, EtcdOptions } from './options.js';
+export { EtcdMachineRegistry, type EtcdRegistryOptions } from './registry.js';
