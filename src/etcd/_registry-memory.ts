@@ -51,6 +51,8 @@ interface Slot {
   readonly entry: Entry | undefined;
   /** The key's value is not a registry entry (corrupt JSON). */
   readonly error: Error | undefined;
+  /** The key is not the encoded name (written by hand): writes must use it as it is. */
+  readonly odd?: boolean;
 }
 
 /** The mod revision of each entry memory read or published (entries never seen in etcd: 0). */
@@ -191,6 +193,7 @@ export class RegistryMemory {
   }
 
   #set(name: string, slot: Slot): void {
+    if (slot.key !== this.#keys.machine(name)) slot = { ...slot, odd: true };
     this.#machines.set(name, slot);
     if (slot.entry || slot.error) this.#tombstones.delete(name);
     else this.#tombstones.add(name);
@@ -226,7 +229,7 @@ export class RegistryMemory {
     for (const [name, slot] of this.#machines) {
       if (slot.entry) entries.set(name, slot.entry);
       error ??= slot.error;
-      if (slot.key !== this.#keys.machine(name)) odd.set(name, slot.key);
+      if (slot.odd) odd.set(name, slot.key);
     }
     if (!entries.has('local')) entries.set('local', LOCAL_ENTRY);
     const keys = this.#keys;
