@@ -14,8 +14,7 @@
  *
  * Not guaranteed
  * - That reads show others' writes at once: call reload() first when that matters.
- * - withWriteLock() around a write: file registries commit under a caller's hold of their file lock;
- *   etcd registries never need one (their compares replace the lock).
+ * - An update() racing a machine deleted by hand (etcdctl del, without rewriting the epoch key).
  */
 import { InvalidOptionError } from '../errors.js';
 import { RegistryBase } from '../registry/registry.js';
