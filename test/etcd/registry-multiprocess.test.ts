@@ -11,7 +11,7 @@ import { type EtcdClient, loadClient, prefixEnd } from '../../src/etcd/_client.j
 import { type Child, DIST, mutatedDist, reapAll, start, tempDir } from '../multiprocess/helpers.js';
 import { useEtcd } from './etcd-server.js';
 
-const N = Number(process.env.TOWNLOCK_ETCD_REG_ADDS ?? 50);
+const N = Number(process.env.TOWNLOCK_ETCD_REG_ADDS ?? 30);
 const M = Number(process.env.TOWNLOCK_ETCD_REG_UPDATES ?? 25);
 let raw: EtcdClient;
 const etcd = useEtcd({
