@@ -154,7 +154,8 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
     if (plan.ops.length === 0) {
       // Nothing to write: only check that the snapshot the batch read is current.
       const res = await client.txn({ compare: plan.compare, success: [], failure: [since] });
-      if (res.succeeded) this.#memory.confirm(res.revision);
+      // Only a compare on the whole registry says that memory is the store's state at that revision.
+      if (res.succeeded && plan.whole) this.#memory.confirm(res.revision);
       return res.succeeded
         ? undefined
         : { changes: (res.results[0] as RangeResult).kvs, revision: res.revision };

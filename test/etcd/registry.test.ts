@@ -296,6 +296,25 @@ test('an update racing another process’s remove sees the remove (deleting batc
   );
 });
 
+test('an add that changes nothing is checked against its own key only, and does not make a stale snapshot pass for current', async (t) => {
+  if (!etcd.ready(t)) return;
+  const name = fresh();
+  const other = await (await connect()).registry(name);
+  const { registry: stale, ctl } = await controlled(name);
+  await stale.add(ssh('same'));
+  ctl.holdWatches = true;
+  await other.add(ssh('unseen'));
+  ctl.txns = 0;
+  await stale.add(ssh('same')); // the same machine again: nothing to write, its key is checked
+  assert.equal(ctl.txns, 1);
+  assert.deepEqual(
+    await stale.update((d) => d.list().map((m) => m.name)),
+    ['local', 'same', 'unseen'],
+    'the update saw the machine its snapshot had missed',
+  );
+  ctl.release();
+});
+
 test('lockTimeout bounds the retries: a negative one makes one attempt and fails with ERR_LOCK_TIMEOUT', async (t) => {
   if (!etcd.ready(t)) return;
   const name = fresh();
