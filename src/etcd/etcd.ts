@@ -4,8 +4,9 @@
  * every held lock at once and a crashed process releases them within `leaseTtl` seconds. It opens the
  * machine registries kept in the cluster, and `close()` closes them too.
  *
- * The etcd client (the `etcd3` package and grpc-js) is loaded by `connect()`, not when this module is
- * imported: `import 'townlock'` stays free of it.
+ * The etcd client (the `etcd3` package and grpc-js) is loaded by `connect()`, and the registry code by
+ * `registry()`, not when this module is imported: `import 'townlock'` stays free of the client, and
+ * `import 'townlock/etcd'` of both.
  *
  * A connected Etcd keeps the process alive (keep-alive timer and stream) until `close()`, like a socket.
  */
@@ -22,7 +23,7 @@ import {
   type ResolvedEtcdOptions,
   resolveEtcdOptions,
 } from './options.js';
-import { EtcdMachineRegistry, type EtcdRegistryOptions } from './registry.js';
+import type { EtcdMachineRegistry, EtcdRegistryOptions } from './registry.js';
 
 /** A connection to an etcd cluster with one session lease; get one from {@link Etcd.connect}. */
 export class Etcd {
@@ -88,6 +89,8 @@ export class Etcd {
    * answer within `callTimeout`. See {@link EtcdMachineRegistry} and docs/etcd.md.
    */
   async registry(name: string, options?: EtcdRegistryOptions): Promise<EtcdMachineRegistry> {
+    // Loaded here: the registry brings the connection module (and ssh2) that lock users do not need.
+    const { EtcdMachineRegistry } = await import('./registry.js');
     const registry = await EtcdMachineRegistry.open(
       {
         client: this.#client,

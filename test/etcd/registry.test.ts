@@ -18,7 +18,8 @@ import {
 } from '../../src/etcd/_client.js';
 import { Session } from '../../src/etcd/_session.js';
 import { EtcdUnavailableError } from '../../src/etcd/errors.js';
-import { Etcd, EtcdMachineRegistry, type EtcdRegistryOptions } from '../../src/etcd/index.js';
+import { Etcd } from '../../src/etcd/index.js';
+import { EtcdMachineRegistry, type EtcdRegistryOptions } from '../../src/etcd/registry.js';
 import { useEtcd } from './etcd-server.js';
 
 const prefix = 'reg-test/';
