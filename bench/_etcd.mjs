@@ -1,4 +1,4 @@
-// Shared by the etcd benchmarks: a throwaway single-member etcd on free loopback ports (never 2379),
+// Shared by the etcd benchmarks: a throwaway etcd (one member or three) on free loopback ports (never 2379),
 // bounded by `timeout` so it cannot outlive a crashed run, and the etcd3/grpc-js modules etcd3 uses.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,61 +23,81 @@ async function freePort() {
   }
 }
 
-/** Starts etcd; resolves with its endpoint and a stop function once GET /health says true. */
-export async function startEtcd() {
+/**
+ * Starts a throwaway etcd of `members` (1 or 3) members on loopback; resolves once every member's
+ * GET /health says true, with the client endpoints (`endpoint`: the first) and a stop function.
+ */
+export async function startEtcd({ members = 1 } = {}) {
   if (spawnSync('sh', ['-c', 'command -v etcd']).status !== 0) throw new Error('etcd is not installed');
   const dir = mkdtempSync(join(tmpdir(), 'townlock-bench-etcd-'));
-  const [client, peer] = [await freePort(), await freePort()];
-  const endpoint = `127.0.0.1:${client}`;
-  const proc = spawn(
-    'timeout',
-    [
-      '-k',
-      '5',
-      '3600',
-      'etcd',
-      '--name',
-      'b1',
-      '--data-dir',
-      join(dir, 'data'),
-      '--listen-client-urls',
-      `http://${endpoint}`,
-      '--advertise-client-urls',
-      `http://${endpoint}`,
-      '--listen-peer-urls',
-      `http://127.0.0.1:${peer}`,
-      '--initial-advertise-peer-urls',
-      `http://127.0.0.1:${peer}`,
-      '--initial-cluster',
-      `b1=http://127.0.0.1:${peer}`,
-      '--logger',
-      'zap',
-      '--log-level',
-      'warn',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  proc.stderr.setEncoding('utf8').on('data', (chunk) => {
-    stderr = (stderr + chunk).slice(-4000);
+  const ports = [];
+  for (let i = 0; i < members; i++) ports.push({ client: await freePort(), peer: await freePort() });
+  const cluster = ports.map((p, i) => `b${i + 1}=http://127.0.0.1:${p.peer}`).join(',');
+  const procs = ports.map(({ client, peer }, i) => {
+    const endpoint = `127.0.0.1:${client}`;
+    const proc = spawn(
+      'timeout',
+      [
+        '-k',
+        '5',
+        '3600',
+        'etcd',
+        '--name',
+        `b${i + 1}`,
+        '--data-dir',
+        join(dir, `data${i + 1}`),
+        '--listen-client-urls',
+        `http://${endpoint}`,
+        '--advertise-client-urls',
+        `http://${endpoint}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-cluster',
+        cluster,
+        '--initial-cluster-state',
+        'new',
+        '--initial-cluster-token',
+        `townlock-bench-${process.pid}-${ports[0].client}`,
+        '--logger',
+        'zap',
+        '--log-level',
+        'warn',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    proc.stderr.setEncoding('utf8').on('data', (chunk) => {
+      stderr = (stderr + chunk).slice(-4000);
+    });
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    return { endpoint, proc, exited, stderr: () => stderr };
   });
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
   const stop = async () => {
-    proc.kill('SIGTERM'); // timeout passes it on to etcd
-    await exited;
+    // One at a time (SIGTERM to every member at once takes seconds: the leader hands over to members
+    // that are going away); `timeout` passes the signal on to its etcd.
+    for (const p of procs) {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   };
+  const endpoints = procs.map((p) => p.endpoint);
   for (let i = 0; i < 500; i++) {
-    try {
-      const res = await fetch(`http://${endpoint}/health`);
-      if ((await res.json()).health === 'true') return { endpoint, stop };
-    } catch {
-      // not up yet
-    }
+    const healthy = await Promise.all(
+      endpoints.map((e) =>
+        fetch(`http://${e}/health`, { signal: AbortSignal.timeout(1000) })
+          .then((res) => res.json())
+          .then((body) => body.health === 'true')
+          .catch(() => false),
+      ),
+    );
+    if (healthy.every(Boolean)) return { endpoint: endpoints[0], endpoints, stop };
     await sleep(20);
   }
   await stop();
-  throw new Error(`etcd did not become healthy: ${stderr}`);
+  throw new Error(`etcd did not become healthy: ${procs.map((p) => p.stderr()).join('\n')}`);
 }
 
 const etcd3Require = createRequire(createRequire(import.meta.url).resolve('etcd3'));

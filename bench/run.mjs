@@ -10,6 +10,7 @@ for (const script of [
   'store.mjs',
   'cli-startup.mjs',
   'etcd-lock.mjs',
+  'etcd-registry.mjs',
 ]) {
   console.log(`\n## bench/${script}\n`);
   const r = spawnSync(process.execPath, [new URL(script, import.meta.url).pathname], { stdio: 'inherit' });

@@ -82,8 +82,8 @@ function race<T>(promise: Promise<T>, stop: AbortSignal, lease: SessionLease): P
 }
 
 /**
- * The two operations EtcdLock's policy sits on. An in-process layer (a queue, re-entrancy) can wrap
- * them without touching either the policy or etcd.
+ * The operations EtcdLock's policy sits on: LockKeys (etcd alone) and LocalLocks (_local-locks.ts: the
+ * in-process queue and re-entrancy in front of LockKeys), so neither the policy nor etcd knows the other.
  */
 export interface LockKeyOps {
   /** The key prefix of lock `name` (what errors report as `lockPath`). */
@@ -95,6 +95,10 @@ export interface LockKeyOps {
   acquire(name: string, type: LockType, stop: AbortSignal, once: boolean): Promise<KeyHold | undefined>;
   /** Releases a hold; rejects with EtcdUnavailableError if its key could not be deleted. */
   release(hold: KeyHold): Promise<void>;
+  /** Runs `fn` as the holder of `hold`: locks of the same name taken inside it re-enter the hold. */
+  run<T>(hold: KeyHold, fn: () => T): T;
+  /** The hold's lease ended: let the hold go without deleting its key (the key went with the lease). */
+  forget(hold: KeyHold): void;
 }
 
 /** Takes and releases lock keys of one Etcd session. */
@@ -141,6 +145,14 @@ export class LockKeys implements LockKeyOps {
       }
     }
   }
+
+  /** Runs `fn`: etcd alone knows no re-entrancy (LocalLocks adds it). */
+  run<T>(_hold: KeyHold, fn: () => T): T {
+    return fn();
+  }
+
+  /** Nothing to do: the key went with its lease, which the session revokes. */
+  forget(_hold: KeyHold): void {}
 
   /** Deletes the hold's key; on failure the session goes on trying in the background. */
   async release(hold: KeyHold): Promise<void> {

@@ -1,15 +1,18 @@
 /**
  * Etcd: townlock's connection to an etcd cluster, for towns that span hosts. It owns one session lease
  * (kept alive every TTL/3) to which every lock key of this process is attached, so `close()` releases
- * every held lock at once and a crashed process releases them within `leaseTtl` seconds.
+ * every held lock at once and a crashed process releases them within `leaseTtl` seconds. It opens the
+ * machine registries kept in the cluster, and `close()` closes them too.
  *
- * The etcd client (the `etcd3` package and grpc-js) is loaded by `connect()`, not when this module is
- * imported: `import 'townlock'` stays free of it.
+ * The etcd client (the `etcd3` package and grpc-js) is loaded by `connect()`, and the registry code by
+ * `registry()`, not when this module is imported: `import 'townlock'` stays free of the client, and
+ * `import 'townlock/etcd'` of both.
  *
  * A connected Etcd keeps the process alive (keep-alive timer and stream) until `close()`, like a socket.
  */
 import type { EtcdClient } from './_client.js';
 import { loadClient } from './_client.js';
+import { LocalLocks } from './_local-locks.js';
 import { LockKeys } from './_lock-keys.js';
 import { Session } from './_session.js';
 import { EtcdLock } from './lock.js';
@@ -20,6 +23,7 @@ import {
   type ResolvedEtcdOptions,
   resolveEtcdOptions,
 } from './options.js';
+import type { EtcdMachineRegistry, EtcdRegistryOptions } from './registry.js';
 
 /** A connection to an etcd cluster with one session lease; get one from {@link Etcd.connect}. */
 export class Etcd {
@@ -31,16 +35,20 @@ export class Etcd {
   readonly leaseTtl: number;
   /** Deadline of each etcd call, in ms. */
   readonly callTimeout: number;
+  readonly #client: EtcdClient;
   readonly #session: Session;
-  readonly #keys: LockKeys;
+  readonly #keys: LocalLocks;
+  /** The registries opened and not closed yet, closed by close(). */
+  readonly #registries = new Set<EtcdMachineRegistry>();
 
   private constructor(options: ResolvedEtcdOptions, client: EtcdClient, session: Session) {
     this.endpoints = options.endpoints;
     this.prefix = options.prefix;
     this.leaseTtl = options.leaseTtl;
     this.callTimeout = options.callTimeout;
+    this.#client = client;
     this.#session = session;
-    this.#keys = new LockKeys(client, session, options.prefix);
+    this.#keys = new LocalLocks(new LockKeys(client, session, options.prefix), options.endpoints);
   }
 
   /**
@@ -76,12 +84,36 @@ export class Etcd {
   }
 
   /**
-   * Revokes the session lease, which releases every lock this Etcd holds at once (their `lost` signals
-   * abort), fails every wait with `EtcdUnavailableError`, and closes the connections. Idempotent.
-   * Rejects with `EtcdUnavailableError` if the revoke could not reach etcd (the locks are then released
-   * when the lease expires, within `leaseTtl` seconds); the connections are closed either way.
+   * Opens the machine registry `name` kept in this cluster (under `<prefix>registry/<name>/`): reads it
+   * whole and watches it. Rejects with `InvalidOptionError`, or `EtcdUnavailableError` if etcd does not
+   * answer within `callTimeout`. See {@link EtcdMachineRegistry} and docs/etcd.md.
    */
-  close(): Promise<void> {
+  async registry(name: string, options?: EtcdRegistryOptions): Promise<EtcdMachineRegistry> {
+    // Loaded here: the registry brings the connection module (and ssh2) that lock users do not need.
+    const { EtcdMachineRegistry } = await import('./registry.js');
+    const registry = await EtcdMachineRegistry.open(
+      {
+        client: this.#client,
+        session: this.#session,
+        prefix: this.prefix,
+        onClose: (r) => this.#registries.delete(r),
+      },
+      name,
+      options,
+    );
+    this.#registries.add(registry);
+    return registry;
+  }
+
+  /**
+   * Closes every registry this Etcd opened, then revokes the session lease, which releases every lock
+   * this Etcd holds at once (their `lost` signals abort), fails every wait with `EtcdUnavailableError`,
+   * and closes the connections. Idempotent. Rejects with `EtcdUnavailableError` if the revoke could not
+   * reach etcd (the locks are then released when the lease expires, within `leaseTtl` seconds); the
+   * connections are closed either way.
+   */
+  async close(): Promise<void> {
+    for (const registry of [...this.#registries]) await registry.close();
     return this.#session.close();
   }
 

@@ -2,12 +2,18 @@
  * EtcdLock: a named lock shared by every process (on any host) of an etcd cluster, with FileLock's
  * options and semantics, a fencing token, and a signal that says when the lock was lost.
  *
- * This file is the policy: the deadline, the abort signal, and the handle's state. The two etcd
- * operations under it (take a key, release it) are in _lock-keys.ts.
+ * This file is the policy: the deadline, the abort signal, and the handle's state. Under it, the
+ * in-process level (_local-locks.ts: a FIFO queue per lock in this process, re-entrancy) and the two etcd
+ * operations (_lock-keys.ts: take a key, release it).
  *
  * Guarantees
  * - Exclusion while the session lease lives: no two handles hold an exclusive lock, or one exclusive
- *   and one shared, at the same time. Waiters are served in the order they queued (FIFO).
+ *   and one shared, at the same time, except holds nested in one another. Waiters are served in the
+ *   order they queued (FIFO): in this process first, then in etcd.
+ * - Re-entrancy scoped to a live hold, as FileLock's: a lock of the same name taken (through the same
+ *   Etcd) inside `withLock`'s callback nests in that hold; nested exclusive siblings take turns; an
+ *   exclusive lock inside a shared hold fails with ERR_LOCK_UPGRADE. Nested handles share the root's
+ *   key, fencing token and `lost`; the key is deleted when the root and every nested hold have ended.
  * - `fencingToken` strictly increases from one exclusive holder to the next (and from any holder to a
  *   later conflicting one), even when a holder lost its lease.
  * - `lost` aborts (reason: LockLostError, `ERR_LOCK_LOST`) when the session lease is, or may be, gone
@@ -20,13 +26,13 @@
  * - Exclusion after a lease loss: a holder frozen (SIGSTOP, GC, swapping) for longer than the TTL
  *   loses the lock without running any code, and another process may take it while the first still
  *   believes it holds. Make writes conditional on the fencing token (docs/etcd.md).
- * - Re-entrancy or an in-process queue: a second handle on the same name in the same process waits in
- *   etcd's order like any other waiter; `withLock` nested on the same name in one process deadlocks
- *   until its timeout (unlike FileLock, which re-enters).
+ * - Re-entry through another Etcd object of the same process: each Etcd is a participant of its own,
+ *   so such a nested lock waits for the outer one until its timeout.
  * - Waiting through an etcd outage: a call that finds no endpoint within `callTimeout` makes `lock()`
  *   reject with `ERR_ETCD_UNAVAILABLE` (after deleting its key); the caller decides whether to retry.
  */
 import { setLongTimeout } from '../_long-timer.js';
+import { InvalidOptionError } from '../errors.js';
 import { LockAbortedError, LockTimeoutError } from '../filelock/errors.js';
 import type { Lock, LockType } from '../lock.js';
 import type { KeyHold, LockKeyOps } from './_lock-keys.js';
@@ -126,13 +132,16 @@ export class EtcdLock implements Lock {
 
   /**
    * Runs `fn` while holding the lock and returns its result; always unlocks. If `fn` succeeded but the
-   * lock was lost meanwhile, rejects with `LockLostError`; if `fn` threw, rethrows what it threw.
+   * lock was lost meanwhile, rejects with `LockLostError`; if `fn` threw, rethrows what it threw. Locks
+   * of the same name taken (through the same Etcd) inside `fn` nest in this hold.
    */
   async withLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    if (typeof fn !== 'function') throw new InvalidOptionError('fn', fn, 'a function');
     await this.#acquire(this.#options.timeout, true);
+    const hold = this.#held!.hold;
     let result: T;
     try {
-      result = await fn();
+      result = await this.#keys.run(hold, fn);
     } catch (err) {
       await this.#release().catch(() => {});
       throw err;
@@ -190,6 +199,7 @@ export class EtcdLock implements Lock {
       const error = new LockLostError(this.lockPrefix, `${why} (key ${hold.key})`, reason);
       this.#held = undefined;
       this.#lostError = error;
+      this.#keys.forget(hold);
       lost.abort(error);
     };
     const unsubscribe = () => hold.lease.lost.removeEventListener('abort', onLost);

@@ -23,7 +23,7 @@ import type { FSWatcher } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import type { Lock } from '../lock.js';
 import { Announcement, noteRelease, yieldTurn } from './_fairness.js';
-import { dropIfIdle, fileQueue, Hold, heldInContext, runInHold } from './_holds.js';
+import { dropIfIdle, Hold, heldInContext, lockQueue, runInHold } from './_holds.js';
 import type { LocalQueue } from './_local-queue.js';
 import {
   closeQuietly,
@@ -187,7 +187,7 @@ export class FileLock implements Lock {
   async #acquireRoot(deadline: number, backend: LockBackend): Promise<Hold | undefined> {
     const { type, signal, mode } = this.#options;
     const { key } = this.#target;
-    const queue = fileQueue(key);
+    const queue = lockQueue(key);
     if (!queue.tryAcquire(type)) {
       const granted =
         deadline > performance.now() && (await waitInQueue(queue, type, deadline, signal, this.lockPath));

@@ -2,6 +2,9 @@
  * Re-entrancy is scoped to one live hold, not to a FileLock handle: nested holds taken inside a hold
  * re-enter it, siblings inside an exclusive hold take turns, and the OS lock is given back only when the
  * outer hold and every hold nested in it have ended. Each test here failed on the handle-scoped design.
+ * The tests every lock shares (siblings, nesting, upgrade, timers outliving a hold) are in the Lock
+ * contract (test/conformance/lock-contract.ts), run for FileLock and EtcdLock; here are the ones that
+ * check the OS lock itself (with util-linux flock(1)) and the spellings of one file.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,7 +14,7 @@ import { describe, test } from 'node:test';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import { hasTool, requireTool } from '../../test/multiprocess/helpers.js';
 import { scratchDir } from '../../test/scratch-dir.js';
-import { FileLock, withReadLock, withWriteLock } from './index.js';
+import { FileLock, withWriteLock } from './index.js';
 
 const dir = scratchDir('townlock-reentry-');
 let seq = 0;
@@ -39,86 +42,6 @@ function sections() {
   };
   return { events, run, max: () => max };
 }
-
-describe('re-entry is scoped to a live hold', () => {
-  test('a timer started inside an earlier hold of a reused FileLock does not re-enter a later hold', async () => {
-    const file = fresh();
-    const lock = new FileLock(file);
-    const events: string[] = [];
-    let fire!: () => void;
-    const timer = new Promise<void>((resolve) => {
-      fire = resolve;
-    });
-    let late!: Promise<void>;
-    await lock.withLock(() => {
-      // Runs in the first hold's async context, but only once a second hold of the same handle is active.
-      late = timer.then(() => withWriteLock(file, () => void events.push('timer')));
-    });
-    await lock.withLock(async () => {
-      events.push('second in');
-      fire();
-      await turns();
-      events.push('second out');
-    });
-    await late;
-    assert.deepEqual(events, ['second in', 'second out', 'timer']);
-  });
-
-  test('siblings under Promise.all inside an exclusive hold take turns', async () => {
-    const file = fresh();
-    const s = sections();
-    await withWriteLock(file, () =>
-      Promise.all([
-        withWriteLock(file, s.run('a')),
-        withWriteLock(file, s.run('b')),
-        withWriteLock(file, s.run('c')),
-      ]),
-    );
-    assert.equal(s.max(), 1, s.events.join(', '));
-    assert.deepEqual(s.events, ['a in', 'a out', 'b in', 'b out', 'c in', 'c out']);
-  });
-
-  test('nested holds nest further: grandchildren take turns under their own parent', async () => {
-    const file = fresh();
-    const s = sections();
-    await withWriteLock(file, () =>
-      withWriteLock(file, () =>
-        Promise.all([withWriteLock(file, s.run('x')), withWriteLock(file, s.run('y'))]),
-      ),
-    );
-    assert.equal(s.max(), 1);
-  });
-
-  test('shared children of a hold overlap each other; an exclusive child waits for them', async () => {
-    const file = fresh();
-    const s = sections();
-    await withWriteLock(file, () =>
-      Promise.all([
-        withReadLock(file, s.run('r1')),
-        withReadLock(file, s.run('r2')),
-        withWriteLock(file, s.run('w')),
-      ]),
-    );
-    assert.equal(s.max(), 2);
-    assert.deepEqual(s.events.slice(-2), ['w in', 'w out']);
-    const r = sections();
-    await withReadLock(file, () =>
-      Promise.all([withReadLock(file, r.run('a')), withReadLock(file, r.run('b'))]),
-    );
-    assert.equal(r.max(), 2);
-  });
-
-  test('taking the lock exclusively inside a shared hold still fails at once with ERR_LOCK_UPGRADE', async () => {
-    const file = fresh();
-    await withReadLock(file, async () => {
-      await assert.rejects(
-        withWriteLock(file, () => {}),
-        { code: 'ERR_LOCK_UPGRADE' },
-      );
-      await withWriteLock(join(dir, 'other.json'), () => {}); // another file is unaffected
-    });
-  });
-});
 
 describe('the OS lock is held until every nested hold has ended', () => {
   test('a nested lock() outliving the outer hold keeps it: isLocked and flock(1) agree', async (t) => {
@@ -161,22 +84,6 @@ describe('the OS lock is held until every nested hold has ended', () => {
     await children;
     assert.equal(freeDuringSecond, false, 'the second child ran while the OS lock was free');
     assert.equal(flockFree(lockPath), true);
-  });
-
-  test('a context that outlives every hold takes the lock afresh', async () => {
-    const file = fresh();
-    let go!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      go = resolve;
-    });
-    let later!: Promise<boolean>;
-    await withWriteLock(file, () => {
-      later = gate.then(() => new FileLock(file, { timeout: -1 }).tryLock());
-    });
-    const other = await FileLock.acquire(file);
-    go();
-    assert.equal(await later, false, 'must be busy: another handle holds the lock now');
-    await other.unlock();
   });
 });
 

@@ -7,8 +7,11 @@
  * keep their raw JSON text (so 9007199254740993 stays ...993), and machine entries that fail validation
  * (a bad name, an option-like host, `local` typed as ssh, a type from a newer tool) are kept whole, are
  * not served, and are reported. Nesting deeper than Go's own limit is corruption, as it is for Go.
+ *
+ * The etcd store keeps each machine under a key of its own: entryText() and parseEntry() are one entry's
+ * half of the same format, and the file's top level (version, unknown fields) is its meta key.
  */
-import { nestsDeeperThan, objectMembers } from '../atomic/_json-scan.js';
+import { nestsDeeperThan, objectMembers, skipValue } from '../atomic/_json-scan.js';
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
 import { describe } from '../errors.js';
@@ -49,7 +52,6 @@ export function emptyState(): RegistryState {
   return { version: REGISTRY_VERSION, entries: new Map([['local', LOCAL_ENTRY]]), extra: [] };
 }
 
-/** Parses registry bytes; throws RegistryCorruptError or RegistryVersionError, never returns partial data. */
 /**
  * Parses registry bytes; throws RegistryCorruptError or RegistryVersionError, never returns partial data.
  * `previous` (the state this file last had) lets unchanged machines keep their validated entries, so a
@@ -88,14 +90,7 @@ function* parseSteps(
 ): Generator<void, RegistryState> {
   const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8');
   if (text.trim() === '') throw new RegistryCorruptError(path, 'the file is empty', 0);
-  let data: unknown;
-  try {
-    data = parseJson(text, path);
-  } catch (err) {
-    if (!(err instanceof JsonParseError)) throw err;
-    const where = `invalid JSON at line ${err.line}, column ${err.column}`;
-    throw new RegistryCorruptError(path, `${where} (position ${err.position})`, err.position, err);
-  }
+  const data = parseText(text, path);
   if (!isObject(data)) throw new RegistryCorruptError(path, 'the top level is not a JSON object', 0);
   const { version = REGISTRY_VERSION, machines = {} } = data;
   if (typeof version !== 'number' || !Number.isInteger(version)) {
@@ -106,8 +101,8 @@ function* parseSteps(
     throw new RegistryCorruptError(path, '"machines" is not an object');
 
   // Raw texts are needed only for what we do not understand; the common file needs no scan at all.
-  let top: Map<string, { start: number; end: number }> | undefined;
-  let inMachines: Map<string, { start: number; end: number }> | undefined;
+  let top: Map<string, Span> | undefined;
+  let inMachines: Map<string, Span> | undefined;
   const topSpans = () => (top ??= spans(text, 0));
   const machineSpans = () => {
     if (!inMachines) {
@@ -116,19 +111,12 @@ function* parseSteps(
     }
     return inMachines;
   };
-  const rawOf = (span: { start: number; end: number }) => text.slice(span.start, span.end);
-  const tooDeep = (value: unknown, span: () => { start: number }) => {
-    if (nestsDeeperThan(value, MAX_DEPTH - 3)) {
-      const at = span().start;
-      throw new RegistryCorruptError(path, `nesting deeper than ${MAX_DEPTH} levels (position ${at})`, at);
-    }
-  };
 
   const extra: RawField[] = [];
   for (const key of Object.keys(data)) {
     if (key === 'version' || key === 'machines') continue;
-    tooDeep(data[key], () => topSpans().get(key)!);
-    extra.push([key, rawOf(topSpans().get(key)!)]);
+    tooDeep(data[key], () => topSpans().get(key)!, path);
+    extra.push([key, rawOf(text, topSpans().get(key)!)]);
   }
   const entries = new Map<string, Entry>();
   const before = previous?.entries;
@@ -140,31 +128,71 @@ function* parseSteps(
       entries.set(key, known);
       continue;
     }
-    const entry = readEntry(key, value);
-    if (entry.valid && entry.extraKeys.length === 0) {
-      entries.set(key, { valid: true, machine: entry.machine, extra: [] });
-      continue;
-    }
-    tooDeep(value, () => machineSpans().get(key)!);
-    const span = machineSpans().get(key)!;
-    if (!entry.valid) {
-      entries.set(key, { valid: false, raw: rawOf(span), problem: entry.problem });
-      continue;
-    }
-    const fields = spans(text, span.start);
-    entries.set(key, {
-      valid: true,
-      machine: entry.machine,
-      extra: entry.extraKeys.map((k) => [k, rawOf(fields.get(k)!)] as const),
-    });
+    entries.set(
+      key,
+      toEntry(key, value, text, () => machineSpans().get(key)!, path),
+    );
   }
   if (!entries.has('local')) entries.set('local', LOCAL_ENTRY);
   return { version, entries, extra };
 }
 
+/**
+ * Parses one machine entry kept on its own (the etcd store keeps one per key), as parseRegistry reads
+ * an entry of the file: unknown fields keep their raw text, an entry that fails validation is kept whole
+ * and reported. Text that is not JSON, or nests too deep, is RegistryCorruptError naming `where`.
+ */
+export function parseEntry(name: string, text: string, where: string): Entry {
+  const data = parseText(text, where);
+  const start = text.length - text.trimStart().length;
+  return toEntry(name, data, text, () => ({ start, end: skipValue(text, start) }), where);
+}
+
+/** A value's place in the text. */
+interface Span {
+  start: number;
+  end: number;
+}
+
+/** Parses JSON text; a syntax error is RegistryCorruptError with its line, column and position. */
+function parseText(text: string, path: string): unknown {
+  try {
+    return parseJson(text, path);
+  } catch (err) {
+    if (!(err instanceof JsonParseError)) throw err;
+    const where = `invalid JSON at line ${err.line}, column ${err.column}`;
+    throw new RegistryCorruptError(path, `${where} (position ${err.position})`, err.position, err);
+  }
+}
+
+/** The text of a span. */
+const rawOf = (text: string, span: Span) => text.slice(span.start, span.end);
+
+/** Refuses a value nesting deeper than Go allows (the registry adds 3 levels around a machine's fields). */
+function tooDeep(value: unknown, span: () => Span, path: string): void {
+  if (nestsDeeperThan(value, MAX_DEPTH - 3)) {
+    const at = span().start;
+    throw new RegistryCorruptError(path, `nesting deeper than ${MAX_DEPTH} levels (position ${at})`, at);
+  }
+}
+
+/** The Entry for machine `key` whose parsed value is `value` and whose text is at `span()` in `text`. */
+function toEntry(key: string, value: unknown, text: string, span: () => Span, path: string): Entry {
+  const entry = readEntry(key, value);
+  if (entry.valid && entry.extraKeys.length === 0) return { valid: true, machine: entry.machine, extra: [] };
+  tooDeep(value, span, path);
+  if (!entry.valid) return { valid: false, raw: rawOf(text, span()), problem: entry.problem };
+  const fields = spans(text, span().start);
+  return {
+    valid: true,
+    machine: entry.machine,
+    extra: entry.extraKeys.map((k) => [k, rawOf(text, fields.get(k)!)] as const),
+  };
+}
+
 /** The members of the object at `start`, by key (the last one wins, as in JSON.parse). */
-function spans(text: string, start: number): Map<string, { start: number; end: number }> {
-  const out = new Map<string, { start: number; end: number }>();
+function spans(text: string, start: number): Map<string, Span> {
+  const out = new Map<string, Span>();
   for (const m of objectMembers(text, start)) out.set(m.key, { start: m.valueStart, end: m.valueEnd });
   return out;
 }

@@ -1,3 +1,8 @@
+/**
+ * MachineRegistry's file: creation, format, write failures and bad files. The behaviour every registry
+ * shares (adds, removes, updates, group commit, validation, unknown fields, invalid entries) is the
+ * contract in test/conformance/registry-contract.ts, run for this registry and the etcd one.
+ */
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -20,39 +25,6 @@ describe('open and read', () => {
     assert.deepEqual(reg.list(), [{ name: 'local', type: 'local' }]);
     assert.ok(reg.has('local'));
     assert.equal(existsSync(dirname(path)), false);
-  });
-
-  test('get, has and list (sorted) after add; add replaces; get returns copies', async () => {
-    const reg = await MachineRegistry.open(freshPath());
-    await reg.add({ name: 'zeta', type: 'ssh', host: 'z@zeta' });
-    await reg.add({ name: 'alpha', type: 'ssh', host: 'a@alpha:2200', keyPath: '~/.ssh/k', townPath: '/t' });
-    assert.deepEqual(
-      reg.list().map((m) => m.name),
-      ['alpha', 'local', 'zeta'],
-    );
-    assert.deepEqual(reg.get('alpha'), {
-      name: 'alpha',
-      type: 'ssh',
-      host: 'a@alpha:2200',
-      keyPath: '~/.ssh/k',
-      townPath: '/t',
-    });
-    await reg.add({ name: 'alpha', type: 'ssh', host: 'b@beta' });
-    assert.deepEqual(reg.get('alpha'), { name: 'alpha', type: 'ssh', host: 'b@beta' });
-    const copy = reg.get('alpha');
-    copy.host = 'mutated';
-    assert.equal(reg.get('alpha').host, 'b@beta');
-    assert.throws(() => reg.get('nope'), { code: 'ERR_MACHINE_NOT_FOUND', name: 'MachineNotFoundError' });
-    assert.equal(reg.has('nope'), false);
-  });
-
-  test('remove; local cannot be removed; removing a missing machine fails', async () => {
-    const reg = await MachineRegistry.open(freshPath());
-    await reg.add({ name: 'box', type: 'ssh', host: 'box' });
-    await reg.remove('box');
-    assert.equal(reg.has('box'), false);
-    await assert.rejects(reg.remove('local'), { code: 'ERR_LOCAL_MACHINE' });
-    await assert.rejects(reg.remove('box'), { code: 'ERR_MACHINE_NOT_FOUND' });
   });
 
   test('reads see another writer\u2019s change without reload (fingerprint refresh)', async () => {
@@ -95,68 +67,6 @@ describe('bad arguments', () => {
   });
 });
 
-describe('update and group commit', () => {
-  test('update returns the callback result and applies its changes', async () => {
-    const reg = await MachineRegistry.open(freshPath());
-    const n = await reg.update((d) => {
-      d.add({ name: 'one', type: 'ssh', host: 'one' });
-      d.add({ name: 'two', type: 'ssh', host: 'two' });
-      return d.list().length;
-    });
-    assert.equal(n, 3);
-    assert.deepEqual(
-      reg.list().map((m) => m.name),
-      ['local', 'one', 'two'],
-    );
-  });
-
-  test('100 concurrent adds are one batch: one rename, one fsync, all present', async () => {
-    const path = freshPath();
-    const reg = await MachineRegistry.open(path);
-    let renames = 0;
-    const realRename = ops.rename;
-    ops.rename = (a, b) => {
-      renames++;
-      return realRename(a, b);
-    };
-    try {
-      await Promise.all(
-        Array.from({ length: 100 }, (_, i) => reg.add({ name: `m${i}`, type: 'ssh', host: `h${i}` })),
-      );
-    } finally {
-      ops.rename = realRename;
-    }
-    assert.equal(renames, 1);
-    assert.equal(reg.list().length, 101);
-    const onDisk = await MachineRegistry.open(path);
-    assert.equal(onDisk.list().length, 101);
-  });
-
-  test('in one batch, a failing call fails alone and its partial changes are undone', async () => {
-    const reg = await MachineRegistry.open(freshPath());
-    const results = await Promise.allSettled([
-      reg.add({ name: 'good1', type: 'ssh', host: 'g1' }),
-      reg.update((d) => {
-        d.add({ name: 'partial', type: 'ssh', host: 'p' });
-        d.remove('good1');
-        throw new Error('changed my mind');
-      }),
-      reg.add({ name: 'bad name', type: 'ssh', host: 'x' }),
-      reg.update((d) => d.add({ name: 'bad', type: 'ssh', host: '-oProxyCommand=evil' })),
-      reg.add({ name: 'good2', type: 'ssh', host: 'g2' }),
-    ]);
-    assert.deepEqual(
-      results.map((r) => r.status),
-      ['fulfilled', 'rejected', 'rejected', 'rejected', 'fulfilled'],
-    );
-    assert.match(String((results[1] as PromiseRejectedResult).reason), /changed my mind/);
-    assert.deepEqual(
-      reg.list().map((m) => m.name),
-      ['good1', 'good2', 'local'],
-    );
-  });
-});
-
 describe('write failures', () => {
   test('a failed write is reported to every caller and leaves no phantom change in memory or on disk', async () => {
     const path = freshPath();
@@ -191,61 +101,6 @@ describe('write failures', () => {
       reg.list().map((m) => m.name),
       ['after', 'kept', 'local'],
     );
-  });
-});
-
-describe('validation', () => {
-  const invalid: [string, object, string][] = [
-    ['empty name', { name: '', type: 'local' }, 'name'],
-    ['name with a space', { name: 'a b', type: 'local' }, 'name'],
-    ['name starting with a dot', { name: '.hidden', type: 'local' }, 'name'],
-    ['name starting with a dash', { name: '-x', type: 'local' }, 'name'],
-    ['name of 64 characters', { name: 'a'.repeat(64), type: 'local' }, 'name'],
-    ['unknown type', { name: 'k', type: 'k8s' }, 'type'],
-    ['ssh without host', { name: 's', type: 'ssh' }, 'host'],
-    ['option injection', { name: 's', type: 'ssh', host: '-oProxyCommand=touch /tmp/pwned' }, 'host'],
-    ['user option injection', { name: 's', type: 'ssh', host: '-l@host' }, 'host'],
-    ['whitespace in host', { name: 's', type: 'ssh', host: 'a b' }, 'host'],
-    ['newline in host', { name: 's', type: 'ssh', host: 'a\nb' }, 'host'],
-    ['port out of range', { name: 's', type: 'ssh', host: 'a:70000' }, 'host'],
-    ['control character in keyPath', { name: 's', type: 'ssh', host: 'a', keyPath: 'k\u0000' }, 'keyPath'],
-    ['non-string townPath', { name: 's', type: 'ssh', host: 'a', townPath: 5 }, 'townPath'],
-    ['local turned into ssh', { name: 'local', type: 'ssh', host: 'a' }, 'name'],
-  ];
-  for (const [what, machine, field] of invalid) {
-    test(`${what} is rejected naming ${field}, and the file is untouched`, async () => {
-      const path = freshPath();
-      const reg = await MachineRegistry.open(path);
-      await reg.add({ name: 'keep', type: 'ssh', host: 'keep' });
-      const before = readFileSync(path);
-      const err = await reg.add(machine as never).then(
-        () => assert.fail('should be rejected'),
-        (e: unknown) => e as { code: string; field?: string; message: string },
-      );
-      if (field === 'name' && what.startsWith('local')) assert.equal(err.code, 'ERR_LOCAL_MACHINE');
-      else {
-        assert.equal(err.code, 'ERR_INVALID_MACHINE');
-        assert.equal(err.field, field);
-        assert.match(err.message, new RegExp(field));
-      }
-      assert.deepEqual(readFileSync(path), before);
-    });
-  }
-
-  test('accepted host forms', async () => {
-    const reg = await MachineRegistry.open(freshPath());
-    for (const host of [
-      'h',
-      'user@h',
-      'user@h.example.com:22',
-      'h:65535',
-      '[::1]:2222',
-      'u@10.0.0.1',
-      'my_host',
-    ]) {
-      await reg.add({ name: 'ok', type: 'ssh', host });
-      assert.equal(reg.get('ok').host, host);
-    }
   });
 });
 
@@ -303,26 +158,6 @@ describe('file format', () => {
     });
     await reg.remove('tmp');
     assert.equal(readFileSync(path, 'utf8'), original);
-  });
-});
-
-describe('unusual fields', () => {
-  test('a field named __proto__ is kept as an ordinary field and written back', async () => {
-    const path = freshPath();
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(
-      path,
-      '{"version": 1, "machines": {"a": {"name": "a", "type": "local", "__proto__": {"polluted": true}}}}',
-    );
-    const reg = await MachineRegistry.open(path);
-    await reg.add({ name: 'b', type: 'local' });
-    assert.equal(({} as { polluted?: boolean }).polluted, undefined);
-    assert.deepEqual(
-      Object.getOwnPropertyDescriptor(JSON.parse(readFileSync(path, 'utf8')).machines.a, '__proto__')?.value,
-      {
-        polluted: true,
-      },
-    );
   });
 });
 

@@ -32,8 +32,13 @@ export interface Draft<S, V> {
   finish(): { next: S; changed: boolean };
 }
 
-/** Applies a batch to `base`; an optimistic store may call it again on fresh state after a conflict. */
-export type ApplyBatch<S> = (base: S) => Promise<{ next: S; changed: boolean }>;
+/**
+ * Applies a batch to `base`; an optimistic store may call it again on fresh state after a conflict.
+ * `failed`: some write of the batch failed on `base`. A locking store can ignore it; an optimistic one
+ * must check that `base` was current before answering, since such a failure may depend on anything
+ * the write read (a remove of a machine that another process has just added).
+ */
+export type ApplyBatch<S> = (base: S) => Promise<{ next: S; changed: boolean; failed: boolean }>;
 
 /** What a store plugs into the group commit. */
 export interface GroupCommitConfig<S, V> {
@@ -175,7 +180,7 @@ export class GroupCommit<S, V> {
           scope.live = false;
         }
       }
-      return draft.finish();
+      return { ...draft.finish(), failed: outcomes.some((o) => !o.ok) };
     };
     let commitError: { err: unknown } | undefined;
     try {

@@ -12,14 +12,17 @@ import { DIST, tempDir } from '../multiprocess/helpers.js';
 const report = join(import.meta.dirname, 'fixtures', 'report-etcd-loaded.cjs');
 const bin = join(DIST, '..', 'bin', 'townlock.js');
 
-/** Runs node with the report preloaded; returns how many etcd3/@grpc modules the process loaded. */
-function loadedBy(args: string[], env: NodeJS.ProcessEnv = {}): number {
+/**
+ * Runs node with the report preloaded; returns how many etcd3/@grpc modules (or, with `what` 'ssh2',
+ * ssh2 modules) the process loaded.
+ */
+function loadedBy(args: string[], env: NodeJS.ProcessEnv = {}, what: 'etcd' | 'ssh2' = 'etcd'): number {
   const r = spawnSync(process.execPath, ['-r', report, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     timeout: 20_000,
   });
-  const line = r.stderr.split('\n').find((l) => l.startsWith('etcd-modules-loaded '));
+  const line = r.stderr.split('\n').find((l) => l.startsWith(`${what}-modules-loaded `));
   assert.ok(line, `no report; status ${r.status}, stderr: ${r.stderr}`);
   return Number(line.split(' ')[1]);
 }
@@ -31,6 +34,13 @@ test('importing townlock and townlock/etcd loads neither etcd3 nor grpc-js', () 
   assert.equal(loadedBy(esm(`await import(${JSON.stringify(`${DIST}/index.js`)});`)), 0);
   const etcd = JSON.stringify(`${DIST}/etcd/index.js`);
   assert.equal(loadedBy(esm(`const { Etcd } = await import(${etcd}); Etcd.name;`)), 0);
+});
+
+test('importing townlock/etcd does not load the registry code and its ssh2 either (etcd.registry() does); control: townlock/registry does', () => {
+  const etcd = JSON.stringify(`${DIST}/etcd/index.js`);
+  assert.equal(loadedBy(esm(`const { Etcd } = await import(${etcd}); Etcd.name;`), {}, 'ssh2'), 0);
+  const registry = JSON.stringify(`${DIST}/registry/index.js`);
+  assert.ok(loadedBy(esm(`await import(${registry});`), {}, 'ssh2') > 0);
 });
 
 test('control: once Etcd.connect() has run, the check sees etcd3 and grpc-js', () => {

@@ -71,7 +71,7 @@ test('a timed-out, an aborted and a busy tryLock waiter leave no key behind', as
   assert.deepEqual(await keysOf(holder), [], 'after unlock');
 });
 
-test('waiters get the lock in the order they queued, and a reader queued behind a writer waits', async (t) => {
+test('waiters (one Etcd each) get the lock in the order they queued in etcd, and a reader queued behind a writer waits', async (t) => {
   if (!etcd.ready(t)) return;
   const s = await connect();
   const name = fresh();
@@ -79,7 +79,7 @@ test('waiters get the lock in the order they queued, and a reader queued behind 
   await first.lock();
   const order: string[] = [];
   const queue = async (label: string, type: 'exclusive' | 'shared') => {
-    const l = s.lock(name, { type });
+    const l = (await connect()).lock(name, { type });
     const keysBefore = (await keysOf(first)).length;
     const held = l.lock().then(() => order.push(label));
     await queued(first, keysBefore + 1);
@@ -89,7 +89,8 @@ test('waiters get the lock in the order they queued, and a reader queued behind 
   const r1 = await queue('r1', 'shared');
   const r2 = await queue('r2', 'shared');
   const w2 = await queue('w2', 'exclusive');
-  assert.equal(await s.lock(name, { type: 'shared' }).tryLock(), false, 'no reader barges past w1');
+  const late = await connect();
+  assert.equal(await late.lock(name, { type: 'shared' }).tryLock(), false, 'no reader barges past w1');
   await first.unlock();
   await w1.held;
   assert.deepEqual(order, ['w1']);
@@ -103,6 +104,42 @@ test('waiters get the lock in the order they queued, and a reader queued behind 
   await w2.held;
   assert.deepEqual(order.at(-1), 'w2');
   await w2.l.unlock();
+});
+
+test('handles of one Etcd queue in this process first: only the head has a key in etcd, FIFO, readers together', async (t) => {
+  if (!etcd.ready(t)) return;
+  const s = await connect();
+  const name = fresh();
+  const first = s.lock(name);
+  await first.lock();
+  const order: string[] = [];
+  const waiters = (
+    [
+      ['w1', 'exclusive'],
+      ['r1', 'shared'],
+      ['r2', 'shared'],
+      ['w2', 'exclusive'],
+    ] as const
+  ).map(([label, type]) => {
+    const l = s.lock(name, { type });
+    return { l, held: l.lock().then(() => order.push(label)) };
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(await keysOf(first), [first.key], 'the waiters wait in the process, not in etcd');
+  assert.equal(await s.lock(name, { type: 'shared' }).tryLock(), false, 'no reader barges past w1');
+  await first.unlock();
+  await waiters[0]!.held;
+  assert.deepEqual(order, ['w1']);
+  await waiters[0]!.l.unlock();
+  await Promise.all([waiters[1]!.held, waiters[2]!.held]);
+  assert.deepEqual(order.slice(1).sort(), ['r1', 'r2'], 'both readers together');
+  assert.equal((await keysOf(first)).length, 2, 'each reader holds a key of its own');
+  await waiters[1]!.l.unlock();
+  await waiters[2]!.l.unlock();
+  await waiters[3]!.held;
+  assert.equal(order.at(-1), 'w2');
+  await waiters[3]!.l.unlock();
+  assert.deepEqual(await keysOf(first), []);
 });
 
 test('fencing tokens are the key create revisions and strictly increase from holder to holder', async (t) => {

@@ -1,13 +1,15 @@
 /**
  * The Lock contract (lock-contract.ts) run against FileLock and against EtcdLock on a throwaway etcd:
- * code written against the Lock interface behaves the same on either backend.
+ * code written against the Lock interface behaves the same on either backend. Each `make()` of the etcd
+ * backend is another Etcd session (two participants, as two processes are); handles made by one `make()`
+ * share a session (one participant, whose nested locks re-enter).
  */
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { Etcd } from '../../src/etcd/index.js';
 import { FileLock } from '../../src/filelock/index.js';
+import { useEtcd } from '../etcd/etcd-server.js';
 import { tempDir } from '../multiprocess/helpers.js';
-import { useEtcd } from './etcd-server.js';
 import { lockContract, type MakeLock } from './lock-contract.js';
 
 const tmp = tempDir();
