@@ -202,6 +202,26 @@ describe('log append / log tail', () => {
     assert.deepEqual(follower.lines, ['"old"', '{"n":1}', '2', '3']);
   });
 
+  test('tail -f reports a torn line once, though the follow reads it again, and goes on', async () => {
+    const f = fresh('torn-follow.jsonl');
+    assert.equal(tl(['log', 'append', f, '1']).code, 0);
+    appendFileSync(f, '{"half');
+    const follower = start(process.execPath, [BIN, 'log', 'tail', '-f', f]);
+    await follower.waitFor('1');
+    await follower.waitForErr(/torn last line at byte 2/);
+    assert.equal(tl(['log', 'append', f, '2']).code, 0);
+    await follower.waitFor('2');
+    appendFileSync(f, 'not json\n');
+    assert.equal(tl(['log', 'append', f, '3']).code, 0);
+    await follower.waitFor('3');
+    follower.proc.kill('SIGTERM');
+    assert.equal(await follower.exited(), 143);
+    assert.deepEqual(follower.lines, ['1', '2', '3']);
+    const warnings = follower.stderr().trim().split('\n');
+    assert.equal(warnings.length, 2, follower.stderr());
+    assert.match(warnings[1]!, /torn line at byte 11 skipped/);
+  });
+
   test('tail -f on a log that does not exist yet waits for it', async () => {
     const f = fresh('later.jsonl');
     const follower = start(process.execPath, [BIN, 'log', 'tail', '-f', f]);

@@ -31,32 +31,43 @@ export const tail: CommandRun = async (args, ctx, input) => {
   if (!args.values.follow && !fs.existsSync(abs)) {
     throw new InputError('', abs, Object.assign(new Error('no such file'), { code: 'ENOENT' }));
   }
-  const log = await JsonlLog.open(abs);
-  const onTorn = (t: TornLine) =>
-    printWarning(
-      ctx,
-      `${file}: torn ${t.tail ? 'last line' : 'line'} at byte ${t.offset} skipped: not a whole JSON entry (a crash mid-append, or not JSON)`,
-    );
-  // The last COUNT entries: a ring over one pass of the file.
-  const last: unknown[] = [];
-  let end = 0;
-  for await (const e of log.entries({ onTorn })) {
-    if (count > 0) {
-      last.push(e.value);
-      if (last.length > count) last.shift();
-    }
-    end = e.end;
-  }
-  for (const value of last) printJsonLine(ctx.stdout, value);
-  if (!args.values.follow) return EXIT.ok;
+  // With -f, a signal ends the follow cleanly from the start (also one that comes during the first pass).
   const stop = new AbortController();
-  const unsubscribe = ctx.onSignal((signal) => stop.abort(signal));
+  const unsubscribe = args.values.follow ? ctx.onSignal((signal) => stop.abort(signal)) : () => {};
   try {
+    const log = await JsonlLog.open(abs);
+    // Each torn line is reported once, although the follow may read a torn last line again.
+    const reported = new Set<number>();
+    const onTorn = (t: TornLine) => {
+      if (reported.has(t.offset)) return;
+      reported.add(t.offset);
+      printWarning(
+        ctx,
+        `${file}: torn ${t.tail ? 'last line' : 'line'} at byte ${t.offset} skipped: not a whole JSON entry (a crash mid-append, or not JSON)`,
+      );
+    };
+    // The last COUNT entries: a ring over one pass of the file.
+    const ring: unknown[] = [];
+    let seen = 0;
+    let end = 0;
+    for await (const e of log.entries({ onTorn })) {
+      if (count > 0) ring[seen % count] = e.value;
+      seen++;
+      end = e.end;
+    }
+    const kept = Math.min(seen, count);
+    for (let i = seen - kept; i < seen; i++) printJsonLine(ctx.stdout, ring[i % count]);
+    if (!args.values.follow || stop.signal.aborted) return exitOf(stop.signal);
     for await (const value of log.watch({ from: end, signal: stop.signal, onTorn }))
       printJsonLine(ctx.stdout, value);
+    return exitOf(stop.signal);
   } finally {
     unsubscribe();
   }
-  const signal = stop.signal.reason as NodeJS.Signals | undefined;
-  return signal ? 128 + (constants.signals[signal] ?? 15) : EXIT.ok;
 };
+
+/** 128+N after signal N ended the follow, else 0. */
+function exitOf(signal: AbortSignal): number {
+  const reason = signal.reason as NodeJS.Signals | undefined;
+  return signal.aborted ? 128 + (constants.signals[reason!] ?? 15) : EXIT.ok;
+}
