@@ -41,11 +41,15 @@ export async function runCli(argv: string[], ctx: CliContext, commands = COMMAND
     const parsed = parse(args, optionsOf(spec), spec.stopAtPositional);
     if (parsed.values.help) return print(ctx, commandHelp(spec));
     const registryFlag = parsed.values.registry ?? global.values.registry;
-    const registry = registryPath(typeof registryFlag === 'string' ? registryFlag : undefined, ctx);
+    const flag = typeof registryFlag === 'string' ? registryFlag : undefined;
+    const registry = registryPath(flag, ctx);
+    const registryFrom =
+      flag !== undefined ? '--registry' : ctx.env.TOWNLOCK_REGISTRY ? 'TOWNLOCK_REGISTRY' : 'default';
     const offset = argv.length - args.length;
     const run = await spec.load();
     return await run(parsed, ctx, {
       registry,
+      registryFrom,
       bytesOf: (index) => ctx.argBytes?.[offset + index],
       name: `townlock ${spec.path.join(' ')}`,
       usage: spec.usage[0]!,

@@ -12,8 +12,10 @@ import type { ExitCode } from './errors.js';
 
 /** What a command receives besides its parsed arguments. */
 export interface CommandInput {
-  /** The registry file (from --registry, $TOWNLOCK_REGISTRY or the default). */
+  /** The registry: a file, or `etcd://...` (from --registry, $TOWNLOCK_REGISTRY or the default). */
   registry: string;
+  /** Where `registry` came from, to name it in errors. */
+  registryFrom: '--registry' | 'TOWNLOCK_REGISTRY' | 'default';
   /**
    * The raw bytes of the argument at `index` of the command's argument list when they are not valid
    * UTF-8 (Node decodes such arguments lossily), else undefined.
@@ -54,7 +56,7 @@ export const REGISTRY_OPTION: OptionSpec = {
   long: 'registry',
   value: 'PATH',
   // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, shown to the user as written
-  help: 'registry file (default: $TOWNLOCK_REGISTRY, else ${XDG_CONFIG_HOME:-~/.config}/townlock/machines.json)',
+  help: 'registry file, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for the registry on etcd (default: $TOWNLOCK_REGISTRY, else ${XDG_CONFIG_HOME:-~/.config}/townlock/machines.json)',
 };
 
 /** `-h, --help`, which every command takes. */

@@ -30,7 +30,7 @@ export interface RegistryDraft {
  * callback settles (DraftClosedError from then on), so a draft kept past its callback can never change
  * another callback's work or a committed snapshot.
  */
-export function beginDraft(base: RegistryState, label: string): Draft<RegistryState, RegistryDraft> {
+export function beginDraft(base: RegistryState, label: string): EntryDraft {
   const entries = new Map(base.entries);
   let undo: (() => void)[] = [];
   let changes = 0;
@@ -86,6 +86,8 @@ export function beginDraft(base: RegistryState, label: string): Draft<RegistrySt
     get view() {
       return view;
     },
+    entries: () => entries,
+    putEntry: (name, entry) => put(name, entry),
     mark: () => {
       open.closed = true;
       open = { closed: false };
@@ -103,6 +105,17 @@ export function beginDraft(base: RegistryState, label: string): Draft<RegistrySt
       return { next: { version: base.version, entries, extra: base.extra }, changed: changes > 0 };
     },
   };
+}
+
+/**
+ * The draft with whole-entry access, for copying entries between registries as they are (unknown
+ * fields and invalid entries included): `machine import` and `machine export`. Not part of the API.
+ */
+export interface EntryDraft extends Draft<RegistryState, RegistryDraft> {
+  /** The draft's entries now. */
+  entries(): ReadonlyMap<string, Entry>;
+  /** Puts `entry` under `name` as it is, or removes the entry (`undefined`); undone on rollback. */
+  putEntry(name: string, entry: Entry | undefined): void;
 }
 
 /** A copy of the valid machine `name`; MachineNotFoundError, or InvalidMachineError for a bad entry. */

@@ -29,8 +29,16 @@ import type { DocumentStore } from '../store/_document.js';
 import { FileDocument } from '../store/_file-document.js';
 import { GroupCommit } from '../store/_group-commit.js';
 import { UpdateTimeoutError } from '../store/errors.js';
-import { beginDraft, invalidEntries, machineOf, type RegistryDraft, sortedMachines } from './_draft.js';
 import {
+  beginDraft,
+  type EntryDraft,
+  invalidEntries,
+  machineOf,
+  type RegistryDraft,
+  sortedMachines,
+} from './_draft.js';
+import {
+  type Entry,
   emptyState,
   parseRegistry,
   parseRegistryAsync,
@@ -106,6 +114,14 @@ export class RegistryBase implements Registry {
       commit: (apply, readsAll) => store.commit(apply, readsAll),
       reentrant: () => new RegistryReentrantError(label),
       heldByCaller: store.heldByCaller && (() => store.heldByCaller!()),
+    });
+    transfers.set(this, {
+      state: () => store.read().state,
+      write: (fn) =>
+        this.#writes.submit((_view, draft) => {
+          const entries = draft as EntryDraft; // beginDraft's drafts
+          return fn(entries.entries(), entries.putEntry);
+        }, true),
     });
   }
 
@@ -192,6 +208,26 @@ export class RegistryBase implements Registry {
   #entries() {
     return this.#store.read().state.entries;
   }
+}
+
+/**
+ * What `machine import` and `machine export` reach beneath the public API: the committed state, and a
+ * write batch that copies whole entries (unknown fields and invalid entries kept as they are).
+ */
+export interface RegistryTransfer {
+  /** The committed state (refreshed first if the store changed). */
+  state(): RegistryState;
+  /** Runs `fn` on the latest entries in one write batch, as update() does; `put` replaces or removes. */
+  write<T>(
+    fn: (entries: ReadonlyMap<string, Entry>, put: (name: string, entry: Entry | undefined) => void) => T,
+  ): Promise<T>;
+}
+
+const transfers = new WeakMap<RegistryBase, RegistryTransfer>();
+
+/** The transfer access of a registry (not exported from the package). */
+export function transferOf(registry: RegistryBase): RegistryTransfer {
+  return transfers.get(registry)!;
 }
 
 /** The machines registry stored in one file, in the Go tool's format. */

@@ -5,7 +5,7 @@ import { expectPositionals, type ParsedArgs } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
 import { printJson, printLines } from '../output.js';
 import type { CommandRun } from '../spec.js';
-import { openRegistry } from './machine.js';
+import { withRegistry } from './_registry.js';
 
 /** SSH options from the parsed flags (known_hosts, trust on first use). */
 function sshOptions({ values }: ParsedArgs): Partial<SshConnectionOptions> {
@@ -34,7 +34,7 @@ export const exec: CommandRun = async (args, ctx, input) => {
   const argv = args.rest[0] === '--' ? args.rest.slice(1) : args.rest;
   if (argv.length === 0) throw new UsageError('missing COMMAND', `usage: ${input.usage}`);
   const timeout = timeoutMs(args);
-  const conn = (await openRegistry(input.registry)).connection(name, sshOptions(args));
+  const conn = await withRegistry(input, async ({ registry }) => registry.connection(name, sshOptions(args)));
   // Ctrl-C and friends kill the command and everything it started (its process group), on either side,
   // then exit 128+N like a shell: the command runs in a process group of its own, beyond the terminal's reach.
   const abort = new AbortController();
@@ -58,7 +58,9 @@ export const exec: CommandRun = async (args, ctx, input) => {
 export const test: CommandRun = async (args, ctx, input) => {
   const [name] = expectPositionals(args, ['NAME'], input.usage);
   const timeout = timeoutMs(args) ?? 30_000;
-  const conn = (await openRegistry(input.registry)).connection(name!, sshOptions(args));
+  const conn = await withRegistry(input, async ({ registry }) =>
+    registry.connection(name!, sshOptions(args)),
+  );
   try {
     const started = performance.now();
     await conn.exec('true', [], { timeout });

@@ -122,4 +122,33 @@ ${CONNECTION_DETAILS}`,
     example: 'townlock machine test build-01',
     load: async () => (await import('./machine-remote.js')).test,
   },
+  {
+    path: ['machine', 'import'],
+    summary: "Copy the machines of a registry file (the Go tool's format) into the registry",
+    usage: ['townlock machine import [--registry PATH] FILE'],
+    details: `Adds every machine of FILE to the registry (--registry: a file, or etcd://... to migrate to etcd),
+replacing machines of the same name; machines FILE does not have are kept. Entries are copied whole:
+fields this version does not know are kept, and entries that are not valid machines are copied as
+written (kept, not served, one warning each). "local" is imported only if FILE gives it fields of its
+own. One atomic write: other processes see all of it or none. Prints how many were added, replaced and
+already there. FILE missing: 66; not a registry file: 65 (nothing is written).`,
+    options: [],
+    registry: true,
+    example: 'townlock machine import --registry etcd://10.0.0.1:2379/town ~/.config/townlock/machines.json',
+    load: async () => (await import('./machine-transfer.js')).importFile,
+  },
+  {
+    path: ['machine', 'export'],
+    summary: "Write the registry as a registry file in the Go tool's format (stdout without FILE)",
+    usage: ['townlock machine export [--registry PATH] [FILE]'],
+    details: `Without FILE (or with -), prints the registry (--registry: a file, or etcd://...) in the Go tool's
+file format on stdout. With FILE, makes FILE hold exactly the registry's machines, entries copied whole
+(unknown fields and invalid entries included), in one locked atomic write: FILE is the registry file
+other processes and the Go tool may be using at the same time. A FILE that exists but is not a registry
+file is never overwritten (65).`,
+    options: [],
+    registry: true,
+    example: 'townlock machine export --registry etcd://10.0.0.1:2379/town backup.json',
+    load: async () => (await import('./machine-transfer.js')).exportFile,
+  },
 ];

@@ -3,26 +3,25 @@ import fs from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Machine } from '../../registry/machine.js';
-import { MachineRegistry } from '../../registry/registry.js';
 import { expectPositionals } from '../args.js';
 import type { CliContext } from '../context.js';
 import { EXIT, InputError, isOsError, UsageError } from '../errors.js';
 import { printJson, printLines, printTable, printWarning } from '../output.js';
 import type { CommandRun } from '../spec.js';
-
-/** Opens the registry the options name. */
-export const openRegistry = (registry: string) => MachineRegistry.open(registry);
+import { withRegistry } from './_registry.js';
 
 /** One machine as a table row. */
 const row = (m: Machine) => [m.name, m.type, m.host ?? '-', m.keyPath ?? '-', m.townPath ?? '-'];
 
 export const list: CommandRun = async (args, ctx, input) => {
   expectPositionals(args, [], input.usage);
-  const registry = await openRegistry(input.registry);
-  // Entries the file has but that are not valid machines are kept in the file and skipped here.
-  for (const bad of registry.invalid())
+  const { machines, invalid } = await withRegistry(input, async ({ registry }) => ({
+    machines: registry.list(),
+    invalid: registry.invalid(),
+  }));
+  // Entries the registry has but that are not valid machines are kept in it and skipped here.
+  for (const bad of invalid)
     printWarning(ctx, `skipping invalid machine "${bad.machine ?? '?'}": ${bad.field} ${bad.detail}`);
-  const machines = registry.list();
   if (args.values.json) printJson(ctx.stdout, machines);
   else printTable(ctx, ['NAME', 'TYPE', 'HOST', 'KEY', 'TOWN'], machines.map(row));
   return EXIT.ok;
@@ -30,7 +29,7 @@ export const list: CommandRun = async (args, ctx, input) => {
 
 export const show: CommandRun = async (args, ctx, input) => {
   const [name] = expectPositionals(args, ['NAME'], input.usage);
-  const machine = (await openRegistry(input.registry)).get(name!);
+  const machine = await withRegistry(input, async ({ registry }) => registry.get(name!));
   if (args.values.json) printJson(ctx.stdout, machine);
   else {
     const [, type, host, key, town] = row(machine);
@@ -57,7 +56,7 @@ export const add: CommandRun = async (args, ctx, input) => {
       `drop it, or write '--type ssh' for a machine reached over SSH`,
     );
   const machine = { name, type, host, keyPath: key && keyPath(key, ctx), townPath: town } as Machine;
-  await (await openRegistry(input.registry)).add(machine);
+  await withRegistry(input, ({ registry }) => registry.add(machine));
   printLines(ctx.stdout, `added ${name}`);
   return EXIT.ok;
 };
@@ -83,7 +82,7 @@ function keyPath(key: string, ctx: CliContext): string {
 
 export const remove: CommandRun = async (args, ctx, input) => {
   const [name] = expectPositionals(args, ['NAME'], input.usage);
-  await (await openRegistry(input.registry)).remove(name!);
+  await withRegistry(input, ({ registry }) => registry.remove(name!));
   printLines(ctx.stdout, `removed ${name}`);
   return EXIT.ok;
 };

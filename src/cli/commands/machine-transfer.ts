@@ -1,0 +1,140 @@
+/**
+ * `townlock machine import FILE` and `townlock machine export [FILE]`: copy machines between a registry
+ * file in the Go tool's format and any registry (a file or etcd), the way to migrate. Entries are copied
+ * whole: fields this version does not know, and entries that are not valid machines, arrive as they were.
+ */
+import fs from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  type Entry,
+  entryText,
+  LOCAL_ENTRY,
+  type RegistryState,
+  serializeRegistry,
+} from '../../registry/_format.js';
+import { MachineRegistry, transferOf } from '../../registry/registry.js';
+import { expectPositionals } from '../args.js';
+import type { CliContext } from '../context.js';
+import { EXIT, InputError } from '../errors.js';
+import { printLines, printWarning } from '../output.js';
+import type { CommandRun } from '../spec.js';
+import { withRegistry } from './_registry.js';
+
+/** What an import or export changed in its target. */
+interface Copied {
+  added: number;
+  replaced: number;
+  unchanged: number;
+  removed: number;
+}
+
+export const importFile: CommandRun = async (args, ctx, input) => {
+  const [file] = expectPositionals(args, ['FILE'], input.usage) as [string];
+  const source = await readRegistryFile(resolve(ctx.cwd, file));
+  const entries = copiedEntries(source, ctx, file);
+  const { copied, where } = await withRegistry(input, async ({ registry, where }) => ({
+    copied: await transferOf(registry).write((target, put) => copy(entries, target, put, false)),
+    where,
+  }));
+  printLines(ctx.stdout, `imported ${count(entries.size)} from ${file} into ${where}: ${summary(copied)}`);
+  return EXIT.ok;
+};
+
+export const exportFile: CommandRun = async (args, ctx, input) => {
+  const [file] = args.positionals.length === 0 ? [] : expectPositionals(args, ['FILE'], input.usage);
+  // The registry as it is now (an etcd registry: after a linearizable re-read).
+  const state = await withRegistry(input, async ({ registry }) => {
+    await registry.reload();
+    return transferOf(registry).state();
+  });
+  if (file === undefined || file === '-') {
+    ctx.stdout.write(`${serializeRegistry(state).toString('utf8')}\n`);
+    return EXIT.ok;
+  }
+  // Into a registry file: the same locked read-modify-write as any registry write, so the Go tool and
+  // other townlock processes never see half of it, and a FILE that is not a registry is never overwritten.
+  const target = await MachineRegistry.open(resolve(ctx.cwd, file));
+  const entries = new Map(state.entries);
+  const copied = await transferOf(target).write((current, put) => copy(entries, current, put, true));
+  printLines(ctx.stdout, `exported ${count(entries.size)} to ${file}: ${summary(copied)}`);
+  return EXIT.ok;
+};
+
+/** Reads a registry file as MachineRegistry does (66 when it does not exist, 65 when it is not a registry). */
+async function readRegistryFile(path: string): Promise<RegistryState> {
+  if (!fs.existsSync(path))
+    throw new InputError('registry file', path, Object.assign(new Error('no such file'), { code: 'ENOENT' }));
+  return transferOf(await MachineRegistry.open(path)).state();
+}
+
+/**
+ * The entries of `source` to import: every entry as it is, except `local` when it is the built-in one
+ * (the target's own `local` is kept) or not valid (a registry's `local` is never replaced by a broken one).
+ * Says on stderr what is imported without being served, and what is not imported.
+ */
+function copiedEntries(source: RegistryState, ctx: CliContext, file: string): Map<string, Entry> {
+  const entries = new Map<string, Entry>();
+  for (const [name, entry] of source.entries) {
+    if (name === 'local' && (entry === LOCAL_ENTRY || !entry.valid)) {
+      if (!entry.valid)
+        printWarning(
+          ctx,
+          `not importing "local" from ${file}: ${entry.problem.field} ${entry.problem.detail}`,
+        );
+      continue;
+    }
+    if (!entry.valid)
+      printWarning(
+        ctx,
+        `importing invalid machine "${name}" as written (kept, not served): ${entry.problem.field} ${entry.problem.detail}`,
+      );
+    entries.set(name, entry);
+  }
+  if (source.extra.length > 0)
+    printWarning(
+      ctx,
+      `not importing the top-level fields ${source.extra.map(([k]) => JSON.stringify(k)).join(', ')} of ${file} (only machines are imported)`,
+    );
+  return entries;
+}
+
+/**
+ * Puts `entries` into `target` (skipping those already there byte for byte); with `exact`, also removes
+ * what `entries` lacks, so that the target ends with exactly these machines.
+ */
+function copy(
+  entries: ReadonlyMap<string, Entry>,
+  target: ReadonlyMap<string, Entry>,
+  put: (name: string, entry: Entry | undefined) => void,
+  exact: boolean,
+): Copied {
+  const copied: Copied = { added: 0, replaced: 0, unchanged: 0, removed: 0 };
+  if (exact) {
+    for (const name of [...target.keys()]) {
+      if (!entries.has(name) && name !== 'local') {
+        put(name, undefined);
+        copied.removed++;
+      }
+    }
+  }
+  for (const [name, entry] of entries) {
+    const current = target.get(name);
+    if (current && entryText(current) === entryText(entry)) copied.unchanged++;
+    else {
+      put(name, entry);
+      if (current) copied.replaced++;
+      else copied.added++;
+    }
+  }
+  return copied;
+}
+
+/** `1 machine`, `3 machines`. */
+const count = (n: number) => `${n} machine${n === 1 ? '' : 's'}`;
+
+/** `2 added, 1 replaced, 0 unchanged` (and `, 4 removed` when any were). */
+function summary(c: Copied): string {
+  const parts = [`${c.added} added`, `${c.replaced} replaced`, `${c.unchanged} unchanged`];
+  if (c.removed > 0) parts.push(`${c.removed} removed`);
+  return parts.join(', ');
+}
