@@ -46,6 +46,16 @@ export function printJsonLine(out: Output, value: unknown): void {
   out.write(`${jsonText(value, 0)}\n`);
 }
 
+/**
+ * Writes a document exactly as it is (a registry file's bytes, for redirecting into a file) and a newline;
+ * on a terminal, sanitized line by line like any other output (JSON text has no raw C0, but may have
+ * C1 or bidi characters, which a terminal must not receive).
+ */
+export function printDocument(out: Output, text: string): void {
+  if (out.isTTY) printLines(out, ...text.split('\n'));
+  else out.write(`${text}\n`);
+}
+
 /** Writes lines of text to `out`, each sanitized (a newline inside a value is shown as \x0a). */
 export function printLines(out: Output, ...lines: string[]): void {
   out.write(lines.map((l) => `${sanitize(l)}\n`).join(''));

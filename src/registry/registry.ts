@@ -117,7 +117,7 @@ export class RegistryBase implements Registry {
     });
     transfers.set(this, {
       state: () => store.read().state,
-      write: (fn) =>
+      change: (fn) =>
         this.#writes.submit((_view, draft) => {
           const entries = draft as EntryDraft; // beginDraft's drafts
           return fn(entries.entries(), entries.putEntry);
@@ -218,7 +218,7 @@ export interface RegistryTransfer {
   /** The committed state (refreshed first if the store changed). */
   state(): RegistryState;
   /** Runs `fn` on the latest entries in one write batch, as update() does; `put` replaces or removes. */
-  write<T>(
+  change<T>(
     fn: (entries: ReadonlyMap<string, Entry>, put: (name: string, entry: Entry | undefined) => void) => T,
   ): Promise<T>;
 }

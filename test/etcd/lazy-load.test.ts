@@ -36,11 +36,17 @@ test('importing townlock and townlock/etcd loads neither etcd3 nor grpc-js', () 
   assert.equal(loadedBy(esm(`const { Etcd } = await import(${etcd}); Etcd.name;`)), 0);
 });
 
-test('importing townlock/etcd does not load the registry code and its ssh2 either (etcd.registry() does); control: townlock/registry does', () => {
+test('importing townlock/etcd or townlock/registry loads no ssh2; control: opening an SSH connection does', () => {
   const etcd = JSON.stringify(`${DIST}/etcd/index.js`);
   assert.equal(loadedBy(esm(`const { Etcd } = await import(${etcd}); Etcd.name;`), {}, 'ssh2'), 0);
   const registry = JSON.stringify(`${DIST}/registry/index.js`);
-  assert.ok(loadedBy(esm(`await import(${registry});`), {}, 'ssh2') > 0);
+  assert.equal(loadedBy(esm(`await import(${registry});`), {}, 'ssh2'), 0);
+  const connection = JSON.stringify(`${DIST}/connection/index.js`);
+  const body = `const { SshConnection } = await import(${connection});
+    const c = new SshConnection({ host: '127.0.0.1:1', connectTimeout: 500 });
+    await c.exec('true').catch(() => {});
+    await c.close();`;
+  assert.ok(loadedBy(esm(body), { HOME: '/nonexistent' }, 'ssh2') > 0);
 });
 
 test('control: once Etcd.connect() has run, the check sees etcd3 and grpc-js', () => {

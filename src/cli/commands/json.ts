@@ -20,7 +20,7 @@ export const get: CommandRun = async (args, ctx, input) => {
   const state = await JsonFile.open<unknown>(abs, { defaults: () => ({}) });
   const found = getAt(state.read(), keys);
   if (!found) {
-    ctx.stderr.write(`townlock: ${file} has no value at ${JSON.stringify(path)}\n`);
+    printLines(ctx.stderr, `townlock: ${file} has no value at ${JSON.stringify(path)}`);
     return EXIT.failure;
   }
   if (args.values.raw && typeof found.value === 'string') printLines(ctx.stdout, found.value);

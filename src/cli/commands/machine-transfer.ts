@@ -16,7 +16,7 @@ import { MachineRegistry, transferOf } from '../../registry/registry.js';
 import { expectPositionals } from '../args.js';
 import type { CliContext } from '../context.js';
 import { EXIT, InputError } from '../errors.js';
-import { printLines, printWarning } from '../output.js';
+import { printDocument, printLines, printWarning } from '../output.js';
 import type { CommandRun } from '../spec.js';
 import { withRegistry } from './_registry.js';
 
@@ -33,7 +33,7 @@ export const importFile: CommandRun = async (args, ctx, input) => {
   const source = await readRegistryFile(resolve(ctx.cwd, file));
   const entries = copiedEntries(source, ctx, file);
   const { copied, where } = await withRegistry(input, async ({ registry, where }) => ({
-    copied: await transferOf(registry).write((target, put) => copy(entries, target, put, false)),
+    copied: await transferOf(registry).change((target, put) => copy(entries, target, put, false)),
     where,
   }));
   printLines(ctx.stdout, `imported ${count(entries.size)} from ${file} into ${where}: ${summary(copied)}`);
@@ -48,14 +48,14 @@ export const exportFile: CommandRun = async (args, ctx, input) => {
     return transferOf(registry).state();
   });
   if (file === undefined || file === '-') {
-    ctx.stdout.write(`${serializeRegistry(state).toString('utf8')}\n`);
+    printDocument(ctx.stdout, serializeRegistry(state).toString('utf8'));
     return EXIT.ok;
   }
   // Into a registry file: the same locked read-modify-write as any registry write, so the Go tool and
   // other townlock processes never see half of it, and a FILE that is not a registry is never overwritten.
   const target = await MachineRegistry.open(resolve(ctx.cwd, file));
   const entries = new Map(state.entries);
-  const copied = await transferOf(target).write((current, put) => copy(entries, current, put, true));
+  const copied = await transferOf(target).change((current, put) => copy(entries, current, put, true));
   printLines(ctx.stdout, `exported ${count(entries.size)} to ${file}: ${summary(copied)}`);
   return EXIT.ok;
 };
