@@ -108,13 +108,13 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
   }
 
   /** Commits one batch (see the module comment). */
-  async commit(apply: ApplyBatch<RegistryState>, readsAll: boolean): Promise<void> {
+  async commit(apply: ApplyBatch<RegistryState>): Promise<void> {
     this.#checkOpen();
     const { lockTimeout } = this.#context;
     const start = performance.now();
     let base = this.read();
     for (let attempt = 1; ; attempt++) {
-      const { next, changed, failed } = await apply(base.state);
+      const { next, changed, failed, readsAll } = await apply(base.state);
       const plan = planBatch(this.#context.keys, base, next, readsAll || failed || !changed);
       if (!plan) return;
       const conflict = await this.#send(plan, base);

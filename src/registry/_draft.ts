@@ -25,20 +25,42 @@ export interface RegistryDraft {
   remove(name: string): void;
 }
 
+/** One machine a batch changed: its entry in the base and now (undefined: absent). */
+export interface EntryChange {
+  readonly name: string;
+  readonly was: Entry | undefined;
+  readonly now: Entry | undefined;
+}
+
+/** The draft of one batch, as the group commit holds it: also says what the batch changed so far. */
+export interface RegistryBatchDraft extends Draft<RegistryState, RegistryDraft> {
+  /**
+   * Each machine whose entry is no longer the base's (a replaced entry counts even if equal), in the
+   * order first written; costs one step per machine the batch wrote, not per machine of the registry.
+   */
+  changes(): Iterable<EntryChange>;
+}
+
 /**
  * Opens a draft over a committed state. Each callback gets its own view; a view is closed when its
  * callback settles (DraftClosedError from then on), so a draft kept past its callback can never change
  * another callback's work or a committed snapshot.
  */
-export function beginDraft(base: RegistryState, label: string): Draft<RegistryState, RegistryDraft> {
+export function beginDraft(base: RegistryState, label: string): RegistryBatchDraft {
   const entries = new Map(base.entries);
-  let undo: (() => void)[] = [];
+  let undo: [name: string, previous: Entry | undefined][] = [];
   let changes = 0;
-  const put = (name: string, entry: Entry | undefined) => {
-    const previous = entries.get(name);
+  /** The machines written and not (yet) back to their base entry. */
+  const dirty = new Set<string>();
+  const set = (name: string, entry: Entry | undefined) => {
     if (entry) entries.set(name, entry);
     else entries.delete(name);
-    undo.push(() => (previous ? entries.set(name, previous) : entries.delete(name)));
+    if (entry === base.entries.get(name)) dirty.delete(name);
+    else dirty.add(name);
+  };
+  const put = (name: string, entry: Entry | undefined) => {
+    undo.push([name, entries.get(name)]);
+    set(name, entry);
     changes++;
   };
   let open = { closed: false };
@@ -94,13 +116,20 @@ export function beginDraft(base: RegistryState, label: string): Draft<RegistrySt
     },
     rollback: () => {
       open.closed = true;
-      for (const step of undo.reverse()) step();
+      for (const [name, previous] of undo.reverse()) set(name, previous);
       changes -= undo.length;
       undo = [];
     },
     finish: () => {
       open.closed = true;
       return { next: { version: base.version, entries, extra: base.extra }, changed: changes > 0 };
+    },
+    *changes() {
+      for (const name of dirty) {
+        const was = base.entries.get(name);
+        const now = entries.get(name);
+        if (was !== now) yield { name, was, now };
+      }
     },
   };
 }
