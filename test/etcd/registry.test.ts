@@ -124,6 +124,7 @@ function controllable(inner: EtcdClient) {
   };
   const client: EtcdClient = {
     endpoints: inner.endpoints,
+    maxTxnOps: inner.maxTxnOps,
     range: (op) => inner.range(op),
     put: (op, options) => inner.put(op, options),
     delete: (op, options) => inner.delete(op, options),
