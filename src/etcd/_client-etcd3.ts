@@ -35,6 +35,7 @@ import {
   type RangeResult,
   type TxnRequest,
   type TxnResult,
+  txnOps,
   type WatchHandle,
   type WatchListener,
   type WatchRequest,
@@ -49,7 +50,7 @@ import {
   requestOp,
   toKv,
 } from './_etcd3-convert.js';
-import { EtcdUnavailableError } from './errors.js';
+import { EtcdTxnTooLargeError, EtcdUnavailableError } from './errors.js';
 
 type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
@@ -62,6 +63,9 @@ const runOnce = {
 /** Messages of failures that happen before a request reaches etcd's state machine. */
 const NOT_SENT =
   /No connection established|ECONNREFUSED|Name resolution failed|getaddrinfo|etcdserver: no leader/i;
+
+/** etcd's refusal of a transaction with more operations than its --max-txn-ops (INVALID_ARGUMENT). */
+const TOO_MANY_OPS = /too many operations in txn request/;
 
 /** Sorts an etcd3 error into retry classes. */
 function classify(err: unknown): Failure {
@@ -79,14 +83,16 @@ function classify(err: unknown): Failure {
 /** The etcd3-backed client. */
 export class Etcd3Client implements EtcdClient {
   readonly endpoints: readonly string[];
+  readonly maxTxnOps: number;
   readonly #callTimeout: number;
   readonly #hosts: Etcd3[];
   /** Index of the endpoint calls go to until it fails. */
   #pinned = 0;
   #closed = false;
 
-  constructor(endpoints: readonly string[], callTimeout: number) {
+  constructor(endpoints: readonly string[], callTimeout: number, maxTxnOps: number) {
     this.endpoints = endpoints;
+    this.maxTxnOps = maxTxnOps;
     this.#callTimeout = callTimeout;
     this.#hosts = endpoints.map(
       (e) => new Etcd3({ hosts: `http://${e}`, faultHandling: { host: () => runOnce, global: runOnce } }),
@@ -126,6 +132,15 @@ export class Etcd3Client implements EtcdClient {
   }
 
   async txn(request: TxnRequest, options?: CallOptions): Promise<TxnResult> {
+    const operations = txnOps(request);
+    const limit = this.maxTxnOps;
+    if (operations > limit) {
+      throw new EtcdTxnTooLargeError(
+        `A transaction of ${operations} operations is more than etcd takes (maxTxnOps: ${limit})`,
+        operations,
+        limit,
+      );
+    }
     const readOnly = [...request.success, ...request.failure].every((op) => op.type === 'range');
     const res = await this.#call('txn', options?.idempotent ?? readOnly, (h, deadline) =>
       h.kv.txn(
@@ -136,7 +151,18 @@ export class Etcd3Client implements EtcdClient {
         },
         { deadline },
       ),
-    );
+    ).catch((err: unknown) => {
+      // The last resort: the cluster's --max-txn-ops is lower than maxTxnOps. The refusal is fatal (not
+      // retried), and nothing was applied.
+      if (!(err instanceof Error && TOO_MANY_OPS.test(err.message))) throw err;
+      throw new EtcdTxnTooLargeError(
+        `etcd at ${this.endpoints.join(', ')} refused a transaction of ${operations} operations as too many: ` +
+          `its --max-txn-ops is lower than maxTxnOps (${limit})`,
+        operations,
+        limit,
+        err,
+      );
+    });
     const ops = res.succeeded ? request.success : request.failure;
     return {
       succeeded: res.succeeded,

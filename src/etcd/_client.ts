@@ -18,6 +18,7 @@
  * - Keys and values are UTF-8 strings; binary keys are not supported.
  */
 import type { EtcdUnavailableError } from './errors.js';
+import { DEFAULT_MAX_TXN_OPS } from './options.js';
 
 /** A key with its value and metadata. Revisions are bigints: etcd's are int64. */
 export interface KeyValue {
@@ -192,13 +193,19 @@ export interface KeepAliveStream {
 export interface EtcdClient {
   /** The endpoints, as given. */
   readonly endpoints: readonly string[];
+  /** The most operations a transaction may have in each of its lists (etcd's --max-txn-ops). */
+  readonly maxTxnOps: number;
   /** A linearizable read; `revision` is the store revision it saw. */
   range(op: Omit<RangeOp, 'type'>): Promise<RangeResult & { revision: bigint }>;
   /** A write; `revision` is the revision it created. */
   put(op: Omit<PutOp, 'type'>, options?: CallOptions): Promise<PutResult & { revision: bigint }>;
   /** Deletes a key or range; `revision` is the store revision after it. */
   delete(op: Omit<DeleteOp, 'type'>, options?: CallOptions): Promise<DeleteResult & { revision: bigint }>;
-  /** A transaction; read-only ones count as idempotent unless told otherwise. */
+  /**
+   * A transaction; read-only ones count as idempotent unless told otherwise. Rejects with
+   * EtcdTxnTooLargeError, without sending it, when {@link txnOps} exceeds `maxTxnOps`, and with the same
+   * error when etcd refuses it as too many operations (its --max-txn-ops is lower).
+   */
   txn(request: TxnRequest, options?: CallOptions): Promise<TxnResult>;
   /** Grants a lease of `ttl` seconds; resolves with its id and the TTL etcd granted (maybe longer). */
   leaseGrant(ttl: number): Promise<{ id: bigint; ttl: number }>;
@@ -210,6 +217,14 @@ export interface EtcdClient {
   watch(request: WatchRequest, listener: WatchListener): WatchHandle;
   /** Closes every connection; later calls reject with EtcdUnavailableError. */
   close(): void;
+}
+
+/**
+ * The size of a transaction as etcd counts it against --max-txn-ops: the longest of its compare, success
+ * and failure lists (each is checked on its own; townlock sends no nested transactions).
+ */
+export function txnOps(request: TxnRequest): number {
+  return Math.max(request.compare.length, request.success.length, request.failure.length);
 }
 
 /** Thrown by a call when etcd says the lease it names does not exist (the session treats it as lost). */
@@ -232,7 +247,11 @@ export function prefixEnd(prefix: string): string {
 }
 
 /** Loads the etcd3-backed client (and with it etcd3 and grpc-js: only now, never at import time). */
-export async function loadClient(endpoints: readonly string[], callTimeout: number): Promise<EtcdClient> {
+export async function loadClient(
+  endpoints: readonly string[],
+  callTimeout: number,
+  maxTxnOps = DEFAULT_MAX_TXN_OPS,
+): Promise<EtcdClient> {
   const { Etcd3Client } = await import('./_client-etcd3.js');
-  return new Etcd3Client(endpoints, callTimeout);
+  return new Etcd3Client(endpoints, callTimeout, maxTxnOps);
 }

@@ -15,6 +15,10 @@
  * goes on, with a short random pause from the second conflict on, until `lockTimeout` has passed
  * (then ERR_LOCK_TIMEOUT).
  *
+ * Size: the group commit asks `tooLarge` after every write and cuts the batch before its transaction
+ * would have more operations than the client's `maxTxnOps` (etcd's --max-txn-ops); the writes after the
+ * cut go to the next batch, and a write too large alone fails with ERR_ETCD_TXN_TOO_LARGE.
+ *
  * Unknown outcomes: a transaction is resent by the client when an attempt's fate is unknown (a leader
  * died with the request in flight), which is safe because its compares fail once it has been applied.
  * To tell "my first copy was applied" from "someone else changed the registry", every writing
@@ -29,6 +33,7 @@
  *   was applied: the writer's batch-id key went with the lease.
  */
 import { LockTimeoutError } from '../filelock/errors.js';
+import type { EntryChange } from '../registry/_draft.js';
 import type { RegistryState } from '../registry/_format.js';
 import type { DocumentStore } from '../store/_document.js';
 import type { ApplyBatch } from '../store/_group-commit.js';
@@ -40,11 +45,11 @@ import {
   type RangeResult,
   type WatchHandle,
 } from './_client.js';
-import { type BatchPlan, planBatch } from './_registry-batch.js';
+import { type BatchPlan, batchOps, planBatch, planOps } from './_registry-batch.js';
 import type { RegistryKeys } from './_registry-keys.js';
 import { RegistryMemory, type RegistrySnapshot } from './_registry-memory.js';
 import type { Session } from './_session.js';
-import { EtcdUnavailableError } from './errors.js';
+import { EtcdTxnTooLargeError, EtcdUnavailableError } from './errors.js';
 
 /** Keys per page of a full read. */
 const PAGE = 1000;
@@ -108,15 +113,17 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
   }
 
   /** Commits one batch (see the module comment). */
-  async commit(apply: ApplyBatch<RegistryState>, readsAll: boolean): Promise<void> {
+  async commit(apply: ApplyBatch<RegistryState>): Promise<void> {
     this.#checkOpen();
     const { lockTimeout } = this.#context;
     const start = performance.now();
     let base = this.read();
     for (let attempt = 1; ; attempt++) {
-      const { next, changed, failed } = await apply(base.state);
+      const { next, changed, failed, readsAll } = await apply(base.state);
       const plan = planBatch(this.#context.keys, base, next, readsAll || failed || !changed);
       if (!plan) return;
+      const operations = planOps(plan);
+      if (operations > this.#context.client.maxTxnOps) throw this.#tooLarge(operations); // see tooLarge()
       const conflict = await this.#send(plan, base);
       if (!conflict) return;
       const waited = performance.now() - start;
@@ -126,6 +133,17 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
       base = await this.#catchUp(conflict.changes, conflict.revision);
       if (attempt > 1) await pause(Math.random() * Math.min(2 ** attempt, 100));
     }
+  }
+
+  /**
+   * Whether a batch that made `changes` still fits in one transaction: undefined if it does, else the
+   * error for a write that does not fit alone. `whole`: a write of the batch read the whole registry or
+   * failed (the transaction then compares the whole registry instead of each machine). The group commit
+   * asks after every write, so the batch it hands to commit() always fits.
+   */
+  tooLarge(changes: Iterable<EntryChange>, whole: boolean): EtcdTxnTooLargeError | undefined {
+    const operations = batchOps(changes, whole);
+    return operations > this.#context.client.maxTxnOps ? this.#tooLarge(operations) : undefined;
   }
 
   /** Stops the watch; later writes and reloads fail with EtcdUnavailableError. Idempotent. */
@@ -265,6 +283,16 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
     if (this.#closed) return;
     this.#pause = Math.min(Math.max(this.#pause * 2, 50), 2000);
     this.#retry = setTimeout(fn, this.#pause);
+  }
+
+  #tooLarge(operations: number): EtcdTxnTooLargeError {
+    const limit = this.#context.client.maxTxnOps;
+    return new EtcdTxnTooLargeError(
+      `A write to ${this.location} needs an etcd transaction of ${operations} operations, more than ` +
+        `the ${limit} etcd takes (maxTxnOps)`,
+      operations,
+      limit,
+    );
   }
 
   #checkOpen(): void {

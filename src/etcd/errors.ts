@@ -22,6 +22,34 @@ export class EtcdUnavailableError extends TownlockError {
 EtcdUnavailableError.prototype.name = 'EtcdUnavailableError';
 
 /**
+ * A write needs an etcd transaction with more operations than etcd takes (`ERR_ETCD_TXN_TOO_LARGE`):
+ * etcd refuses a transaction whose compare, success or failure list is longer than its `--max-txn-ops`
+ * (default 128), and townlock checks the same bound (the `maxTxnOps` option of `Etcd.connect()`) before
+ * sending. Nothing of the write was applied. The message gives both numbers and the remedies: split the
+ * write (several `update()` calls), or start etcd with a larger `--max-txn-ops` and pass the same value
+ * as `maxTxnOps`.
+ */
+export class EtcdTxnTooLargeError extends TownlockError {
+  /** The operations the transaction needed (the longest of its three lists, as etcd counts). */
+  readonly operations: number;
+  /** The limit it was checked against: `maxTxnOps`. */
+  readonly limit: number;
+
+  /** `what` opens the message: what needed the transaction, or who refused it. */
+  constructor(what: string, operations: number, limit: number, cause?: unknown) {
+    super(
+      'ERR_ETCD_TXN_TOO_LARGE',
+      `${what}: split it into smaller writes (several update() calls), or start etcd with a larger ` +
+        '--max-txn-ops (default 128) and pass the same value as the maxTxnOps option of Etcd.connect()',
+      { cause },
+    );
+    this.operations = operations;
+    this.limit = limit;
+  }
+}
+EtcdTxnTooLargeError.prototype.name = 'EtcdTxnTooLargeError';
+
+/**
  * A held lock stopped being held without `unlock()` (`ERR_LOCK_LOST`): its session lease expired or was
  * revoked (for instance by `Etcd.close()`). Another holder may have run at the same time since then.
  */

@@ -35,6 +35,8 @@ export class Etcd {
   readonly leaseTtl: number;
   /** Deadline of each etcd call, in ms. */
   readonly callTimeout: number;
+  /** The most operations of one transaction's list (etcd's --max-txn-ops). */
+  readonly maxTxnOps: number;
   readonly #client: EtcdClient;
   readonly #session: Session;
   readonly #keys: LocalLocks;
@@ -46,6 +48,7 @@ export class Etcd {
     this.prefix = options.prefix;
     this.leaseTtl = options.leaseTtl;
     this.callTimeout = options.callTimeout;
+    this.maxTxnOps = options.maxTxnOps;
     this.#client = client;
     this.#session = session;
     this.#keys = new LocalLocks(new LockKeys(client, session, options.prefix), options.endpoints);
@@ -57,7 +60,7 @@ export class Etcd {
    */
   static async connect(options: EtcdOptions): Promise<Etcd> {
     const resolved = resolveEtcdOptions(options);
-    const client = await loadClient(resolved.endpoints, resolved.callTimeout);
+    const client = await loadClient(resolved.endpoints, resolved.callTimeout, resolved.maxTxnOps);
     const session = new Session(client, resolved.leaseTtl);
     try {
       await session.current();

@@ -23,7 +23,17 @@ export interface EtcdOptions {
    * leader delays calls instead of failing them. @default 2000
    */
   callTimeout?: number;
+  /**
+   * The most operations etcd takes in one transaction's compare, success or failure list: its
+   * `--max-txn-ops`, which this must equal. Concurrent registry writes are split into transactions
+   * within it; one write that needs more fails with `ERR_ETCD_TXN_TOO_LARGE` before anything is sent.
+   * At least 3 (a single add or remove). @default 128 (etcd's default)
+   */
+  maxTxnOps?: number;
 }
+
+/** etcd's default `--max-txn-ops`. */
+export const DEFAULT_MAX_TXN_OPS = 128;
 
 /** EtcdOptions after defaults are merged and values checked. */
 export interface ResolvedEtcdOptions {
@@ -31,6 +41,7 @@ export interface ResolvedEtcdOptions {
   prefix: string;
   leaseTtl: number;
   callTimeout: number;
+  maxTxnOps: number;
 }
 
 /** Options for {@link Etcd.lock}: FileLock's waiting options, with the same defaults and meaning. */
@@ -57,7 +68,13 @@ const ENDPOINT = /^(?:http:\/\/)?(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/
 export function resolveEtcdOptions(options: EtcdOptions): ResolvedEtcdOptions {
   if (options === null || typeof options !== 'object')
     throw new InvalidOptionError('options', options, 'an object');
-  const { endpoints, prefix = 'townlock/', leaseTtl = 10, callTimeout = 2000 } = options;
+  const {
+    endpoints,
+    prefix = 'townlock/',
+    leaseTtl = 10,
+    callTimeout = 2000,
+    maxTxnOps = DEFAULT_MAX_TXN_OPS,
+  } = options;
   if (!Array.isArray(endpoints) || endpoints.length === 0)
     throw new InvalidOptionError('endpoints', endpoints, 'a non-empty array of "HOST:PORT" strings');
   for (const e of endpoints) {
@@ -69,7 +86,19 @@ export function resolveEtcdOptions(options: EtcdOptions): ResolvedEtcdOptions {
     throw new InvalidOptionError('leaseTtl', leaseTtl, 'a whole number of seconds from 1 to 86400');
   if (typeof callTimeout !== 'number' || !Number.isFinite(callTimeout) || !(callTimeout > 0))
     throw new InvalidOptionError('callTimeout', callTimeout, 'a positive number of ms');
-  return { endpoints: endpoints.map((e) => e.replace(/^http:\/\//, '')), prefix, leaseTtl, callTimeout };
+  if (typeof maxTxnOps !== 'number' || !Number.isSafeInteger(maxTxnOps) || maxTxnOps < 3)
+    throw new InvalidOptionError(
+      'maxTxnOps',
+      maxTxnOps,
+      "a whole number of at least 3 (etcd's --max-txn-ops)",
+    );
+  return {
+    endpoints: endpoints.map((e) => e.replace(/^http:\/\//, '')),
+    prefix,
+    leaseTtl,
+    callTimeout,
+    maxTxnOps,
+  };
 }
 
 /** Merges defaults into lock options and validates every field, naming the bad option and value. */

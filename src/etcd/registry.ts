@@ -9,6 +9,9 @@
  *   registry, and its changes commit only if nothing changed since; otherwise it runs again on fresh
  *   state, so **the callback may run more than once** (keep it free of other side effects).
  * - Every acknowledged write is committed exactly once, also when a leader dies while it is in flight.
+ * - No transaction exceeds etcd's --max-txn-ops (the `maxTxnOps` option of Etcd.connect()): concurrent
+ *   writes are split into several transactions, in order, each write atomic; one write that needs more
+ *   fails alone with ERR_ETCD_TXN_TOO_LARGE and nothing of it is applied.
  * - Reads are synchronous and read-your-writes; they never go back to an older revision; others' writes
  *   arrive through a watch (milliseconds later). reload() is linearizable.
  *
@@ -53,7 +56,10 @@ export class EtcdMachineRegistry extends RegistryBase {
   #closed = false;
 
   private constructor(name: string, doc: EtcdDocument, onClose: (registry: EtcdMachineRegistry) => void) {
-    super(doc, doc.location);
+    // Batches are cut to what one etcd transaction takes (--max-txn-ops).
+    super(doc, doc.location, undefined, (draft, batch) =>
+      doc.tooLarge(draft.changes(), batch.readsAll || batch.failed),
+    );
     this.name = name;
     this.location = doc.location;
     this.#doc = doc;

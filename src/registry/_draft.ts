@@ -25,6 +25,22 @@ export interface RegistryDraft {
   remove(name: string): void;
 }
 
+/** One machine a batch changed: its entry in the base and now (undefined: absent). */
+export interface EntryChange {
+  readonly name: string;
+  readonly was: Entry | undefined;
+  readonly now: Entry | undefined;
+}
+
+/** The draft of one batch, as the group commit holds it: also says what the batch changed so far. */
+export interface RegistryBatchDraft extends Draft<RegistryState, RegistryDraft> {
+  /**
+   * Each machine whose entry is no longer the base's (a replaced entry counts even if equal), in the
+   * order first written; costs one step per machine the batch wrote, not per machine of the registry.
+   */
+  changes(): Iterable<EntryChange>;
+}
+
 /**
  * Opens a draft over a committed state. Each callback gets its own view; a view is closed when its
  * callback settles (DraftClosedError from then on), so a draft kept past its callback can never change
@@ -32,13 +48,19 @@ export interface RegistryDraft {
  */
 export function beginDraft(base: RegistryState, label: string): EntryDraft {
   const entries = new Map(base.entries);
-  let undo: (() => void)[] = [];
+  let undo: [name: string, previous: Entry | undefined][] = [];
   let changes = 0;
-  const put = (name: string, entry: Entry | undefined) => {
-    const previous = entries.get(name);
+  /** The machines written and not (yet) back to their base entry. */
+  const dirty = new Set<string>();
+  const set = (name: string, entry: Entry | undefined) => {
     if (entry) entries.set(name, entry);
     else entries.delete(name);
-    undo.push(() => (previous ? entries.set(name, previous) : entries.delete(name)));
+    if (entry === base.entries.get(name)) dirty.delete(name);
+    else dirty.add(name);
+  };
+  const put = (name: string, entry: Entry | undefined) => {
+    undo.push([name, entries.get(name)]);
+    set(name, entry);
     changes++;
   };
   let open = { closed: false };
@@ -96,13 +118,20 @@ export function beginDraft(base: RegistryState, label: string): EntryDraft {
     },
     rollback: () => {
       open.closed = true;
-      for (const step of undo.reverse()) step();
+      for (const [name, previous] of undo.reverse()) set(name, previous);
       changes -= undo.length;
       undo = [];
     },
     finish: () => {
       open.closed = true;
       return { next: { version: base.version, entries, extra: base.extra }, changed: changes > 0 };
+    },
+    *changes() {
+      for (const name of dirty) {
+        const was = base.entries.get(name);
+        const now = entries.get(name);
+        if (was !== now) yield { name, was, now };
+      }
     },
   };
 }
@@ -111,7 +140,7 @@ export function beginDraft(base: RegistryState, label: string): EntryDraft {
  * The draft with whole-entry access, for copying entries between registries as they are (unknown
  * fields and invalid entries included): `machine import` and `machine export`. Not part of the API.
  */
-export interface EntryDraft extends Draft<RegistryState, RegistryDraft> {
+export interface EntryDraft extends RegistryBatchDraft {
   /** The draft's entries now. */
   entries(): ReadonlyMap<string, Entry>;
   /** Puts `entry` under `name` as it is, or removes the entry (`undefined`); undone on rollback. */

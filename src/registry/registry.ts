@@ -27,13 +27,14 @@ import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_TIMEOUT } from '../filelock/options.js';
 import type { DocumentStore } from '../store/_document.js';
 import { FileDocument } from '../store/_file-document.js';
-import { GroupCommit } from '../store/_group-commit.js';
+import { type BatchSoFar, GroupCommit } from '../store/_group-commit.js';
 import { UpdateTimeoutError } from '../store/errors.js';
 import {
   beginDraft,
   type EntryDraft,
   invalidEntries,
   machineOf,
+  type RegistryBatchDraft,
   type RegistryDraft,
   sortedMachines,
 } from './_draft.js';
@@ -97,13 +98,17 @@ export interface RegistryOptions {
  */
 export class RegistryBase implements Registry {
   readonly #store: DocumentStore<RegistryState>;
-  readonly #writes: GroupCommit<RegistryState, RegistryDraft>;
+  readonly #writes: GroupCommit<RegistryState, RegistryDraft, RegistryBatchDraft>;
 
-  /** `label` names the registry in errors; `callbackTimeout` bounds update() callbacks (ms, 0: none). */
+  /**
+   * `label` names the registry in errors; `callbackTimeout` bounds update() callbacks (ms, 0: none);
+   * `tooLarge` bounds a batch, for a store that cannot commit any size (see GroupCommitConfig).
+   */
   protected constructor(
     store: DocumentStore<RegistryState>,
     label: string,
     callbackTimeout = DEFAULT_TIMEOUT,
+    tooLarge?: (draft: RegistryBatchDraft, batch: BatchSoFar) => Error | undefined,
   ) {
     this.#store = store;
     this.#writes = new GroupCommit({
@@ -111,7 +116,8 @@ export class RegistryBase implements Registry {
       begin: (base) => beginDraft(base, label),
       callbackTimeout,
       timedOut: (ms) => new UpdateTimeoutError(label, ms),
-      commit: (apply, readsAll) => store.commit(apply, readsAll),
+      commit: (apply) => store.commit(apply),
+      tooLarge,
       reentrant: () => new RegistryReentrantError(label),
       heldByCaller: store.heldByCaller && (() => store.heldByCaller!()),
     });

@@ -20,9 +20,9 @@ export interface DocumentStore<S> {
   reload(): Promise<Snapshot<S>>;
   /**
    * Commits one batch: get the latest state, `apply` (possibly more than once, on conflict), make the
-   * result durable and publish it. `readsAll`: some write in the batch read the whole state.
+   * result durable and publish it.
    */
-  commit(apply: ApplyBatch<S>, readsAll: boolean): Promise<void>;
+  commit(apply: ApplyBatch<S>): Promise<void>;
   /** True when the caller's async context holds this store's write lock (writes then commit under it). */
   heldByCaller?(): boolean;
 }

@@ -7,6 +7,13 @@
  * answered only after the commit: a resolved write is durable, and nothing a batch did is visible to
  * readers before the commit published it (the store swaps in a whole new snapshot).
  *
+ * Bounded batches: a store whose commit cannot take any size (etcd refuses a transaction of more than
+ * --max-txn-ops operations) says, after each write, whether the batch still fits (`tooLarge`). The write
+ * that makes it too large is undone and starts the next batch, with every write queued after it, so
+ * queued writes are committed in several commits, still each atomic and in arrival order; a write that
+ * does not fit even as the first of a batch fails alone with the store's error. Stores without a limit
+ * (the files) commit everything queued in one batch.
+ *
  * Contexts: the flush runs on behalf of many callers, so it runs outside every caller's lock holds (it
  * must neither re-enter nor wait behind whichever caller happened to start it). A write made inside a
  * callback of the same store would wait for the batch that is waiting for it: it fails at once with the
@@ -33,27 +40,47 @@ export interface Draft<S, V> {
 }
 
 /**
- * Applies a batch to `base`; an optimistic store may call it again on fresh state after a conflict.
- * `failed`: some write of the batch failed on `base`. A locking store can ignore it; an optimistic one
- * must check that `base` was current before answering, since such a failure may depend on anything
- * the write read (a remove of a machine that another process has just added).
+ * Applies a batch to `base`; an optimistic store may call it again on fresh state after a conflict
+ * (a bounded batch may then keep a different number of writes). `failed`: some write of the batch failed
+ * on `base`. A locking store can ignore it; an optimistic one must check that `base` was current before
+ * answering, since such a failure may depend on anything the write read (a remove of a machine that
+ * another process has just added). `readsAll`: some write of the batch read the whole state (an
+ * `update`), so the store must check all of it, not only what the batch wrote.
  */
-export type ApplyBatch<S> = (base: S) => Promise<{ next: S; changed: boolean; failed: boolean }>;
+export type ApplyBatch<S> = (
+  base: S,
+) => Promise<{ next: S; changed: boolean; failed: boolean; readsAll: boolean }>;
 
-/** What a store plugs into the group commit. */
-export interface GroupCommitConfig<S, V> {
+/** What a batch held when the store is asked whether it still fits (see `tooLarge`). */
+export interface BatchSoFar {
+  /** Some write kept in the batch read the whole state. */
+  readsAll: boolean;
+  /** Some write of the batch failed (the commit will check the whole state). */
+  failed: boolean;
+}
+
+/** What a store plugs into the group commit; `D` is the draft its `begin` opens. */
+export interface GroupCommitConfig<S, V, D extends Draft<S, V> = Draft<S, V>> {
   /**
    * The identity re-entrant writes are recognised by (the file's lock identity, the etcd prefix),
    * computed at every write: a symlinked path may be retargeted between two writes.
    */
   identity(): string;
   /** Opens a draft over the latest committed state. */
-  begin(base: S): Draft<S, V>;
+  begin(base: S): D;
   /**
    * Makes one batch durable: obtain the latest state, `apply` it, write the result if it changed, and
-   * publish the new snapshot. `readsAll` is true when some write read the whole state (an `update`).
+   * publish the new snapshot.
    */
-  commit(apply: ApplyBatch<S>, readsAll: boolean): Promise<void>;
+  commit(apply: ApplyBatch<S>): Promise<void>;
+  /**
+   * For a store that cannot commit a batch of any size: called after each write that succeeded, with the
+   * draft holding the batch so far. Returns undefined while the batch fits in one commit, else the error
+   * for a write that does not fit even alone. The write that made the batch too large is undone: it
+   * fails with that error if it was the batch's first write, and otherwise starts the next batch (see the
+   * module comment). Undefined: batches take every queued write.
+   */
+  tooLarge?(draft: D, batch: BatchSoFar): Error | undefined;
   /** The error for a write made inside one of this store's own callbacks. */
   reentrant(): Error;
   /** True when the caller's async context holds this store's write lock already. */
@@ -99,12 +126,12 @@ interface Pending<S, V> {
 }
 
 /** The write queue of one store object. */
-export class GroupCommit<S, V> {
-  readonly #config: GroupCommitConfig<S, V>;
+export class GroupCommit<S, V, D extends Draft<S, V> = Draft<S, V>> {
+  readonly #config: GroupCommitConfig<S, V, D>;
   #queue: Pending<S, V>[] = [];
   #flushing = false;
 
-  constructor(config: GroupCommitConfig<S, V>) {
+  constructor(config: GroupCommitConfig<S, V, D>) {
     this.#config = config;
   }
 
@@ -137,10 +164,10 @@ export class GroupCommit<S, V> {
     });
   }
 
-  /** Commits queued batches until the queue is empty. */
+  /** Commits queued batches until the queue is empty; the writes a batch left go first in the next. */
   async #flush(): Promise<void> {
     try {
-      while (this.#queue.length > 0) await this.#run(this.#queue.splice(0));
+      while (this.#queue.length > 0) this.#queue.unshift(...(await this.#run(this.#queue.splice(0))));
     } finally {
       this.#flushing = false;
     }
@@ -158,46 +185,69 @@ export class GroupCommit<S, V> {
     return Promise.race([result, expired]).finally(() => timer?.clear());
   }
 
-  /** Commits one batch and answers each of its writers. Never rejects. */
-  async #run(batch: Pending<S, V>[]): Promise<void> {
+  /**
+   * Commits one batch, or the part of it that fits in one commit, and answers each of its writers.
+   * Resolves with the writes left for the next batch (those after the cut). Never rejects.
+   */
+  async #run(batch: Pending<S, V>[]): Promise<Pending<S, V>[]> {
     const config = this.#config;
     let outcomes: Outcome[] = [];
+    /** How many writes of the batch the last application kept (the rest wait for the next batch). */
+    let taken = batch.length;
     const identity = config.identity();
     const apply: ApplyBatch<S> = async (base) => {
       outcomes = [];
+      taken = batch.length;
+      let readsAll = false;
       const draft = config.begin(base);
-      for (const op of batch) {
+      for (const [i, op] of batch.entries()) {
         draft.mark();
         const scope: Inside = { identity, live: true, outer: op.context };
+        let outcome: Outcome;
         try {
           const value = await this.#bounded(inside.run(scope, () => op.fn(draft.view, draft)));
           draft.check?.();
-          outcomes.push({ ok: true, value });
+          outcome = { ok: true, value };
         } catch (err) {
           draft.rollback();
-          outcomes.push({ ok: false, value: err });
+          outcome = { ok: false, value: err };
         } finally {
           scope.live = false;
         }
+        if (outcome.ok && config.tooLarge) {
+          const failed = outcomes.some((o) => !o.ok);
+          const tooLarge = config.tooLarge(draft, { readsAll: readsAll || op.readsAll, failed });
+          if (tooLarge) {
+            draft.rollback();
+            if (i > 0) {
+              taken = i; // this write and the ones after it start the next batch
+              break;
+            }
+            outcome = { ok: false, value: tooLarge }; // too large even alone
+          }
+        }
+        readsAll ||= op.readsAll;
+        outcomes.push(outcome);
       }
-      return { ...draft.finish(), failed: outcomes.some((o) => !o.ok) };
+      return { ...draft.finish(), failed: outcomes.some((o) => !o.ok), readsAll };
     };
     let commitError: { err: unknown } | undefined;
     try {
-      await config.commit(
-        apply,
-        batch.some((op) => op.readsAll),
-      );
+      await config.commit(apply);
     } catch (err) {
       commitError = { err };
     }
-    batch.forEach((op, i) => {
+    // A failed commit fails every write queued with it, also those it left for the next batch: going on
+    // would make the last of them wait one commit (one deadline) per batch.
+    const answered = commitError ? batch : batch.slice(0, taken);
+    answered.forEach((op, i) => {
       const outcome = outcomes[i];
       // A write that failed on its own keeps its own error, whatever became of the commit.
       if (outcome && !outcome.ok) op.reject(outcome.value);
       else if (commitError) op.reject(commitError.err);
       else op.resolve(outcome?.value);
     });
+    return commitError ? [] : batch.slice(taken);
   }
 }
 

@@ -124,6 +124,7 @@ function controllable(inner: EtcdClient) {
   };
   const client: EtcdClient = {
     endpoints: inner.endpoints,
+    maxTxnOps: inner.maxTxnOps,
     range: (op) => inner.range(op),
     put: (op, options) => inner.put(op, options),
     delete: (op, options) => inner.delete(op, options),
@@ -488,4 +489,58 @@ test('registry names and options are checked (ERR_INVALID_OPTION); names and pre
       ['local', `only${i}`],
     );
   }
+});
+
+test('an update() too large for one etcd transaction fails alone with ERR_ETCD_TXN_TOO_LARGE; nothing of it is applied', async (t) => {
+  if (!etcd.ready(t)) return;
+  const name = fresh();
+  const reg = await (await connect()).registry(name);
+  const results = await Promise.allSettled([
+    reg.add(ssh('before')),
+    reg.update((d) => {
+      for (let i = 0; i < 300; i++) d.add(ssh(`m${i}`));
+    }),
+    reg.add(ssh('after')),
+  ]);
+  assert.equal(results[0]!.status, 'fulfilled');
+  assert.equal(results[2]!.status, 'fulfilled');
+  assert.equal(results[1]!.status, 'rejected');
+  const err = (results[1] as PromiseRejectedResult).reason;
+  assert.equal(err.code, 'ERR_ETCD_TXN_TOO_LARGE');
+  assert.equal(err.name, 'EtcdTxnTooLargeError');
+  // 300 puts and the batch id in the success list; the limit; the remedies.
+  assert.match(err.message, /301 operations/);
+  assert.match(err.message, /128/);
+  assert.match(err.message, /--max-txn-ops/);
+  assert.match(err.message, /maxTxnOps/);
+  assert.match(err.message, new RegExp(`registry/${name}/`));
+  await reg.reload();
+  assert.deepEqual(
+    reg.list().map((m) => m.name),
+    ['after', 'before', 'local'],
+  );
+  const machines = (await keysOf(name)).filter((kv) => kv.key.includes('/machines/'));
+  assert.equal(machines.length, 2, 'no key of the large update was written');
+});
+
+test('300 concurrent add() from one process all succeed, split into several transactions etcd takes', async (t) => {
+  if (!etcd.ready(t)) return;
+  const name = fresh();
+  const reg = await (await connect()).registry(name);
+  const names = Array.from({ length: 300 }, (_, i) => `c${String(i).padStart(3, '0')}`);
+  await Promise.all(names.map((n) => reg.add(ssh(n))));
+  const other = await (await connect()).registry(name);
+  assert.equal(other.list().length, 301);
+  // Each transaction writes its machines at one revision: the revisions show how the adds were split.
+  const mods = new Map((await keysOf(name)).map((kv) => [kv.key, kv.modRevision]));
+  const byRevision = new Map<bigint, number>();
+  let last = 0n;
+  for (const n of names) {
+    const mod = mods.get(machineKey(name, n))!;
+    assert.ok(mod >= last, `${n} committed in arrival order`);
+    last = mod;
+    byRevision.set(mod, (byRevision.get(mod) ?? 0) + 1);
+  }
+  assert.ok(byRevision.size >= 3, `${byRevision.size} transactions`);
+  for (const count of byRevision.values()) assert.ok(count <= 127, `${count} adds in one transaction`);
 });
