@@ -104,6 +104,7 @@ export function exitCodeFor(err: unknown): ExitCode {
     case 'ERR_STORE_CORRUPT':
     case 'ERR_STORE_INVALID':
     case 'ERR_LOG_TORN':
+    case 'ERR_ETCD_TXN_TOO_LARGE':
       return EXIT.data;
     case 'ERR_LOCK_UNSAFE':
     case 'ERR_LOCK_SYMLINK':

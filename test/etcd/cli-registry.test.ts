@@ -141,6 +141,29 @@ test('migration: import a Go-format file into etcd, export it back: the same byt
   );
 });
 
+test('import of more machines than one etcd transaction holds: in several transactions, all there', (t) => {
+  if (!etcd.ready(t)) return;
+  const dir = join(tmp.dir, prefix());
+  mkdirSync(dir);
+  const big = join(dir, 'big.json');
+  const machines = Object.fromEntries(
+    Array.from({ length: 300 }, (_, i) => [`m${i}`, { name: `m${i}`, type: 'ssh', host: `h${i}` }]),
+  );
+  writeFileSync(big, JSON.stringify({ version: 1, machines }));
+  const p = prefix();
+  const r = tl(['machine', 'import', '--registry', url(p), big]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /imported 300 machines .*: 300 added, 0 replaced, 0 unchanged \(in 3 transactions/);
+  const listed = JSON.parse(tl(['machine', 'list', '--json', '--registry', url(p)]).out) as unknown[];
+  assert.equal(listed.length, 301);
+  assert.match(
+    tl(['machine', 'import', '--registry', url(p), big]).out,
+    /0 added, 0 replaced, 300 unchanged\n$/,
+  );
+  const exported = JSON.parse(tl(['machine', 'export', '--registry', url(p)]).out) as { machines: object };
+  assert.equal(Object.keys(exported.machines).length, 301);
+});
+
 test('etcd unreachable is 75; a bad etcd:// registry is a usage error naming where it came from', (t) => {
   if (!etcd.ready(t)) return;
   const down = tl(['machine', 'list', '--registry', 'etcd://127.0.0.1:1/x']);

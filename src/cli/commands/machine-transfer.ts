@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import { resolve } from 'node:path';
+import { EtcdTxnTooLargeError } from '../../etcd/errors.js';
 import {
   type Entry,
   entryText,
@@ -32,11 +33,36 @@ export const importFile: CommandRun = async (args, ctx, input) => {
   const [file] = expectPositionals(args, ['FILE'], input.usage) as [string];
   const source = await readRegistryFile(resolve(ctx.cwd, file));
   const entries = copiedEntries(source, ctx, file);
-  const { copied, where } = await withRegistry(input, async ({ registry, where }) => ({
-    copied: await transferOf(registry).change((target, put) => copy(entries, target, put, false)),
-    where,
-  }));
-  printLines(ctx.stdout, `imported ${count(entries.size)} from ${file} into ${where}: ${summary(copied)}`);
+  const { copied, where, parts } = await withRegistry(input, async ({ registry, where }) => {
+    const transfer = transferOf(registry);
+    try {
+      return {
+        copied: await transfer.change((target, put) => copy(entries, target, put, false)),
+        where,
+        parts: 1,
+      };
+    } catch (err) {
+      if (!(err instanceof EtcdTxnTooLargeError)) throw err;
+      // More machines than one etcd transaction holds: one transaction per part, each atomic, in name
+      // order (running the import again after a failure finishes it).
+      const size = Math.max(1, err.limit - 2); // room for the compares on the meta and epoch keys
+      const names = [...entries.keys()].sort();
+      const total: Copied = { added: 0, replaced: 0, unchanged: 0, removed: 0 };
+      let parts = 0;
+      for (let i = 0; i < names.length; i += size) {
+        const part = new Map(names.slice(i, i + size).map((n) => [n, entries.get(n)!]));
+        const done = await transfer.change((target, put) => copy(part, target, put, false));
+        for (const k of Object.keys(total) as (keyof Copied)[]) total[k] += done[k];
+        parts++;
+      }
+      return { copied: total, where, parts };
+    }
+  });
+  const split = parts > 1 ? ` (in ${parts} transactions: more than one etcd transaction holds)` : '';
+  printLines(
+    ctx.stdout,
+    `imported ${count(entries.size)} from ${file} into ${where}: ${summary(copied)}${split}`,
+  );
   return EXIT.ok;
 };
 
