@@ -155,9 +155,46 @@ test('lock lost while the command runs: SIGTERM, SIGKILL after --kill-after, exi
   await holder.waitForErr(/was lost: .*\[ERR_LOCK_LOST\]/);
   await holder.waitFor('got-term');
   assert.equal(await holder.exited(), 75);
-  assert.match(holder.stderr(), /sending SIGTERM to the command \(pid \d+\); SIGKILL in 0.5 s/);
+  assert.match(
+    holder.stderr(),
+    /sending SIGTERM to the command \(pid \d+\)( and the \d+ process(es)? it started)?; SIGKILL in 0.5 s/,
+  );
   // Someone else can take the lock now.
   assert.equal(tl(['lock', 'run', '-n', '--etcd', target(p), 'job', 'true']).code, 0);
+});
+
+/** Whether a process runs (a zombie, waiting for a parent that may never reap it, does not). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+test('lock lost: the processes the command started are stopped too, also those ignoring SIGTERM', {
+  timeout: 60_000,
+}, async (t) => {
+  if (!etcd.ready(t)) return;
+  const p = prefix();
+  const script = join(tmp.dir, `${p.slice(0, -1)}.sh`);
+  // Every process of the tree ignores SIGTERM (an ignored signal stays ignored across fork and exec).
+  writeFileSync(
+    script,
+    'trap "" TERM\nsleep 30 &\necho "bg $!"\nsleep 31 &\necho "fg $!"\necho held\nwait\n',
+  );
+  const holder = bg(['lock', 'run', '--kill-after', '0.5', '--etcd', target(p), 'job', 'sh', script]);
+  await holder.waitFor('held');
+  const pids = holder.lines.filter((l) => /^(bg|fg) \d+$/.test(l)).map((l) => Number(l.split(' ')[1]));
+  assert.equal(pids.length, 2);
+  assert.ok(pids.every(running));
+  const locks = `${p}locks/job/`;
+  const { kvs } = await raw.range({ key: locks, rangeEnd: prefixEnd(locks) });
+  await raw.leaseRevoke(kvs[0]!.lease);
+  assert.equal(await holder.exited(), 75);
+  assert.match(holder.stderr(), /and the 2 processes it started; SIGKILL in 0.5 s/);
+  assert.deepEqual(pids.filter(running), [], 'no process of the command outlives townlock');
 });
 
 test('a lost lock whose command exits on SIGTERM: exit 75 all the same', { timeout: 60_000 }, async (t) => {
@@ -189,6 +226,7 @@ test('etcd unreachable is 75; bad arguments are usage errors (64) that name the 
       /--kill-after needs a number of seconds/,
     ],
     [['--kill-after', '1', 'f', 'true'], /--kill-after applies only with --etcd/],
+    [['--etcd', 'https://127.0.0.1:2379', 'job', 'true'], /TLS \(https\) is not supported yet/],
   ];
   for (const [args, message] of cases) {
     const r = tl(['lock', 'run', ...args]);
@@ -196,4 +234,8 @@ test('etcd unreachable is 75; bad arguments are usage errors (64) that name the 
     assert.match(r.err, message);
   }
   assert.match(tl(['lock', 'run', 'job', 'true'], { TOWNLOCK_ETCD: 'bad' }).err, /TOWNLOCK_ETCD: "bad"/);
+  // http:// endpoints as etcdctl takes them; an empty TOWNLOCK_ETCD turns etcd off for one command.
+  assert.equal(tl(['lock', 'run', '--etcd', `http://${target('h')}`, 'job', 'true']).code, 0);
+  const file = tl(['lock', 'run', join(tmp.dir, 'plain.json'), 'true'], { TOWNLOCK_ETCD: '' });
+  assert.equal(file.code, 0, file.err);
 });

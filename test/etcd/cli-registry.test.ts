@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { Etcd } from '../../src/etcd/index.js';
 import { DIST, tempDir } from '../multiprocess/helpers.js';
-import { useEtcd } from './etcd-server.js';
+import { startEtcd, useEtcd } from './etcd-server.js';
 
 const BIN = resolve(DIST, '..', 'bin', 'townlock.js');
 const etcd = useEtcd();
@@ -162,6 +162,30 @@ test('import of more machines than one etcd transaction holds: in several transa
   );
   const exported = JSON.parse(tl(['machine', 'export', '--registry', url(p)]).out) as { machines: object };
   assert.equal(Object.keys(exported.machines).length, 301);
+});
+
+test('import into a cluster whose --max-txn-ops is below the client limit: the parts shrink until they fit', async (t) => {
+  if (!etcd.ready(t)) return;
+  const small = await startEtcd({ extraArgs: ['--max-txn-ops', '16'] });
+  try {
+    const dir = join(tmp.dir, prefix());
+    mkdirSync(dir);
+    const file = join(dir, 'm.json');
+    const machines = Object.fromEntries(
+      Array.from({ length: 50 }, (_, i) => [`m${i}`, { name: `m${i}`, type: 'ssh', host: `h${i}` }]),
+    );
+    writeFileSync(file, JSON.stringify({ version: 1, machines }));
+    const at = `etcd://${small.endpoints().join(',')}/small`;
+    const r = tl(['machine', 'import', '--registry', at, file]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /50 added, 0 replaced, 0 unchanged \(in \d+ transactions/);
+    assert.equal(
+      (JSON.parse(tl(['machine', 'list', '--json', '--registry', at]).out) as unknown[]).length,
+      51,
+    );
+  } finally {
+    await small.stop();
+  }
 });
 
 test('etcd unreachable is 75; a bad etcd:// registry is a usage error naming where it came from', (t) => {

@@ -20,18 +20,26 @@ const ENDPOINT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 export const ETCD_REGISTRY_NAME = 'machines';
 
 /**
- * Parses `HOST:PORT[,HOST:PORT...][/PREFIX]`, with or without `etcd://` in front. `what` names the
+ * Parses `HOST:PORT[,HOST:PORT...][/PREFIX]`, with or without `etcd://` in front (and `http://` before
+ * any endpoint). `what` names the
  * argument in errors (`--etcd`, `--registry`, `TOWNLOCK_ETCD`).
  */
 export function parseEtcdTarget(text: string, what: string): EtcdTarget {
   const body = text.startsWith('etcd://') ? text.slice('etcd://'.length) : text;
-  const slash = body.indexOf('/');
-  const hosts = slash < 0 ? body : body.slice(0, slash);
-  let prefix = slash < 0 ? '' : body.slice(slash + 1);
-  const endpoints = hosts.split(',');
+  // The endpoints end at the first '/' that is not part of a scheme (`http://`) leading an endpoint.
+  const match = /^((?:[a-z]+:\/\/)?[^,/]*(?:,(?:[a-z]+:\/\/)?[^,/]*)*)(?:\/(.*))?$/s.exec(body)!;
+  const hosts = match[1]!;
+  let prefix = match[2] ?? '';
+  // `http://` may lead each endpoint, as etcd's own --endpoints take it (TLS is not supported yet).
+  const endpoints = hosts.split(',').map((e) => e.replace(/^http:\/\//, ''));
   const example = `${what} ${what === '--registry' ? 'etcd://' : ''}10.0.0.1:2379,10.0.0.2:2379/town`;
   for (const e of endpoints) {
     const port = ENDPOINT.exec(e)?.[1];
+    if (e.startsWith('https://'))
+      throw new UsageError(
+        `${what}: ${JSON.stringify(e)}: TLS (https) is not supported yet`,
+        'use http:// endpoints',
+      );
     if (port === undefined || Number(port) < 1 || Number(port) > 65535)
       throw new UsageError(
         `${what}: ${JSON.stringify(e)} in ${JSON.stringify(text)} is not an etcd endpoint HOST:PORT`,

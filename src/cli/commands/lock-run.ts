@@ -1,11 +1,11 @@
 /** `townlock lock run`: run a command while holding a lock, as util-linux flock(1) does. */
 import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
-import { setLongTimeout } from '../../_long-timer.js';
 import type { Etcd } from '../../etcd/etcd.js';
 import type { EtcdLock } from '../../etcd/lock.js';
 import type { LockTimeoutError } from '../../filelock/errors.js';
 import { FileLock } from '../../filelock/lock.js';
+import { isRunning, processTree, signalAll } from '../_descendants.js';
 import type { ParsedArgs } from '../args.js';
 import type { CliContext } from '../context.js';
 import { EXIT, type ExitCode, InputError, isOsError, RunError, UsageError } from '../errors.js';
@@ -139,23 +139,18 @@ async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: 
     } finally {
       stopWaiting();
     }
-    let lost = false;
+    let stopped: Promise<void> | undefined;
     try {
       const status = await runChild(argv, ctx, {
         signal: lock.lost,
         onAbort: (child) => {
-          lost = true;
           printError(ctx, lock.lost.reason);
-          const pid = child.pid ?? '?';
-          printWarning(
-            ctx,
-            `sending SIGTERM to the command (pid ${pid}); SIGKILL in ${run.killAfter} s if it has not exited`,
-          );
-          child.kill('SIGTERM');
-          return setLongTimeout(() => child.kill('SIGKILL'), run.killAfter * 1000);
+          stopped = stopTree(child.pid!, run.killAfter, ctx);
+          return { clear: () => {} }; // the command's children may outlive it: stopTree sees to them
         },
       });
-      return lost ? EXIT.tempFail : status;
+      if (stopped) await stopped;
+      return stopped ? EXIT.tempFail : status;
     } finally {
       // A lost lock has nothing left to release; any other failure to delete the key is covered by
       // close(), which revokes the session lease (and with it the key).
@@ -189,6 +184,32 @@ function commandOf({ values, rest }: ParsedArgs, input: CommandInput): string[] 
   }
   if (argv.length === 0) throw new UsageError('missing COMMAND', `usage: ${input.usage}`);
   return argv;
+}
+
+/**
+ * Stops the command `pid` and every process it started (see _descendants.ts): SIGTERM now, then SIGKILL
+ * to those still running after `killAfter` seconds (and to what they started meanwhile). Resolves when
+ * all of them have exited or been killed.
+ */
+async function stopTree(pid: number, killAfter: number, ctx: CliContext): Promise<void> {
+  const refs = processTree(pid);
+  const others = refs.length - 1;
+  printWarning(
+    ctx,
+    `sending SIGTERM to the command (pid ${pid})${others > 0 ? ` and the ${others} process${others === 1 ? '' : 'es'} it started` : ''}; SIGKILL in ${killAfter} s to any still running`,
+  );
+  signalAll(refs, 'SIGTERM');
+  const deadline = performance.now() + killAfter * 1000;
+  for (;;) {
+    const alive = refs.filter(isRunning);
+    if (alive.length === 0) return;
+    if (performance.now() >= deadline) {
+      signalAll([...alive, ...alive.flatMap((r) => processTree(r.pid).slice(1))], 'SIGKILL');
+      return;
+    }
+    // No event tells when another process exits: look again shortly.
+    await new Promise((r) => setTimeout(r, Math.min(50, Math.max(0, deadline - performance.now()))));
+  }
 }
 
 /** When to stop the command early (its lock was lost) and how. */

@@ -47,9 +47,9 @@ exits. A signal while waiting for the lock ends the wait with 128+N.
 With --etcd (or $TOWNLOCK_ETCD), the lock is NAME on the etcd cluster at ENDPOINTS
 (HOST:PORT[,HOST:PORT...]), under the key prefix PREFIX (default townlock/): it excludes every process
 on every host that locks NAME there, with the same flags and exit codes. If the lock is lost while the
-command runs (this host cannot keep its etcd lease alive), the command gets SIGTERM, then SIGKILL after
---kill-after SECONDS, and townlock exits 75 whatever the command's status. 75 also when etcd cannot be
-reached.`,
+command runs (this host cannot keep its etcd lease alive), the command and the processes it started get
+SIGTERM, then SIGKILL after --kill-after SECONDS, and townlock exits 75 whatever the command's status.
+75 also when etcd cannot be reached. TOWNLOCK_ETCD= (empty) turns an exported TOWNLOCK_ETCD off.`,
     options: [
       { long: 'exclusive', short: 'x', help: 'exclusive (write) lock; the default' },
       { long: 'shared', short: 's', help: 'shared (read) lock: other -s holders may hold it too' },

@@ -44,16 +44,25 @@ export const importFile: CommandRun = async (args, ctx, input) => {
     } catch (err) {
       if (!(err instanceof EtcdTxnTooLargeError)) throw err;
       // More machines than one etcd transaction holds: one transaction per part, each atomic, in name
-      // order (running the import again after a failure finishes it).
-      const size = Math.max(1, err.limit - 2); // room for the compares on the meta and epoch keys
+      // order (running the import again after a failure finishes it). A part the cluster still refuses
+      // (its --max-txn-ops is below the client's limit) is halved until it fits.
+      let size = Math.max(1, err.limit - 2); // room for the compares on the meta and epoch keys
       const names = [...entries.keys()].sort();
       const total: Copied = { added: 0, replaced: 0, unchanged: 0, removed: 0 };
       let parts = 0;
-      for (let i = 0; i < names.length; i += size) {
+      for (let i = 0; i < names.length; ) {
         const part = new Map(names.slice(i, i + size).map((n) => [n, entries.get(n)!]));
-        const done = await transfer.change((target, put) => copy(part, target, put, false));
+        let done: Copied;
+        try {
+          done = await transfer.change((target, put) => copy(part, target, put, false));
+        } catch (partErr) {
+          if (!(partErr instanceof EtcdTxnTooLargeError) || size === 1) throw partErr;
+          size = Math.ceil(size / 2);
+          continue;
+        }
         for (const k of Object.keys(total) as (keyof Copied)[]) total[k] += done[k];
         parts++;
+        i += part.size;
       }
       return { copied: total, where, parts };
     }
