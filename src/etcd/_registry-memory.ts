@@ -219,7 +219,9 @@ export class RegistryMemory {
     let top: RegistryState = emptyState();
     if (this.#meta.text !== undefined) {
       try {
-        top = parseRegistry(this.#meta.text, `${this.#where} key ${this.#keys.meta}`);
+        top = parseRegistry(this.#meta.text, `${this.#where} key ${this.#keys.meta}`, undefined, {
+          topLevelOnly: true,
+        });
       } catch (err) {
         error = err as Error;
       }

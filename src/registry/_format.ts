@@ -57,8 +57,13 @@ export function emptyState(): RegistryState {
  * `previous` (the state this file last had) lets unchanged machines keep their validated entries, so a
  * re-read after another process added one machine does not validate all the others again.
  */
-export function parseRegistry(bytes: Buffer | string, path: string, previous?: RegistryState): RegistryState {
-  const steps = parseSteps(bytes, path, previous);
+export function parseRegistry(
+  bytes: Buffer | string,
+  path: string,
+  previous?: RegistryState,
+  options: ParseOptions = {},
+): RegistryState {
+  const steps = parseSteps(bytes, path, previous, options);
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
@@ -79,6 +84,16 @@ export async function parseRegistryAsync(
   }
 }
 
+/** How a registry text is read. */
+export interface ParseOptions {
+  /**
+   * The text is the top level alone (the etcd store's meta key), which has no "machines". A registry
+   * *file* must have it: a JSON object without it is some other file (a package.json, a tsconfig.json)
+   * that townlock must never take for an empty registry and overwrite.
+   */
+  topLevelOnly?: boolean;
+}
+
 /** How many machines are read between two yields of parseRegistryAsync. */
 const CHUNK = 2_000;
 
@@ -87,11 +102,18 @@ function* parseSteps(
   bytes: Buffer | string,
   path: string,
   previous?: RegistryState,
+  options: ParseOptions = {},
 ): Generator<void, RegistryState> {
   const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8');
   if (text.trim() === '') throw new RegistryCorruptError(path, 'the file is empty', 0);
   const data = parseText(text, path);
   if (!isObject(data)) throw new RegistryCorruptError(path, 'the top level is not a JSON object', 0);
+  if (!options.topLevelOnly && !Object.hasOwn(data, 'machines'))
+    throw new RegistryCorruptError(
+      path,
+      'it is not a registry file: it has no "machines" (a registry is {"version": 1, "machines": {...}})',
+      0,
+    );
   const { version = REGISTRY_VERSION, machines = {} } = data;
   if (typeof version !== 'number' || !Number.isInteger(version)) {
     throw new RegistryCorruptError(path, `"version" must be an integer, found ${describe(version)}`);

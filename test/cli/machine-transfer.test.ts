@@ -140,6 +140,16 @@ test('bad input: FILE missing 66, not a registry 65, a newer version 65; nothing
   writeFileSync(precious, '# not JSON\n');
   assert.equal(tl(['machine', 'export', '--registry', reg, precious]).code, 65);
   assert.equal(readFileSync(precious, 'utf8'), '# not JSON\n');
+  // A JSON object that is not a registry (no "machines") is neither imported nor overwritten.
+  const tsconfig = fresh('tsconfig.json');
+  writeFileSync(tsconfig, '{\n "compilerOptions": {"strict": true}\n}\n');
+  const over = tl(['machine', 'export', '--registry', reg, tsconfig]);
+  assert.equal(over.code, 65);
+  assert.match(over.err, /it is not a registry file: it has no "machines"/);
+  assert.equal(readFileSync(tsconfig, 'utf8'), '{\n "compilerOptions": {"strict": true}\n}\n');
+  assert.equal(tl(['machine', 'import', '--registry', reg, tsconfig]).code, 65);
+  assert.equal(tl(['machine', 'list', '--registry', tsconfig]).code, 65);
+  assert.equal(readFileSync(reg, 'utf8'), before);
   assert.equal(tl(['machine', 'import', '--registry', reg]).code, 64);
   assert.equal(tl(['machine', 'export', '--registry', reg, 'a', 'b']).code, 64);
 });
