@@ -103,6 +103,12 @@ function unknownOption(given: string, options: OptionSpec[]): UsageError {
   // One letter is too little to guess from: only long options get a suggestion.
   const names = options.flatMap((o) => [`--${o.long}`, ...(o.aliases ?? []).map((a) => `--${a}`)]);
   const near = given.startsWith('--') ? nearest(given, names) : undefined;
+  // A negative number reads as an option: say how to pass it as an argument.
+  if (/^-[\d.]/.test(given))
+    return new UsageError(
+      `unknown option '${given}'`,
+      `if '${given}' is an argument, put it after '--' (e.g. '-- ${given}')`,
+    );
   return new UsageError(`unknown option '${given}'`, near ? `did you mean '${near}'?` : undefined);
 }
 

@@ -6,6 +6,11 @@ export interface Output {
   write(text: string): void;
   /** True when writing to a terminal (enables colour unless NO_COLOR is set). */
   isTTY?: boolean;
+  /**
+   * Calls `handler` once the reader has gone (a closed pipe: `townlock log tail -f | head -1`), so that
+   * a command that would write forever can stop; returns the unsubscribe function.
+   */
+  onClosed?(handler: () => void): () => void;
 }
 
 /** The environment a command runs in; `cli/main.ts` builds it from `process`. */

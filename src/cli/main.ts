@@ -2,12 +2,35 @@
 import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { constants } from 'node:os';
 import { isatty } from 'node:tty';
 import { inForegroundProcessGroup } from './_terminal.js';
 import { runCli } from './cli.js';
 import type { CliContext, Output } from './context.js';
 
-const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+/**
+ * Every signal whose default action would end townlock while it holds a lock for a command (and that a
+ * process may catch): lock run forwards them to the command instead of dying and releasing the lock
+ * while the command still runs. SIGKILL and SIGSTOP cannot be caught; fault signals (SEGV, BUS...) are not
+ * sent by others.
+ */
+const FORWARDED = (
+  [
+    'SIGINT',
+    'SIGTERM',
+    'SIGHUP',
+    'SIGQUIT',
+    'SIGUSR1',
+    'SIGUSR2',
+    'SIGALRM',
+    'SIGVTALRM',
+    'SIGPROF',
+    'SIGXCPU',
+    'SIGXFSZ',
+    'SIGPWR',
+    'SIGSTKFLT',
+  ] as NodeJS.Signals[]
+).filter((s) => s in constants.signals);
 
 /** Runs townlock with this process's arguments and sets the exit code. */
 export async function runMain(argv: string[] = process.argv.slice(2)): Promise<void> {
@@ -27,8 +50,13 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
       };
     },
   };
-  process.exitCode = await runCli(argv, ctx);
+  const code = await runCli(argv, ctx);
+  // A write that failed (ENOSPC, EIO) set 71 already, or sets it when it fails later.
+  if (!outputFailed) process.exitCode = code;
 }
+
+/** Whether a write to stdout or stderr failed (other than the reader going away). */
+let outputFailed = false;
 
 /**
  * The raw bytes of the arguments that are not valid UTF-8, aligned with `argv`: Node decodes such
@@ -69,18 +97,38 @@ function childProcess(): typeof import('node:child_process') {
  */
 function lazyOutput(fd: 1 | 2, open: () => NodeJS.WriteStream): Output {
   let stream: NodeJS.WriteStream | undefined;
+  let closed = false;
+  const onClosed = new Set<() => void>();
   return {
     write(text) {
+      if (closed) return;
       if (!stream) {
         stream = open();
         stream.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EPIPE') throw err;
+          if (err.code === 'EPIPE') {
+            closed = true;
+            for (const handler of onClosed) handler();
+            return;
+          }
+          // One line, as every other error, and EX_OSERR: never the "busy" status 1 or a stack.
+          outputFailed = true;
+          process.exitCode = 71;
+          if (fd === 1) {
+            const reason = `${err.message.replace(/^[A-Z]+: /, '').replace(/, write$/, '')}`;
+            process.stderr.write(`townlock: cannot write to stdout: ${reason} [${err.code ?? 'EIO'}]\n`);
+          }
+          closed = true;
         });
       }
       stream.write(text);
     },
     get isTTY() {
       return isatty(fd);
+    },
+    onClosed(handler) {
+      onClosed.add(handler);
+      if (closed) handler();
+      return () => onClosed.delete(handler);
     },
   };
 }

@@ -26,6 +26,7 @@
  * Where /proc does not exist, the open-file checks are impossible and cleanStaleLocks refuses
  * (`ERR_UNSUPPORTED_PLATFORM`) unless told that only townlock processes use the lock files.
  */
+import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError, UnsupportedPlatformError } from '../errors.js';
@@ -65,15 +66,25 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
   const lockDir = locateLockDir(dir);
   if (!lockDir) return 0;
   const { backend, checkOpeners } = await prepare(options);
-  const names = fs.readdirSync(lockDir);
-  for (const name of names) if (name.endsWith('.lock.wait')) removeWaitFile(backend, join(lockDir, name));
-  const lockPaths = names.filter((n) => n.endsWith('.lock')).map((n) => join(lockDir, n));
+  // Names as bytes: a lock file whose name is not valid UTF-8 (locked with flock(1) or the Go tool) is
+  // cleaned like any other, never looked up under a lossy decoding of its name.
+  const names = fs.readdirSync(lockDir, { encoding: 'buffer' });
+  const pathOf = (name: Buffer): FsPath =>
+    isUtf8(name) ? join(lockDir, name.toString()) : Buffer.concat([Buffer.from(`${lockDir}/`), name]);
+  for (const name of names) if (endsWith(name, '.lock.wait')) removeWaitFile(backend, pathOf(name));
+  const lockPaths = names.filter((n) => endsWith(n, '.lock')).map(pathOf);
   let removed = 0;
   for (let i = 0; i < lockPaths.length; i += ROUND) {
     removed += await cleanRound(backend, lockPaths.slice(i, i + ROUND), checkOpeners);
     await new Promise((resolve) => setImmediate(resolve)); // a long pass must not stall the event loop
   }
   return removed;
+}
+
+/** Whether a file name (as bytes) ends with `suffix`. */
+function endsWith(name: Buffer, suffix: string): boolean {
+  const tail = Buffer.from(suffix);
+  return name.length >= tail.length && name.subarray(name.length - tail.length).equals(tail);
 }
 
 /**
@@ -199,7 +210,7 @@ function lockIfUnused(
  * Deletes a waiters' announcement file (see _fairness.ts) that no waiter holds. Nothing depends on it for
  * exclusion, so no straggler protocol: a waiter announcing on the deleted file only loses its turn.
  */
-function removeWaitFile(backend: LockBackend, path: string): void {
+function removeWaitFile(backend: LockBackend, path: FsPath): void {
   const held = lockIfUnused(backend, path, new Map());
   if (!held) return;
   try {

@@ -464,6 +464,23 @@ describe('lock run', () => {
     assert.ok(run.lines.includes('got-term'));
     assert.equal(spawnSync('flock', ['-n', lockPath, 'true']).status, 0, 'released after it exits');
   });
+
+  test('a signal whose default would end townlock (ALRM, XCPU...) is forwarded; the lock stays held', async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const file = join(tmp.dir, 'alarm.json');
+    const lockPath = new FileLock(file).lockPath;
+    const script =
+      'trap "echo got-alrm" ALRM; trap "echo got-xcpu" XCPU; trap "exit 9" TERM; echo ready; while :; do sleep 0.05; done';
+    const run = start(process.execPath, [BIN, 'lock', 'run', file, 'sh', '-c', script]);
+    await run.waitFor('ready');
+    run.proc.kill('SIGALRM');
+    await run.waitFor('got-alrm');
+    run.proc.kill('SIGXCPU');
+    await run.waitFor('got-xcpu');
+    assert.equal(spawnSync('flock', ['-n', lockPath, 'true']).status, 1, 'townlock still holds the lock');
+    run.proc.kill('SIGTERM');
+    assert.equal(await run.exited(), 9);
+  });
 });
 
 describe('hostile data never reaches the terminal raw', () => {

@@ -106,6 +106,41 @@ describe('json get / json set', () => {
     assert.equal(tl(['json', 'set', f]).code, 64);
   });
 
+  test('__proto__ and constructor are keys like any other; -r prints the raw string into a pipe', () => {
+    const f = fresh('proto.json');
+    assert.equal(tl(['json', 'set', f, '__proto__', '{"polluted": 1}']).code, 0);
+    assert.equal(tl(['json', 'set', f, '__proto__.x', '1']).code, 0);
+    assert.equal(tl(['json', 'set', f, 'constructor.prototype.y', '1']).code, 0);
+    assert.deepEqual(JSON.parse(readFileSync(f, 'utf8')), {
+      ['__proto__']: { polluted: 1, x: 1 },
+      constructor: { prototype: { y: 1 } },
+    });
+    assert.equal(Object.hasOwn(JSON.parse(readFileSync(f, 'utf8')), '__proto__'), true);
+    assert.equal(tl(['json', 'get', f, '__proto__.x']).out, '1\n');
+    assert.equal(tl(['json', 'set', '--string', f, 'text', 'multi\nline\ttab\u001b']).code, 0);
+    assert.equal(
+      tl(['json', 'get', '-r', f, 'text']).out,
+      'multi\nline\ttab\u001b\n',
+      'as jq -r: unescaped into a pipe',
+    );
+  });
+
+  test('a write error on stdout is one line and exit 71; a value starting with - goes after --', () => {
+    const f = fresh('full.json');
+    assert.equal(tl(['json', 'set', f, 'a', '1']).code, 0);
+    const r = spawnSync('sh', ['-c', `"$0" "$1" json get "$2" > /dev/full`, process.execPath, BIN, f], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 71);
+    assert.equal(r.stderr, 'townlock: cannot write to stdout: no space left on device [ENOSPC]\n');
+    const negative = tl(['json', 'set', f, 'a', '-1']);
+    assert.equal(negative.code, 64);
+    assert.match(negative.err, /put it after '--'/);
+    assert.equal(tl(['json', 'set', f, 'a', '--', '-1']).code, 0);
+    assert.equal(tl(['json', 'get', f, 'a']).out, '-1\n');
+  });
+
   test('concurrent json set from many shells: every change is in the file (no lost update)', async () => {
     const f = fresh('shared.json');
     const procs = Number(process.env.TOWNLOCK_CLI_PROCS ?? 8);
@@ -136,6 +171,51 @@ describe('log append / log tail', () => {
     assert.equal(tl(['log', 'tail', '-n', 'many', f]).code, 64);
     assert.equal(tl(['log', 'tail', fresh('absent.jsonl')]).code, 66);
     assert.equal(readFileSync(f, 'utf8').split('\n').length, 5, 'the refused append wrote nothing');
+  });
+
+  test('-n +N prints from the Nth entry; -n takes decimal numbers only; the last entries are read from the end', () => {
+    const f = fresh('n.jsonl');
+    assert.equal(tl(['log', 'append', f, '1', '2', '3', '4']).code, 0);
+    assert.equal(tl(['log', 'tail', '-n', '+3', f]).out, '3\n4\n');
+    assert.equal(tl(['log', 'tail', '-n', '+1', f]).out, '1\n2\n3\n4\n');
+    for (const bad of ['', '0x2', '1e1', '-1', ' 2'])
+      assert.equal(tl(['log', 'tail', '-n', bad, f]).code, 64, JSON.stringify(bad));
+    // A torn line among the last ones: tail still prints COUNT entries, reaching further back.
+    appendFileSync(f, 'garbage\n');
+    assert.equal(tl(['log', 'append', f, '5']).code, 0);
+    const r = tl(['log', 'tail', '-n', '2', f]);
+    assert.equal(r.out, '4\n5\n');
+    assert.match(r.err, /torn line at byte 8/);
+    assert.equal(
+      tl(['log', 'tail', '-n', '1', f]).err,
+      '',
+      'a torn line before the last entries is not read',
+    );
+  });
+
+  test('tail -f ends when its reader goes away (| head -1)', async () => {
+    const f = fresh('head.jsonl');
+    assert.equal(tl(['log', 'append', f, '1', '2']).code, 0);
+    const pipeline = start('sh', [
+      '-c',
+      `"$0" "$1" log tail -f "$2" | head -1; echo done`,
+      process.execPath,
+      BIN,
+      f,
+    ]);
+    await pipeline.waitFor('1');
+    // head exits after its line; townlock notices at its next write after that: append until it ends.
+    const exited = pipeline.exited();
+    let ended = false;
+    void exited.then(() => {
+      ended = true;
+    });
+    for (let i = 3; !ended && i < 100; i++) {
+      assert.equal(tl(['log', 'append', f, String(i)]).code, 0);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 100))]);
+    }
+    assert.equal(await exited, 0);
+    assert.deepEqual(pipeline.lines, ['1', 'done']);
   });
 
   test('a control character in an entry is escaped in the output, never sent to the terminal', () => {

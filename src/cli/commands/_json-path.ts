@@ -33,7 +33,8 @@ export function getAt(doc: unknown, keys: string[]): { value: unknown } | undefi
 
 /**
  * Sets `value` at `keys` in `doc` (mutated), creating missing objects on the way; returns the new root
- * (for an empty path, `value` itself). Throws UsageError when the path runs into a non-container.
+ * (for an empty path, `value` itself). Throws UsageError when the path runs into a non-container. Keys
+ * are own properties only: `__proto__` or `constructor` is a key like any other, never the prototype.
  */
 export function setAt(doc: unknown, keys: string[], value: unknown): unknown {
   if (keys.length === 0) return value;
@@ -55,15 +56,20 @@ export function setAt(doc: unknown, keys: string[], value: unknown): unknown {
         v = v[at] as Record<string, unknown>;
       }
     } else if (v !== null && typeof v === 'object') {
-      if (last) v[k] = value;
+      const own = Object.hasOwn(v, k) ? v[k] : undefined;
+      if (last) put(v, k, value);
       else {
-        const next = v[k];
-        if (next === undefined || next === null) v[k] = {};
-        else if (typeof next !== 'object')
+        if (own === undefined || own === null) put(v, k, {});
+        else if (typeof own !== 'object')
           throw new UsageError(`${[...keys.slice(0, i + 1)].join('.')} is not an object or array`);
         v = v[k] as Record<string, unknown>;
       }
     } else throw new UsageError(`${into} is not an object or array`);
   });
   return doc;
+}
+
+/** Sets an own, enumerable property (a plain assignment to `__proto__` would set the prototype instead). */
+function put(object: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
 }

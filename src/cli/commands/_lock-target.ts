@@ -34,6 +34,13 @@ export function lockArgument(
   allowDir: boolean,
 ): LockArgument {
   const arg = args.positionals[index]!;
+  if (arg === '')
+    throw new UsageError(
+      `${allowDir ? 'FILE or DIR' : 'FILE'} is empty ('')`,
+      allowDir
+        ? "give a path, or nothing for the current directory ('.')"
+        : 'give the path of the file to lock',
+    );
   const asLockFile = args.values['lock-file'] === true;
   const protect = args.values.protect === true;
   if (asLockFile && protect)
@@ -45,7 +52,8 @@ export function lockArgument(
   // A name that is not valid UTF-8 is used as the bytes it is, never as its lossy decoding.
   const bytes = input.bytesOf(args.positionalIndexes[index]!);
   const path: FsPath = bytes ? absoluteBytes(bytes, cwd) : shown;
-  const isDir = fs.statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? arg.endsWith('/');
+  const isDir = statOf(path, shown)?.isDirectory() ?? false;
+  if (!isDir && arg.endsWith('/')) throw new InputError('directory', shown, enoent()); // a DIR/ that does not exist
   if (isDir) {
     if (allowDir && !asLockFile && !protect) return { kind: 'dir', path: shown };
     throw new UsageError(
@@ -66,6 +74,15 @@ export function lockArgument(
       `write '${input.name} -L ${arg} ...' to lock it as flock(1) does, or '${input.name} --protect ${arg} ...' to protect it with a lock in .gastown/locks`,
     );
   return { kind: 'protected', path, shown };
+}
+
+/** stat of an argument; undefined if nothing is there; other failures (EACCES...) are InputErrors (66). */
+function statOf(path: FsPath, shown: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(path, { throwIfNoEntry: false });
+  } catch (err) {
+    throw isOsError(err) ? new InputError('', shown, err) : err;
+  }
 }
 
 /** `bytes` made absolute against `cwd`, still as bytes. */
@@ -113,12 +130,20 @@ export function lockDirOf(dir: string): string | undefined {
   }
   if (basename(real) === 'locks' && basename(dirname(real)) === '.gastown') return real;
   const nested = join(real, '.gastown', 'locks');
-  return fs.lstatSync(nested, { throwIfNoEntry: false })?.isDirectory() ? nested : undefined;
+  try {
+    return fs.lstatSync(nested, { throwIfNoEntry: false })?.isDirectory() ? nested : undefined;
+  } catch (err) {
+    throw isOsError(err) ? new InputError('directory', nested, err) : err;
+  }
 }
 
-/** Whether something (even a dangling symlink) is at `path`. */
+/** Whether something (even a dangling symlink) is at `path`; a failed lstat (EACCES...) is an InputError. */
 function exists(path: FsPath): boolean {
-  return fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+  try {
+    return fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+  } catch (err) {
+    throw isOsError(err) ? new InputError('', String(path), err) : err;
+  }
 }
 
 /** An ENOENT error, for an argument found missing by a check rather than by a failed call. */

@@ -1,11 +1,11 @@
 /** `townlock json get|set`: JSON state files with JsonFile's guarantees, from a shell. */
-import fs from 'node:fs';
 import { resolve } from 'node:path';
 import { JsonFile } from '../../store/json-file.js';
 import { expectPositionals } from '../args.js';
-import { EXIT, InputError, UsageError } from '../errors.js';
-import { printJson, printLines } from '../output.js';
+import { EXIT, UsageError } from '../errors.js';
+import { printDocument, printJson, printLines } from '../output.js';
 import type { CommandRun } from '../spec.js';
+import { requireInput } from './_input.js';
 import { getAt, pathKeys, setAt } from './_json-path.js';
 
 export const get: CommandRun = async (args, ctx, input) => {
@@ -14,16 +14,15 @@ export const get: CommandRun = async (args, ctx, input) => {
   const [file, path = ''] = args.positionals as [string, string?];
   const abs = resolve(ctx.cwd, file);
   const keys = pathKeys(path);
-  if (!fs.existsSync(abs)) {
-    throw new InputError('', abs, Object.assign(new Error('no such file'), { code: 'ENOENT' }));
-  }
+  requireInput(abs);
   const state = await JsonFile.open<unknown>(abs, { defaults: () => ({}) });
   const found = getAt(state.read(), keys);
   if (!found) {
     printLines(ctx.stderr, `townlock: ${file} has no value at ${JSON.stringify(path)}`);
     return EXIT.failure;
   }
-  if (args.values.raw && typeof found.value === 'string') printLines(ctx.stdout, found.value);
+  // -r: the string itself, as jq -r prints it (escaped only on a terminal).
+  if (args.values.raw && typeof found.value === 'string') printDocument(ctx.stdout, found.value);
   else printJson(ctx.stdout, found.value);
   return EXIT.ok;
 };

@@ -1,8 +1,11 @@
 /** `townlock lock run`: run a command while holding a lock, as util-linux flock(1) does. */
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import { constants } from 'node:os';
+import { dirname } from 'node:path';
 import type { Etcd } from '../../etcd/etcd.js';
 import type { EtcdLock } from '../../etcd/lock.js';
+import type { FsPath } from '../../filelock/_target.js';
 import type { LockTimeoutError } from '../../filelock/errors.js';
 import { FileLock } from '../../filelock/lock.js';
 import { isRunning, processTree, signalAll } from '../_descendants.js';
@@ -42,6 +45,9 @@ export const run: CommandRun = async (args, ctx, input) => {
     throw new UsageError('--kill-after applies only with --etcd', 'a file lock cannot be lost while held');
   const target = lockArgument(args, 0, ctx.cwd, input, false);
   if (target.kind === 'dir') throw new Error('lockArgument returned a directory for lock run');
+  // As flock(1): the directory FILE is in must exist (a typo never creates a tree of directories);
+  // only .gastown/locks inside it is created.
+  requireDirectoryOf(target.path, target.shown);
   const argv = commandOf(args, input);
 
   const abort = new AbortController();
@@ -73,6 +79,23 @@ export const run: CommandRun = async (args, ctx, input) => {
     await lock.unlock();
   }
 };
+
+/** Throws InputError (66) unless the directory that holds `path` exists. */
+function requireDirectoryOf(path: FsPath, shown: string): void {
+  const dir =
+    typeof path === 'string' ? dirname(path) : Buffer.from(dirname(path.toString('latin1')), 'latin1');
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(dir, { throwIfNoEntry: false });
+  } catch (err) {
+    throw isOsError(err) ? new InputError('directory', dirname(shown), err) : err;
+  }
+  if (!st?.isDirectory()) {
+    const code = st ? 'ENOTDIR' : 'ENOENT';
+    const why = st ? 'not a directory' : 'no such file or directory';
+    throw new InputError('directory', dirname(shown), Object.assign(new Error(why), { code }));
+  }
+}
 
 /** What `lock run` does with a lock it could not take: the conflict code, 128+N, or the error thrown. */
 function waitFailed(
@@ -276,7 +299,7 @@ function signalNumber(signal: NodeJS.Signals): number {
 function integerOption(value: string | true | undefined, name: string, min: number, max: number) {
   if (typeof value !== 'string') return undefined;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+  if (!/^\d+$/.test(value) || n < min || n > max)
     throw new UsageError(
       `${name} needs an integer from ${min} to ${max}, got '${value}'`,
       `write e.g. '${name} 75'`,
@@ -287,7 +310,8 @@ function integerOption(value: string | true | undefined, name: string, min: numb
 /** Parses a non-negative number of seconds, or throws a UsageError naming the option. */
 function secondsOption(value: string, name: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+  // Decimal only, as flock(1) reads it: no '', no 0x10, no 1e3, no ' 5'.
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || !Number.isFinite(n))
     throw new UsageError(
       `${name} needs a number of seconds (0 or more), got '${value}'`,
       `write e.g. '${name} 10' or '${name} 0.5'`,

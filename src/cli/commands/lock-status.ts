@@ -1,6 +1,6 @@
 /** `townlock lock status`: who holds which locks, like lslocks(8). */
+import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
-import { join } from 'node:path';
 import { resolveLockTarget } from '../../filelock/_target.js';
 import { holdersOfLockFile, type LockHolder } from '../../filelock/holders.js';
 import { expectPositionals } from '../args.js';
@@ -8,6 +8,8 @@ import { EXIT } from '../errors.js';
 import { printJson, printLines, printTable } from '../output.js';
 import type { CommandRun } from '../spec.js';
 import { existingLockFile, lockDirOf, targetOf } from './_lock-target.js';
+
+const LOCK_SUFFIX = Buffer.from('.lock');
 
 /** A lock file and who holds it, as `lock status` reports it. */
 interface LockStatus {
@@ -21,13 +23,17 @@ export const run: CommandRun = async (args, ctx, input) => {
   let statuses: LockStatus[];
   if (target.kind === 'dir') {
     const dir = lockDirOf(target.path);
+    // Names as bytes: a lock file named in another encoding is found (and shown with U+FFFD), not missed.
     const names = dir
       ? fs
-          .readdirSync(dir)
-          .filter((n) => n.endsWith('.lock'))
-          .sort()
+          .readdirSync(dir, { encoding: 'buffer' })
+          .filter((n) => n.subarray(-5).equals(LOCK_SUFFIX))
+          .sort(Buffer.compare)
       : [];
-    statuses = names.map((n) => ({ lockPath: join(dir!, n), holders: holdersOfLockFile(join(dir!, n)) }));
+    statuses = names.map((n) => {
+      const path = Buffer.concat([Buffer.from(`${dir}/`), n]);
+      return { lockPath: path.toString(), holders: holdersOfLockFile(isUtf8(path) ? path.toString() : path) };
+    });
   } else {
     const lock = existingLockFile(target);
     const { lockPath, fsLockPath } = resolveLockTarget(target.path, undefined, target.kind === 'lock-file');

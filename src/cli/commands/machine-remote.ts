@@ -20,7 +20,7 @@ function timeoutMs({ values }: ParsedArgs): number | undefined {
   const value = values.timeout;
   if (typeof value !== 'string') return undefined;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0)
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || !Number.isFinite(n) || n <= 0)
     throw new UsageError(
       `--timeout needs a positive number of seconds, got '${value}'`,
       "write e.g. '--timeout 30'",

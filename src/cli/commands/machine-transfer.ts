@@ -3,7 +3,6 @@
  * file in the Go tool's format and any registry (a file or etcd), the way to migrate. Entries are copied
  * whole: fields this version does not know, and entries that are not valid machines, arrive as they were.
  */
-import fs from 'node:fs';
 import { resolve } from 'node:path';
 import { EtcdTxnTooLargeError } from '../../etcd/errors.js';
 import {
@@ -16,9 +15,10 @@ import {
 import { MachineRegistry, transferOf } from '../../registry/registry.js';
 import { expectPositionals } from '../args.js';
 import type { CliContext } from '../context.js';
-import { EXIT, InputError } from '../errors.js';
+import { EXIT } from '../errors.js';
 import { printDocument, printLines, printWarning } from '../output.js';
 import type { CommandRun } from '../spec.js';
+import { requireInput } from './_input.js';
 import { withRegistry } from './_registry.js';
 
 /** What an import or export changed in its target. */
@@ -97,8 +97,7 @@ export const exportFile: CommandRun = async (args, ctx, input) => {
 
 /** Reads a registry file as MachineRegistry does (66 when it does not exist, 65 when it is not a registry). */
 async function readRegistryFile(path: string): Promise<RegistryState> {
-  if (!fs.existsSync(path))
-    throw new InputError('registry file', path, Object.assign(new Error('no such file'), { code: 'ENOENT' }));
+  requireInput(path, 'registry file');
   return transferOf(await MachineRegistry.open(path)).state();
 }
 
