@@ -410,8 +410,39 @@ describe('lock run', () => {
       assert.match(busy.stderr, /is busy \(held by pid \d+\) \[ERR_LOCK_TIMEOUT\]\n$/);
       holder.send('go');
       assert.equal(await holder.exited(), 0);
+      // A directory nobody cannot search: 66 with the real reason, for every command that reads inputs.
+      mkdirSync(join(top.dir, 'private'), { mode: 0o700 });
+      writeFileSync(join(top.dir, 'private', 's.json'), '{"a": 1}');
+      for (const args of [
+        ['lock', 'run', '-n', 'private/s.json', 'true'],
+        ['lock', 'status', 'private/s.json'],
+        ['json', 'get', 'private/s.json'],
+        ['log', 'tail', 'private/s.json'],
+        ['machine', 'import', 'private/s.json'],
+      ]) {
+        const r = asNobody(args);
+        assert.equal(r.status, 66, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, /permission denied \[EACCES\]\n$/, args.join(' '));
+      }
     } finally {
       top.remove();
+    }
+  });
+
+  test('a FILE whose directory does not exist is 66 and creates nothing; an empty FILE is a usage error', () => {
+    const missing = join(tmp.dir, `no-such-dir-${process.pid}`);
+    const r = tl(['lock', 'run', '-n', join(missing, 'x'), 'true']);
+    assert.equal(r.code, 66);
+    assert.equal(r.err, `townlock: cannot open directory ${missing}: no such file or directory [ENOENT]\n`);
+    assert.equal(existsSync(missing), false, 'flock(1) would not create it either');
+    for (const args of [
+      ['lock', 'run', '-n', '', 'true'],
+      ['lock', 'status', ''],
+      ['lock', 'clean', ''],
+    ]) {
+      const e = tl(args);
+      assert.equal(e.code, 64, args.join(' '));
+      assert.match(e.err, /is empty \(''\)/);
     }
   });
 
