@@ -17,7 +17,7 @@ import { LockKeys } from './_lock-keys.js';
 import { Session } from './_session.js';
 import { EtcdLock } from './lock.js';
 import {
-  checkLockName,
+  checkName,
   type EtcdLockOptions,
   type EtcdOptions,
   type ResolvedEtcdOptions,
@@ -73,7 +73,7 @@ export class Etcd {
 
   /** A handle on the lock `name` (no I/O until it locks). Throws `InvalidOptionError` for bad options. */
   lock(name: string, options?: EtcdLockOptions): EtcdLock {
-    return new EtcdLock(this.#keys, checkLockName(name), options);
+    return new EtcdLock(this.#keys, checkName(name), options);
   }
 
   /** Runs `fn` under the exclusive lock `name` (see {@link EtcdLock.withLock}). */

@@ -312,6 +312,7 @@ test('invalid options fail with ERR_INVALID_OPTION naming the option', async () 
     [{ endpoints: ['no-port'] }, 'endpoints'],
     [{ endpoints: 'h:1' }, 'endpoints'],
     [{ endpoints, prefix: 7 }, 'prefix'],
+    [{ endpoints, prefix: 'town\uD800/' }, 'prefix'], // a lone surrogate has no UTF-8 form
     [{ endpoints, leaseTtl: 0 }, 'leaseTtl'],
     [{ endpoints, leaseTtl: 1.5 }, 'leaseTtl'],
     [{ endpoints, callTimeout: 0 }, 'callTimeout'],
@@ -332,6 +333,8 @@ test('invalid lock names and lock options fail with ERR_INVALID_OPTION', async (
   const cases: [() => unknown, string][] = [
     [() => s.lock(''), 'name'],
     [() => s.lock(3 as never), 'name'],
+    [() => s.lock('a\uD800b'), 'name'], // a lone surrogate: encodeURIComponent would throw URIError
+    [() => s.lock('\uDC00'), 'name'],
     [() => s.lock('n', { type: 'read' as never }), 'type'],
     [() => s.lock('n', { timeout: '5' as never }), 'timeout'],
     [() => s.lock('n', { signal: {} as never }), 'signal'],

@@ -470,6 +470,8 @@ test('registry names and options are checked (ERR_INVALID_OPTION); names and pre
   const s = await connect();
   await assert.rejects(s.registry(''), { code: 'ERR_INVALID_OPTION', message: /option name:/ });
   await assert.rejects(s.registry(3 as never), { code: 'ERR_INVALID_OPTION', message: /option name:/ });
+  // A lone surrogate has no UTF-8 form (encodeURIComponent throws URIError on it).
+  await assert.rejects(s.registry('a\uD800b'), { code: 'ERR_INVALID_OPTION', message: /option name:/ });
   await assert.rejects(s.registry('x', { lockTimeout: 'soon' as never }), {
     code: 'ERR_INVALID_OPTION',
     message: /option lockTimeout:/,
@@ -481,6 +483,9 @@ test('registry names and options are checked (ERR_INVALID_OPTION); names and pre
     await s.registry(`${name}-x`),
     await (await connect('other-town/')).registry(name),
   ];
+  // Machine names never reach the key encoder unchecked.
+  await assert.rejects(regs[0]!.add({ name: 'a\uD800b', type: 'local' }), { code: 'ERR_INVALID_MACHINE' });
+  await assert.rejects(regs[0]!.remove('a\uD800b'), { code: 'ERR_MACHINE_NOT_FOUND' });
   for (const [i, r] of regs.entries()) await r.add(ssh(`only${i}`));
   for (const [i, r] of regs.entries()) {
     await r.reload();
