@@ -106,8 +106,11 @@ export class Etcd3Client implements EtcdClient {
   }
 
   async put(op: Omit<PutOp, 'type'>, options?: CallOptions): Promise<PutResult & { revision: bigint }> {
-    const res = await this.#call('put', options?.idempotent ?? false, (h, deadline) =>
-      h.kv.put(putRequest(op), { deadline }),
+    const res = await this.#call(
+      'put',
+      options?.idempotent ?? false,
+      (h, deadline) => h.kv.put(putRequest(op), { deadline }),
+      options?.onSend,
     );
     return {
       type: 'put',
@@ -120,8 +123,11 @@ export class Etcd3Client implements EtcdClient {
     op: Omit<DeleteOp, 'type'>,
     options?: CallOptions,
   ): Promise<DeleteResult & { revision: bigint }> {
-    const res = await this.#call('delete', options?.idempotent ?? true, (h, deadline) =>
-      h.kv.deleteRange(deleteRequest(op), { deadline }),
+    const res = await this.#call(
+      'delete',
+      options?.idempotent ?? true,
+      (h, deadline) => h.kv.deleteRange(deleteRequest(op), { deadline }),
+      options?.onSend,
     );
     return {
       type: 'delete',
@@ -142,15 +148,19 @@ export class Etcd3Client implements EtcdClient {
       );
     }
     const readOnly = [...request.success, ...request.failure].every((op) => op.type === 'range');
-    const res = await this.#call('txn', options?.idempotent ?? readOnly, (h, deadline) =>
-      h.kv.txn(
-        {
-          compare: request.compare.map(compareRequest),
-          success: request.success.map(requestOp),
-          failure: request.failure.map(requestOp),
-        },
-        { deadline },
-      ),
+    const res = await this.#call(
+      'txn',
+      options?.idempotent ?? readOnly,
+      (h, deadline) =>
+        h.kv.txn(
+          {
+            compare: request.compare.map(compareRequest),
+            success: request.success.map(requestOp),
+            failure: request.failure.map(requestOp),
+          },
+          { deadline },
+        ),
+      options?.onSend,
     ).catch((err: unknown) => {
       // The last resort: the cluster's --max-txn-ops is lower than maxTxnOps. The refusal is fatal (not
       // retried), and nothing was applied.
@@ -187,6 +197,18 @@ export class Etcd3Client implements EtcdClient {
       );
     } catch (err) {
       if (!(err instanceof LeaseNotFoundError)) throw err;
+    }
+  }
+
+  async leaseTimeToLive(id: bigint): Promise<number> {
+    try {
+      const res = await this.#call('leaseTimeToLive', true, (h, deadline) =>
+        h.leaseClient.leaseTimeToLive({ ID: String(id) }, { deadline }),
+      );
+      return Number(res.TTL);
+    } catch (err) {
+      if (err instanceof LeaseNotFoundError) return -1;
+      throw err;
     }
   }
 
@@ -306,7 +328,12 @@ export class Etcd3Client implements EtcdClient {
   }
 
   /** Runs one unary call under the policy of _call-policy.ts. */
-  #call<T>(what: string, idempotent: boolean, fn: (host: Etcd3, deadline: Date) => Promise<T>): Promise<T> {
+  #call<T>(
+    what: string,
+    idempotent: boolean,
+    fn: (host: Etcd3, deadline: Date) => Promise<T>,
+    onSend?: () => void,
+  ): Promise<T> {
     if (this.#closed) return Promise.reject(this.#unavailable('the client is closed'));
     return runCall({
       what,
@@ -318,6 +345,7 @@ export class Etcd3Client implements EtcdClient {
       unpin: (index) => this.#unpin(index),
       attempt: async (index, deadline) => {
         if (this.#closed) throw this.#unavailable('the client is closed');
+        onSend?.();
         try {
           return await fn(this.#hosts[index]!, deadline);
         } catch (err) {

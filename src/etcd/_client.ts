@@ -127,6 +127,12 @@ export interface CallOptions {
    * Reads are always idempotent. @default true for range and delete, false for put and txn
    */
   idempotent?: boolean;
+  /**
+   * Called each time a copy of the request is sent (a hedge or a retry sends another). After the call
+   * settles, more than one call means a copy other than the one that answered may have been applied,
+   * or may still be applied later (a member frozen with it reads it when it resumes).
+   */
+  onSend?: () => void;
 }
 
 /** One change a watch reports. */
@@ -211,6 +217,8 @@ export interface EtcdClient {
   leaseGrant(ttl: number): Promise<{ id: bigint; ttl: number }>;
   /** Revokes a lease, deleting its keys; resolves too when the lease no longer exists. */
   leaseRevoke(id: bigint): Promise<void>;
+  /** The seconds lease `id` has left; -1 when etcd no longer knows it. */
+  leaseTimeToLive(id: bigint): Promise<number>;
   /** Opens a keep-alive stream for lease `id` on the current endpoint. */
   keepAlive(id: bigint, listener: KeepAliveListener): KeepAliveStream;
   /** Opens a watch on the current endpoint. */

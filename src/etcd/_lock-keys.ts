@@ -48,6 +48,13 @@ export interface KeyHold {
 /** The waiter's lease ended while it waited (or its key vanished): start over with a fresh lease. */
 class LeaseGone extends Error {}
 
+/**
+ * A release found the hold's key already gone: the lease ended (revoked, expired) or someone deleted
+ * the key, so another process may have held the lock meanwhile. The policy turns it into LockLostError.
+ */
+export class KeyGone extends Error {}
+KeyGone.prototype.name = 'KeyGone';
+
 /** Resolves or rejects like `promise`, but rejects first with `stop.reason` or LeaseGone if those come first. */
 function race<T>(promise: Promise<T>, stop: AbortSignal, lease: SessionLease): Promise<T> {
   promise.catch(() => {}); // if raced out, its failure is nobody's business
@@ -93,7 +100,10 @@ export interface LockKeyOps {
    * aborts first (having removed its key), or with EtcdUnavailableError.
    */
   acquire(name: string, type: LockType, stop: AbortSignal, once: boolean): Promise<KeyHold | undefined>;
-  /** Releases a hold; rejects with EtcdUnavailableError if its key could not be deleted. */
+  /**
+   * Releases a hold; rejects with KeyGone if its key was already gone (the hold was lost before), or
+   * with EtcdUnavailableError if it could not be deleted.
+   */
   release(hold: KeyHold): Promise<void>;
   /** Runs `fn` as the holder of `hold`: locks of the same name taken inside it re-enter the hold. */
   run<T>(hold: KeyHold, fn: () => T): T;
@@ -154,14 +164,37 @@ export class LockKeys implements LockKeyOps {
   /** Nothing to do: the key went with its lease, which the session revokes. */
   forget(_hold: KeyHold): void {}
 
-  /** Deletes the hold's key; on failure the session goes on trying in the background. */
+  /**
+   * Deletes the hold's key; on failure the session goes on trying in the background. Rejects with
+   * KeyGone when the key was already gone: the delete's answer says so (nothing deleted), which is the
+   * one cheap proof that the hold ended before its release. If the lease is gone too, the session is
+   * told, so that every other hold of the lease learns it now rather than at the next keep-alive.
+   */
   async release(hold: KeyHold): Promise<void> {
+    let copies = 0;
+    let deleted: number;
     try {
-      await this.#client.delete({ key: hold.key });
+      ({ deleted } = await this.#client.delete({ key: hold.key }, { onSend: () => copies++ }));
     } catch (err) {
       this.#session.discard(hold.key, hold.lease);
       throw err;
     }
+    if (deleted > 0) return;
+    // Nothing deleted. With one copy sent, the key was gone before it; with more, an earlier copy may
+    // have deleted it. Whether the lease still lives tells which: its end took the key.
+    const ttl = hold.lease.lost.aborted
+      ? -1
+      : await this.#client.leaseTimeToLive(hold.lease.id).catch(() => undefined);
+    if (ttl !== undefined && ttl <= 0) {
+      this.#session.markLost(hold.lease, `etcd no longer knows lease ${hold.lease.hex}`);
+      throw new KeyGone(`the key was gone at release: lease ${hold.lease.hex} had ended`);
+    }
+    if (ttl !== undefined && copies > 1) return; // the lease lives: an earlier copy deleted the key
+    throw new KeyGone(
+      ttl === undefined
+        ? 'the key was gone at release, and whether its lease lives could not be checked'
+        : 'the key was gone at release (deleted by someone else while its lease lived)',
+    );
   }
 
   /** One queueing under one lease: put our key, then wait for the key just before it to go. */

@@ -130,6 +130,7 @@ function controllable(inner: EtcdClient) {
     delete: (op, options) => inner.delete(op, options),
     leaseGrant: (ttl) => inner.leaseGrant(ttl),
     leaseRevoke: (id) => inner.leaseRevoke(id),
+    leaseTimeToLive: (id) => inner.leaseTimeToLive(id),
     keepAlive: (id, listener) => inner.keepAlive(id, listener),
     close: () => inner.close(),
     txn: async (request, options) => {
