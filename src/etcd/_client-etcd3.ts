@@ -88,6 +88,8 @@ export class Etcd3Client implements EtcdClient {
   readonly #hosts: Etcd3[];
   /** Index of the endpoint calls go to until it fails. */
   #pinned = 0;
+  /** The streams open on each endpoint (their `fail`), so that a stuck endpoint's can be ended. */
+  readonly #streams = new Map<number, Set<(err: unknown) => void>>();
   #closed = false;
 
   constructor(endpoints: readonly string[], callTimeout: number, maxTxnOps: number) {
@@ -229,6 +231,7 @@ export class Etcd3Client implements EtcdClient {
         else queued++;
       },
       close: stream.close,
+      abandon: stream.abandon,
     };
   }
 
@@ -290,6 +293,12 @@ export class Etcd3Client implements EtcdClient {
     let stream: DuplexLike<Req, Res> | undefined;
     let done = false;
     const index = this.#pinned;
+    let live = this.#streams.get(index);
+    if (!live) {
+      live = new Set();
+      this.#streams.set(index, live);
+    }
+    const streams = live;
     const shut = (s: DuplexLike<Req, Res> | undefined) => {
       if (!s) return;
       s.end();
@@ -298,6 +307,7 @@ export class Etcd3Client implements EtcdClient {
     const fail = (err: unknown, compactRevision?: bigint) => {
       if (done) return;
       done = true;
+      streams.delete(fail);
       shut(stream);
       if (classify(err) !== 'fatal') this.#unpin(index);
       onFail(err, compactRevision);
@@ -305,8 +315,15 @@ export class Etcd3Client implements EtcdClient {
     const close = () => {
       if (done) return;
       done = true;
+      streams.delete(fail);
       shut(stream);
     };
+    const abandon = () => {
+      if (done) return;
+      close();
+      this.#stuck(index);
+    };
+    streams.add(fail);
     if (this.#closed) {
       queueMicrotask(() => fail(this.#unavailable('the client is closed')));
     } else {
@@ -324,7 +341,17 @@ export class Etcd3Client implements EtcdClient {
         (err) => fail(err),
       );
     }
-    return { current: () => (done ? undefined : stream), close, fail };
+    return { current: () => (done ? undefined : stream), close, fail, abandon };
+  }
+
+  /**
+   * Endpoint `index` stopped answering: move calls off it and end every stream on it with an error, so
+   * that their owners reopen them on the next endpoint (a watch that waits there would wait forever).
+   */
+  #stuck(index: number): void {
+    this.#unpin(index);
+    const error = new GRPCUnavailableError(`${this.endpoints[index]} stopped answering`);
+    for (const fail of [...(this.#streams.get(index) ?? [])]) fail(error);
   }
 
   /** Runs one unary call under the policy of _call-policy.ts. */

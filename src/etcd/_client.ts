@@ -15,6 +15,8 @@
  *
  * Not guaranteed
  * - Streams (keep-alive, watch) are not resumed here: they end with an error and their owner reopens.
+ *   A stream on an endpoint that stops answering without an error is noticed only by its owner (the
+ *   keep-alive, which abandons it: every stream on that endpoint then ends with an error).
  * - Keys and values are UTF-8 strings; binary keys are not supported.
  */
 import type { EtcdUnavailableError } from './errors.js';
@@ -193,6 +195,12 @@ export interface KeepAliveStream {
   send(): void;
   /** Ends the stream; idempotent; calls no listener. */
   close(): void;
+  /**
+   * Ends the stream because its endpoint stopped answering (a frozen or black-holed member, which
+   * neither answers nor refuses): like close(), and moves calls and new streams off that endpoint, and
+   * ends every other stream still open on it with an error, so that their owners reopen elsewhere.
+   */
+  abandon(): void;
 }
 
 /** The etcd operations townlock uses. Unary calls reject with {@link EtcdUnavailableError} past `callTimeout`. */

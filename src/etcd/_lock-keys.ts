@@ -140,11 +140,14 @@ export class LockKeys implements LockKeyOps {
   readonly #value = JSON.stringify({ pid: process.pid, hostname: hostname() });
   /** Makes each key of a lease unique (several handles of one process may wait on one name). */
   #seq = 0;
+  /** A waiter reads again after this many ms without news from its watch (see #waitDeleted). */
+  readonly #recheck: number;
 
-  constructor(client: EtcdClient, session: Session, prefix: string) {
+  constructor(client: EtcdClient, session: Session, prefix: string, recheckMs: number) {
     this.#client = client;
     this.#session = session;
     this.#prefix = prefix;
+    this.#recheck = recheckMs;
   }
 
   /** The key prefix under which lock `name`'s waiters and holders live. */
@@ -380,6 +383,9 @@ export class LockKeys implements LockKeyOps {
    * when the watch ends some other way (after a pause if in error), and, if `leaveStale`, 'stale' as
    * soon as etcd says the store moved past `fromRevision - 1` before the watch was created: such a
    * watch is "unsynced" and only catches up at etcd's 100 ms tick, so reading again is faster.
+   * Resolves 'ended' too after `#recheck` ms (TTL/3) with no news: a watch on a member that froze
+   * after creating it reports nothing and no error, so the waiter reads again (the read moves to the
+   * next member if this one does not answer) and watches anew from the client's current endpoint.
    */
   #waitDeleted(
     key: string,
@@ -389,7 +395,9 @@ export class LockKeys implements LockKeyOps {
     leaveStale: boolean,
   ): Promise<'deleted' | 'ended' | 'stale'> {
     let watch: { close(): void } | undefined;
+    let recheck: NodeJS.Timeout | undefined;
     const woke = new Promise<'deleted' | 'ended' | 'stale'>((resolve) => {
+      recheck = setTimeout(() => resolve('ended'), this.#recheck);
       watch = this.#client.watch(
         { key, fromRevision, noPut: true },
         {
@@ -404,7 +412,10 @@ export class LockKeys implements LockKeyOps {
         },
       );
     });
-    return race(woke, stop, lease).finally(() => watch?.close());
+    return race(woke, stop, lease).finally(() => {
+      clearTimeout(recheck);
+      watch?.close();
+    });
   }
 
   /**

@@ -51,7 +51,9 @@ export class Etcd {
     this.maxTxnOps = options.maxTxnOps;
     this.#client = client;
     this.#session = session;
-    this.#keys = new LocalLocks(new LockKeys(client, session, options.prefix), options.endpoints);
+    // Waiters read again every TTL/3 without news from their watch, as often as the keep-alive beats.
+    const recheck = (options.leaseTtl * 1000) / 3;
+    this.#keys = new LocalLocks(new LockKeys(client, session, options.prefix, recheck), options.endpoints);
   }
 
   /**

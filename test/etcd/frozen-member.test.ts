@@ -17,6 +17,9 @@ import { type Member, useEtcd } from './etcd-server.js';
 const etcd = useEtcd({ members: 3 });
 afterEach(reapAll);
 
+/** Absolute ms, comparable with the fixtures' timestamps. */
+const now = () => performance.timeOrigin + performance.now();
+
 /** A follower, and the endpoints with it first. */
 async function followerFirst(): Promise<{ follower: Member; endpoints: string[] }> {
   const leader = await etcd.cluster.leader();
@@ -45,6 +48,12 @@ async function answers(member: Member): Promise<void> {
   }
 }
 
+/** How many watchers `member` serves (its own metric). */
+async function watchers(member: Member): Promise<number> {
+  const text = await (await fetch(`http://${member.endpoint}/metrics`)).text();
+  return Number(/^etcd_debugging_mvcc_watcher_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+}
+
 /** hold.mjs on `endpoints`: takes lock `name` with session lease `ttl`, then obeys stdin. */
 const holder = (endpoints: string[], name: string, ttl: number): Child =>
   start(
@@ -61,8 +70,8 @@ test('a follower frozen for 1 s under lock traffic leaves no stray key: a late c
   const s = await Etcd.connect({ endpoints });
   let raw: EtcdClient | undefined;
   try {
-    // Several loops, so that enqueues (not only deletes) are in flight on the member when it freezes.
-    const names = [0, 1, 2, 3].map((i) => `ghost-${process.pid}-${i}`);
+    // Ten loops, so that some enqueue (not only deletes) is in flight on the member when it freezes.
+    const names = Array.from({ length: 10 }, (_, i) => `ghost-${process.pid}-${i}`);
     let stop = false;
     let rounds = 0;
     const errors: string[] = [];
@@ -89,8 +98,8 @@ test('a follower frozen for 1 s under lock traffic leaves no stray key: a late c
     await Promise.all(loops);
     assert.deepEqual(errors, [], 'no lock() failed');
     await answers(follower);
-    // Another process takes every lock at once: no key left behind blocks it.
-    for (const name of names) {
+    // Another process takes the lock at once: no key left behind blocks it (all names: below).
+    for (const name of names.slice(0, 2)) {
       const other = holder(etcd.cluster.endpoints(), name, 10);
       await other.waitFor(/^held /, 5000);
       other.send('close');
@@ -116,5 +125,61 @@ test('a follower frozen for 1 s under lock traffic leaves no stray key: a late c
   } finally {
     raw?.close();
     await s.close().catch(() => {});
+  }
+});
+
+test('an idle holder whose first endpoint is a frozen follower keeps its lease and its lock (TTL 2 s, frozen 5 s)', {
+  timeout: 60_000,
+}, async (t) => {
+  if (!etcd.ready(t)) return;
+  const { follower, endpoints } = await followerFirst();
+  const h = holder(endpoints, `idle-${process.pid}`, 2);
+  await h.waitFor(/^held /);
+  await freeze(follower, 5000);
+  assert.deepEqual(
+    h.lines.filter((l) => l.startsWith('lost')),
+    [],
+    'the lease was kept through the other members',
+  );
+  h.send('release');
+  assert.equal(await h.waitFor(/^released$|^unlock /), 'released');
+  h.send('close');
+  await h.waitFor('closed');
+});
+
+test('a waiter whose watch is on a frozen follower gets the lock soon after the holder releases it', {
+  timeout: 60_000,
+}, async (t) => {
+  if (!etcd.ready(t)) return;
+  const { follower, endpoints } = await followerFirst();
+  const name = `watch-${process.pid}`;
+  const a = holder(endpoints, name, 10);
+  await a.waitFor(/^held /);
+  const before = await watchers(follower);
+  const b = holder(endpoints, name, 10);
+  await b.waitFor('waiting');
+  // The waiter's watch is on the follower (its first endpoint) before the follower freezes.
+  const due = performance.now() + 5000;
+  while ((await watchers(follower)) <= before) {
+    if (performance.now() > due) throw new Error('the waiter never watched on the follower');
+    await sleep(10);
+  }
+  let took = Number.NaN;
+  await freeze(follower, 6000, async () => {
+    await sleep(200); // the freeze has begun
+    const releasedAt = now();
+    a.send('release');
+    assert.equal(await a.waitFor(/^released$|^unlock /, 5000), 'released');
+    const line = await b.waitFor(/^held /, 5500).catch(() => undefined);
+    if (line) took = Number(line.split(' ')[3]) - releasedAt;
+  });
+  t.diagnostic(`the waiter held the lock ${Math.round(took)} ms after the release`);
+  assert.ok(
+    took < 4500,
+    `the waiter held the lock ${Math.round(took)} ms after the release (member still frozen)`,
+  );
+  for (const k of [a, b]) {
+    k.send('close');
+    await k.waitFor('closed');
   }
 });
