@@ -341,6 +341,17 @@ export class LockKeys implements LockKeyOps {
         this.#session.markLost(lease, 'etcd no longer knows the session lease');
         throw new LeaseGone();
       }
+      if (err instanceof LeaseGone) {
+        // Our key goes with the lease (the session revokes it), so no delete. The call in flight, if
+        // any, ends within its deadline: if etcd answered nobody, say so now rather than grant a new
+        // lease, which would take another callTimeout (a majority outage ends leases this way).
+        const outcome = await pending.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        if (outcome instanceof EtcdUnavailableError) throw outcome;
+        throw err;
+      }
       if (err instanceof EtcdUnavailableError) {
         // etcd is unreachable: a delete now would only double the caller's wait; the session retries.
         pending
