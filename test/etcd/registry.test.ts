@@ -445,6 +445,52 @@ test('a corrupt key is ERR_REGISTRY_CORRUPT for reads and writes until fixed; a 
   );
 });
 
+test('two keys for one machine (machines/%62 written by hand beside machines/b) are ERR_REGISTRY_CORRUPT naming both, for every process, until one is deleted', async (t) => {
+  if (!etcd.ready(t)) return;
+  const name = fresh();
+  const reg = await (await connect()).registry(name, { lockTimeout: 2000 });
+  await reg.add({ name: 'b', type: 'local', townPath: '/canonical' });
+  await reg.add(ssh('other'));
+  await raw.put({ key: machineKey(name, '%62'), value: '{"name":"b","type":"local","town_path":"/odd"}' });
+  const corrupt = (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_REGISTRY_CORRUPT');
+    assert.ok(err.message.includes(machineKey(name, 'b')), err.message);
+    assert.ok(err.message.includes(machineKey(name, '%62')), err.message);
+    return true;
+  };
+  await until(() => {
+    try {
+      reg.list();
+      return false;
+    } catch {
+      return true;
+    }
+  }, 'the watch brings the second key');
+  assert.throws(() => reg.get('b'), corrupt);
+  await assert.rejects(reg.remove('b'), corrupt);
+  await assert.rejects(reg.add({ name: 'b', type: 'local', townPath: '/new' }), corrupt);
+  await assert.rejects(reg.reload(), corrupt);
+  assert.equal(
+    (await keysOf(name)).filter((kv) => kv.key.includes('/machines/')).length,
+    3,
+    'nothing written',
+  );
+  const fresh2 = await (await connect()).registry(name);
+  assert.throws(() => fresh2.list(), corrupt, 'a fresh process sees the same');
+  // Fixed by hand: the odd key goes, and everything works again (remove removes the name).
+  await raw.delete({ key: machineKey(name, '%62') });
+  await reg.reload();
+  assert.equal(reg.get('b').townPath, '/canonical');
+  await reg.remove('b');
+  await reg.reload();
+  assert.equal(reg.has('b'), false);
+  await fresh2.reload();
+  assert.equal(fresh2.has('b'), false);
+  await reg.add({ name: 'b', type: 'local', townPath: '/new' });
+  await fresh2.reload();
+  assert.equal(fresh2.get('b').townPath, '/new');
+});
+
 test('close() stops the watch and refuses writes and reloads; Etcd.close() closes the registries it opened', async (t) => {
   if (!etcd.ready(t)) return;
   const name = fresh();
