@@ -85,6 +85,11 @@ function controllable(inner: EtcdClient) {
     deferWatches: false,
     duplicateTxns: false,
     failTxns: false,
+    /**
+     * Once set, the next writing transaction is applied, its answer lost, then this runs (the test ends
+     * the session lease), then the transaction is resent: a resend after the lease ended.
+     */
+    beforeResend: undefined as (() => Promise<void>) | undefined,
     txns: 0,
     /** Watches open (or waiting to open). */
     watches: () => [...taps].filter((t) => !t.closed).length,
@@ -137,6 +142,12 @@ function controllable(inner: EtcdClient) {
       ctl.txns++;
       if (ctl.failTxns) throw new EtcdUnavailableError(inner.endpoints, 'injected: no answer');
       if (ctl.duplicateTxns) await inner.txn(request, options);
+      const beforeResend = ctl.beforeResend;
+      if (beforeResend && request.success.some((op) => op.type === 'put')) {
+        ctl.beforeResend = undefined;
+        await inner.txn(request, options); // applied; its answer is lost
+        await beforeResend();
+      }
       return inner.txn(request, options);
     },
     watch: (request, listener) => {
@@ -167,7 +178,7 @@ async function controlled(name: string, options?: EtcdRegistryOptions) {
     await registry.close();
     await session.close();
   });
-  return { registry, ctl };
+  return { registry, ctl, session };
 }
 
 test('layout: one key per machine in the file entry form, no meta written, removes rewrite the epoch, a batch id on the session lease', async (t) => {
@@ -357,6 +368,35 @@ test('a transaction resent after its first copy was applied is recognised: appli
   await reg.reload();
   assert.equal(reg.get('counter').townPath, '1');
   assert.ok(reg.has('once'));
+});
+
+test('a resend after the session lease ended fails with ERR_ETCD_UNAVAILABLE instead of running the batch again', async (t) => {
+  if (!etcd.ready(t)) return;
+  const name = fresh();
+  const { registry: reg, ctl, session } = await controlled(name);
+  await reg.add({ name: 'counter', type: 'local', townPath: '0' });
+  await reg.reload(); // so that the update's first copy passes its compare
+  // The first copy is applied and its answer lost; then the lease ends (its writer key, the proof that
+  // the copy was applied, goes with it) and the process notices; then the client resends.
+  ctl.beforeResend = async () => {
+    const lease = await session.current();
+    await raw.leaseRevoke(lease.id);
+    session.markLost(lease, 'revoked by the test');
+  };
+  let calls = 0;
+  await assert.rejects(
+    reg.update((d) => {
+      calls++;
+      const c = d.get('counter');
+      d.add({ ...c, townPath: String(Number(c.townPath) + 1) });
+    }),
+    { code: 'ERR_ETCD_UNAVAILABLE', message: /may or may not have been applied/ },
+  );
+  assert.equal(calls, 1, 'the callback is not run again');
+  await reg.reload();
+  assert.equal(reg.get('counter').townPath, '1', 'applied once, by the first copy');
+  await reg.add(ssh('after')); // the registry goes on under a new lease
+  assert.ok(reg.has('after'));
 });
 
 test('a write of unknown outcome fails for every caller with ERR_ETCD_UNAVAILABLE and leaves no phantom', async (t) => {
