@@ -31,7 +31,8 @@
  * - Re-entry through another Etcd object of the same process: each Etcd is a participant of its own,
  *   so such a nested lock waits for the outer one until its timeout.
  * - Waiting through an etcd outage: a call that finds no endpoint within `callTimeout` makes `lock()`
- *   reject with `ERR_ETCD_UNAVAILABLE` (after deleting its key); the caller decides whether to retry.
+ *   reject with `ERR_ETCD_UNAVAILABLE` (the session deletes its key in the background); the caller decides
+ *   whether to retry.
  */
 import { setLongTimeout } from '../_long-timer.js';
 import { InvalidOptionError } from '../errors.js';
