@@ -88,6 +88,8 @@ export class Etcd3Client implements EtcdClient {
   readonly #hosts: Etcd3[];
   /** Index of the endpoint calls go to until it fails. */
   #pinned = 0;
+  /** The streams open on each endpoint (their `fail`), so that a stuck endpoint's can be ended. */
+  readonly #streams = new Map<number, Set<(err: unknown) => void>>();
   #closed = false;
 
   constructor(endpoints: readonly string[], callTimeout: number, maxTxnOps: number) {
@@ -106,8 +108,11 @@ export class Etcd3Client implements EtcdClient {
   }
 
   async put(op: Omit<PutOp, 'type'>, options?: CallOptions): Promise<PutResult & { revision: bigint }> {
-    const res = await this.#call('put', options?.idempotent ?? false, (h, deadline) =>
-      h.kv.put(putRequest(op), { deadline }),
+    const res = await this.#call(
+      'put',
+      options?.idempotent ?? false,
+      (h, deadline) => h.kv.put(putRequest(op), { deadline }),
+      options?.onSend,
     );
     return {
       type: 'put',
@@ -120,8 +125,11 @@ export class Etcd3Client implements EtcdClient {
     op: Omit<DeleteOp, 'type'>,
     options?: CallOptions,
   ): Promise<DeleteResult & { revision: bigint }> {
-    const res = await this.#call('delete', options?.idempotent ?? true, (h, deadline) =>
-      h.kv.deleteRange(deleteRequest(op), { deadline }),
+    const res = await this.#call(
+      'delete',
+      options?.idempotent ?? true,
+      (h, deadline) => h.kv.deleteRange(deleteRequest(op), { deadline }),
+      options?.onSend,
     );
     return {
       type: 'delete',
@@ -142,15 +150,19 @@ export class Etcd3Client implements EtcdClient {
       );
     }
     const readOnly = [...request.success, ...request.failure].every((op) => op.type === 'range');
-    const res = await this.#call('txn', options?.idempotent ?? readOnly, (h, deadline) =>
-      h.kv.txn(
-        {
-          compare: request.compare.map(compareRequest),
-          success: request.success.map(requestOp),
-          failure: request.failure.map(requestOp),
-        },
-        { deadline },
-      ),
+    const res = await this.#call(
+      'txn',
+      options?.idempotent ?? readOnly,
+      (h, deadline) =>
+        h.kv.txn(
+          {
+            compare: request.compare.map(compareRequest),
+            success: request.success.map(requestOp),
+            failure: request.failure.map(requestOp),
+          },
+          { deadline },
+        ),
+      options?.onSend,
     ).catch((err: unknown) => {
       // The last resort: the cluster's --max-txn-ops is lower than maxTxnOps. The refusal is fatal (not
       // retried), and nothing was applied.
@@ -190,6 +202,18 @@ export class Etcd3Client implements EtcdClient {
     }
   }
 
+  async leaseTimeToLive(id: bigint): Promise<number> {
+    try {
+      const res = await this.#call('leaseTimeToLive', true, (h, deadline) =>
+        h.leaseClient.leaseTimeToLive({ ID: String(id) }, { deadline }),
+      );
+      return Number(res.TTL);
+    } catch (err) {
+      if (err instanceof LeaseNotFoundError) return -1;
+      throw err;
+    }
+  }
+
   keepAlive(id: bigint, listener: KeepAliveListener): KeepAliveStream {
     let queued = 0;
     const stream = this.#openStream(
@@ -207,6 +231,7 @@ export class Etcd3Client implements EtcdClient {
         else queued++;
       },
       close: stream.close,
+      abandon: stream.abandon,
     };
   }
 
@@ -268,6 +293,12 @@ export class Etcd3Client implements EtcdClient {
     let stream: DuplexLike<Req, Res> | undefined;
     let done = false;
     const index = this.#pinned;
+    let live = this.#streams.get(index);
+    if (!live) {
+      live = new Set();
+      this.#streams.set(index, live);
+    }
+    const streams = live;
     const shut = (s: DuplexLike<Req, Res> | undefined) => {
       if (!s) return;
       s.end();
@@ -276,6 +307,7 @@ export class Etcd3Client implements EtcdClient {
     const fail = (err: unknown, compactRevision?: bigint) => {
       if (done) return;
       done = true;
+      streams.delete(fail);
       shut(stream);
       if (classify(err) !== 'fatal') this.#unpin(index);
       onFail(err, compactRevision);
@@ -283,8 +315,15 @@ export class Etcd3Client implements EtcdClient {
     const close = () => {
       if (done) return;
       done = true;
+      streams.delete(fail);
       shut(stream);
     };
+    const abandon = () => {
+      if (done) return;
+      close();
+      this.#stuck(index);
+    };
+    streams.add(fail);
     if (this.#closed) {
       queueMicrotask(() => fail(this.#unavailable('the client is closed')));
     } else {
@@ -302,11 +341,26 @@ export class Etcd3Client implements EtcdClient {
         (err) => fail(err),
       );
     }
-    return { current: () => (done ? undefined : stream), close, fail };
+    return { current: () => (done ? undefined : stream), close, fail, abandon };
+  }
+
+  /**
+   * Endpoint `index` stopped answering: move calls off it and end every stream on it with an error, so
+   * that their owners reopen them on the next endpoint (a watch that waits there would wait forever).
+   */
+  #stuck(index: number): void {
+    this.#unpin(index);
+    const error = new GRPCUnavailableError(`${this.endpoints[index]} stopped answering`);
+    for (const fail of [...(this.#streams.get(index) ?? [])]) fail(error);
   }
 
   /** Runs one unary call under the policy of _call-policy.ts. */
-  #call<T>(what: string, idempotent: boolean, fn: (host: Etcd3, deadline: Date) => Promise<T>): Promise<T> {
+  #call<T>(
+    what: string,
+    idempotent: boolean,
+    fn: (host: Etcd3, deadline: Date) => Promise<T>,
+    onSend?: () => void,
+  ): Promise<T> {
     if (this.#closed) return Promise.reject(this.#unavailable('the client is closed'));
     return runCall({
       what,
@@ -318,6 +372,7 @@ export class Etcd3Client implements EtcdClient {
       unpin: (index) => this.#unpin(index),
       attempt: async (index, deadline) => {
         if (this.#closed) throw this.#unavailable('the client is closed');
+        onSend?.();
         try {
           return await fn(this.#hosts[index]!, deadline);
         } catch (err) {

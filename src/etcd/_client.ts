@@ -15,6 +15,8 @@
  *
  * Not guaranteed
  * - Streams (keep-alive, watch) are not resumed here: they end with an error and their owner reopens.
+ *   A stream on an endpoint that stops answering without an error is noticed only by its owner (the
+ *   keep-alive, which abandons it: every stream on that endpoint then ends with an error).
  * - Keys and values are UTF-8 strings; binary keys are not supported.
  */
 import type { EtcdUnavailableError } from './errors.js';
@@ -127,6 +129,12 @@ export interface CallOptions {
    * Reads are always idempotent. @default true for range and delete, false for put and txn
    */
   idempotent?: boolean;
+  /**
+   * Called each time a copy of the request is sent (a hedge or a retry sends another). After the call
+   * settles, more than one call means a copy other than the one that answered may have been applied,
+   * or may still be applied later (a member frozen with it reads it when it resumes).
+   */
+  onSend?: () => void;
 }
 
 /** One change a watch reports. */
@@ -187,6 +195,12 @@ export interface KeepAliveStream {
   send(): void;
   /** Ends the stream; idempotent; calls no listener. */
   close(): void;
+  /**
+   * Ends the stream because its endpoint stopped answering (a frozen or black-holed member, which
+   * neither answers nor refuses): like close(), and moves calls and new streams off that endpoint, and
+   * ends every other stream still open on it with an error, so that their owners reopen elsewhere.
+   */
+  abandon(): void;
 }
 
 /** The etcd operations townlock uses. Unary calls reject with {@link EtcdUnavailableError} past `callTimeout`. */
@@ -211,6 +225,8 @@ export interface EtcdClient {
   leaseGrant(ttl: number): Promise<{ id: bigint; ttl: number }>;
   /** Revokes a lease, deleting its keys; resolves too when the lease no longer exists. */
   leaseRevoke(id: bigint): Promise<void>;
+  /** The seconds lease `id` has left; -1 when etcd no longer knows it. */
+  leaseTimeToLive(id: bigint): Promise<number>;
   /** Opens a keep-alive stream for lease `id` on the current endpoint. */
   keepAlive(id: bigint, listener: KeepAliveListener): KeepAliveStream;
   /** Opens a watch on the current endpoint. */

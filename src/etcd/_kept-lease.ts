@@ -1,13 +1,17 @@
 /**
  * One granted session lease and its keep-alive: a keep-alive every TTL/3 on a stream that is replaced
- * (on the next endpoint) when it breaks or leaves a keep-alive unanswered for a period, and a `lost`
- * signal.
+ * (on the next endpoint) when it breaks or leaves a keep-alive unanswered until the next beat, and a
+ * `lost` signal.
  *
  * Guarantees
  * - `lost` aborts as soon as etcd answers that the lease is gone, or as soon as TTL seconds have passed
  *   since the send of the last keep-alive etcd answered: from then on etcd may have expired it. The
  *   clock is monotonic, so a process frozen by SIGSTOP (or a long GC pause) sees the loss on its first
  *   timer after it resumes.
+ * - A member that stops answering without an error (frozen, black-holed) costs the lease nothing while
+ *   a quorum is reachable: the keep-alive sent to it is unanswered at the next beat, the stream is
+ *   abandoned (the client moves to the next endpoint) and a keep-alive goes there at once, at most two
+ *   periods after the last answered one, within the TTL of three.
  *
  * Not guaranteed
  * - That etcd has not expired the lease before `lost` aborts: a process that is paused, or whose
@@ -85,9 +89,14 @@ export class KeptLease implements SessionLease {
   #beat(): void {
     if (this.#checkExpired()) return;
     const oldest = this.#sent[0];
-    if (oldest !== undefined && performance.now() - oldest >= this.#ttlMs / 3) {
-      // A keep-alive unanswered for a whole period: the endpoint is stuck, try the next one.
-      this.#stream?.close();
+    // Half a period, not a whole one: a timer may fire a little early, and waiting one more beat would
+    // leave no time for the next endpoint (last answer up to 1 period before the freeze, detection 2
+    // periods after it: the whole TTL).
+    if (oldest !== undefined && performance.now() - oldest >= this.#ttlMs / 6) {
+      // A keep-alive unanswered for a period: the endpoint is stuck (frozen, black-holed). Abandon
+      // it, which also moves the client (and the other streams on it) to the next endpoint: closing
+      // alone would reopen on the same one until the TTL ran out.
+      this.#stream?.abandon();
       this.#stream = undefined;
       this.#sent = [];
       this.#open();

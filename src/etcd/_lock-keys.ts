@@ -12,9 +12,23 @@
  * watch's creation (etcd reports its revision on creation), the watch is unsynced: the waiter reads
  * again instead of waiting for the tick, up to three times in a row.
  *
+ * Late copies. The client resends an idempotent call to the next member when the first has not
+ * answered after callTimeout/8, and leaves the first copy in flight. A member frozen (SIGSTOP, a paused
+ * VM) with the enqueue unread reads it when it resumes, with a fresh gRPC deadline, and applies it: after
+ * we may have taken the lock and deleted the key. A plain enqueue would create the key again, on our
+ * live lease, and it would block the lock for everyone until the session ends. So the enqueue of key
+ * `<lease hex>-<n>` requires the tombstone `<prefix>released/<lease hex>-<n>` to be absent, and a key
+ * whose enqueue was sent more than once is deleted in the same transaction that writes its tombstone
+ * (on the session lease): a late copy then changes nothing. No time bounds how late a copy can be, so a
+ * tombstone stays until the session lease ends (close(), expiry); there is one per lock attempt whose
+ * enqueue was resent, which happens only while a member is slow or gone. Alternatives rejected: not
+ * hedging the enqueue makes every lock wait out callTimeout on a black-holed member; deleting our own
+ * resurrected keys when a watch reports them needs a watch on every lock name we ever used.
+ *
  * Guarantees
  * - The hold's create revision (the fencing token) is larger than every earlier conflicting holder's.
  * - Every call is idempotent, so the client may resend it after a failure of unknown outcome.
+ * - A key this process deleted is never created again by a late copy of its enqueue (above).
  * - A waiter that gives up deletes its key before returning (stop: after the call in flight settles,
  *   so up to two call deadlines late when etcd is slow), or, when etcd is unreachable, hands the
  *   deletion to the session, which retries it until the key or its lease is gone.
@@ -30,6 +44,8 @@ import {
   type PutResult,
   prefixEnd,
   type RangeResult,
+  type TxnRequest,
+  type TxnResult,
 } from './_client.js';
 import { LeaseLost, type Session, type SessionLease } from './_session.js';
 import { EtcdUnavailableError } from './errors.js';
@@ -43,10 +59,22 @@ export interface KeyHold {
   /** The key's create revision: the fencing token. */
   readonly revision: bigint;
   readonly lease: SessionLease;
+  /**
+   * Set when the enqueue that created the key was sent more than once: the tombstone key its release
+   * must write, so that a copy still in flight cannot create the key again (see the module comment).
+   */
+  readonly tombstone?: string;
 }
 
 /** The waiter's lease ended while it waited (or its key vanished): start over with a fresh lease. */
 class LeaseGone extends Error {}
+
+/**
+ * A release found the hold's key already gone: the lease ended (revoked, expired) or someone deleted
+ * the key, so another process may have held the lock meanwhile. The policy turns it into LockLostError.
+ */
+export class KeyGone extends Error {}
+KeyGone.prototype.name = 'KeyGone';
 
 /** Resolves or rejects like `promise`, but rejects first with `stop.reason` or LeaseGone if those come first. */
 function race<T>(promise: Promise<T>, stop: AbortSignal, lease: SessionLease): Promise<T> {
@@ -93,7 +121,10 @@ export interface LockKeyOps {
    * aborts first (having removed its key), or with EtcdUnavailableError.
    */
   acquire(name: string, type: LockType, stop: AbortSignal, once: boolean): Promise<KeyHold | undefined>;
-  /** Releases a hold; rejects with EtcdUnavailableError if its key could not be deleted. */
+  /**
+   * Releases a hold; rejects with KeyGone if its key was already gone (the hold was lost before), or
+   * with EtcdUnavailableError if it could not be deleted.
+   */
   release(hold: KeyHold): Promise<void>;
   /** Runs `fn` as the holder of `hold`: locks of the same name taken inside it re-enter the hold. */
   run<T>(hold: KeyHold, fn: () => T): T;
@@ -109,11 +140,14 @@ export class LockKeys implements LockKeyOps {
   readonly #value = JSON.stringify({ pid: process.pid, hostname: hostname() });
   /** Makes each key of a lease unique (several handles of one process may wait on one name). */
   #seq = 0;
+  /** A waiter reads again after this many ms without news from its watch (see #waitDeleted). */
+  readonly #recheck: number;
 
-  constructor(client: EtcdClient, session: Session, prefix: string) {
+  constructor(client: EtcdClient, session: Session, prefix: string, recheckMs: number) {
     this.#client = client;
     this.#session = session;
     this.#prefix = prefix;
+    this.#recheck = recheckMs;
   }
 
   /** The key prefix under which lock `name`'s waiters and holders live. */
@@ -154,14 +188,83 @@ export class LockKeys implements LockKeyOps {
   /** Nothing to do: the key went with its lease, which the session revokes. */
   forget(_hold: KeyHold): void {}
 
-  /** Deletes the hold's key; on failure the session goes on trying in the background. */
+  /**
+   * Deletes the hold's key; on failure the session goes on trying in the background. Rejects with
+   * KeyGone when the key was already gone: the delete's answer says so (nothing deleted), which is the
+   * one cheap proof that the hold ended before its release. If the lease is gone too, the session is
+   * told, so that every other hold of the lease learns it now rather than at the next keep-alive.
+   */
   async release(hold: KeyHold): Promise<void> {
+    if (hold.tombstone) return this.#releaseWithTombstone(hold, hold.tombstone);
+    let copies = 0;
+    let deleted: number;
     try {
-      await this.#client.delete({ key: hold.key });
+      ({ deleted } = await this.#client.delete({ key: hold.key }, { onSend: () => copies++ }));
     } catch (err) {
       this.#session.discard(hold.key, hold.lease);
       throw err;
     }
+    if (deleted > 0) return;
+    // Nothing deleted. With one copy sent, the key was gone before it; with more, an earlier copy may
+    // have deleted it. Whether the lease still lives tells which: its end took the key.
+    const ttl = hold.lease.lost.aborted
+      ? -1
+      : await this.#client.leaseTimeToLive(hold.lease.id).catch(() => undefined);
+    if (ttl !== undefined && ttl <= 0) {
+      this.#session.markLost(hold.lease, `etcd no longer knows lease ${hold.lease.hex}`);
+      throw new KeyGone(`the key was gone at release: lease ${hold.lease.hex} had ended`);
+    }
+    if (ttl !== undefined && copies > 1) return; // the lease lives: an earlier copy deleted the key
+    throw new KeyGone(
+      ttl === undefined
+        ? 'the key was gone at release, and whether its lease lives could not be checked'
+        : 'the key was gone at release (deleted by someone else while its lease lived)',
+    );
+  }
+
+  /**
+   * Releases a hold whose enqueue was sent more than once: deletes the key and writes its tombstone in
+   * one transaction, if the key is still the hold's. The tombstone also tells a resend of this very
+   * release (its first copy applied) from a key that was gone before it.
+   */
+  async #releaseWithTombstone(hold: KeyHold, tombstone: string): Promise<void> {
+    let res: TxnResult;
+    try {
+      res = await this.#client.txn(this.#burial(hold.key, tombstone, hold.lease, hold.revision), {
+        idempotent: true,
+      });
+    } catch (err) {
+      if (err instanceof LeaseNotFoundError) {
+        this.#session.markLost(hold.lease, `etcd no longer knows lease ${hold.lease.hex}`);
+        throw new KeyGone(`the key was gone at release: lease ${hold.lease.hex} had ended`);
+      }
+      this.#session.discard(hold.key, hold.lease, this.#burial(hold.key, tombstone, hold.lease));
+      throw err;
+    }
+    if (res.succeeded) return;
+    if ((res.results[0] as RangeResult).kvs.length > 0) return; // an earlier copy of this release
+    const ttl = await this.#client.leaseTimeToLive(hold.lease.id).catch(() => undefined);
+    if (ttl !== undefined && ttl <= 0) {
+      this.#session.markLost(hold.lease, `etcd no longer knows lease ${hold.lease.hex}`);
+      throw new KeyGone(`the key was gone at release: lease ${hold.lease.hex} had ended`);
+    }
+    throw new KeyGone('the key was gone at release (deleted by someone else while its lease lived)');
+  }
+
+  /**
+   * The transaction that deletes `key` and writes its tombstone (on `lease`): only if the key still has
+   * create revision `revision` when one is given, else unconditionally. Its failure branch reads the
+   * tombstone.
+   */
+  #burial(key: string, tombstone: string, lease: SessionLease, revision?: bigint): TxnRequest {
+    return {
+      compare: revision === undefined ? [] : [{ key, target: 'create', op: '=', value: revision }],
+      success: [
+        { type: 'delete', key },
+        { type: 'put', key: tombstone, value: '', lease: lease.id },
+      ],
+      failure: [{ type: 'range', key: tombstone, countOnly: true }],
+    };
   }
 
   /** One queueing under one lease: put our key, then wait for the key just before it to go. */
@@ -173,7 +276,9 @@ export class LockKeys implements LockKeyOps {
     once: boolean,
   ): Promise<KeyHold | undefined> {
     const base = this.lockPrefix(name);
-    const key = `${base}${type === 'exclusive' ? 'x' : 's'}/${lease.hex}-${++this.#seq}`;
+    const n = ++this.#seq;
+    const key = `${base}${type === 'exclusive' ? 'x' : 's'}/${lease.hex}-${n}`;
+    const tombstone = `${this.#prefix}released/${lease.hex}-${n}`;
     const conflict = type === 'exclusive' ? base : `${base}x/`;
     const conflicts = { key: conflict, rangeEnd: prefixEnd(conflict) };
     const put = { type: 'put', key, value: this.#value, lease: lease.id, prevKv: true } as const;
@@ -185,16 +290,24 @@ export class LockKeys implements LockKeyOps {
       limit: 1,
       keysOnly: true,
     } as const;
-    // Idempotent: a resend finds our key (prev_kv) and keeps its create revision.
+    // Idempotent: a resend finds our key (prev_kv) and keeps its create revision. The range runs
+    // before the put, so without prev_kv it returns the newest conflicting key created before ours.
+    // A copy that etcd applies only after we deleted the key (a member frozen with it in flight reads it
+    // when it resumes) must not create it again: it would block the lock until our session ends. So the
+    // enqueue requires our tombstone to be absent, and a key whose enqueue was sent more than once is
+    // deleted together with writing its tombstone (see the module comment).
+    let copies = 0;
     const enqueue = this.#client.txn(
       {
-        compare: [{ ...conflicts, target: 'create', op: '=', value: 0n }],
-        success: [put],
-        failure: [newest, put],
+        compare: [{ key: tombstone, target: 'create', op: '=', value: 0n }],
+        success: [newest, put],
+        failure: [],
       },
-      { idempotent: true },
+      { idempotent: true, onSend: () => copies++ },
     );
     let pending: Promise<unknown> = enqueue;
+    /** What deleting our key must also do: write the tombstone if a copy of the enqueue may be late. */
+    const buried = () => (copies > 1 ? tombstone : undefined);
     const readBefore = () => {
       const read = this.#before(key, revision, conflict);
       pending = read;
@@ -203,18 +316,19 @@ export class LockKeys implements LockKeyOps {
     let revision = 0n;
     try {
       const res = await race(enqueue, stop, lease);
-      const prev = (res.results[res.succeeded ? 0 : 1] as PutResult).prevKv;
+      if (!res.succeeded) throw new LeaseGone(); // our tombstone exists: only a late copy gets here
+      const prev = (res.results[1] as PutResult).prevKv;
       revision = prev?.createRevision ?? res.revision;
-      const hold = { key, revision, lease };
-      if (res.succeeded) return hold;
+      const hold: KeyHold = { key, revision, lease, ...(copies > 1 ? { tombstone } : {}) };
       // Without prev_kv the range ran before our key existed: the newest conflicting key precedes us.
-      let before = prev ? undefined : (res.results[0] as RangeResult).kvs[0]?.key;
+      // With it (a resend found our key), the range may have seen ours or later keys: read again.
+      let before = (res.results[0] as RangeResult).kvs[0]?.key;
       let readAt = res.revision;
-      if (before === undefined) ({ before, readAt } = await readBefore());
+      if (prev) ({ before, readAt } = await readBefore());
       let stale = 0;
       while (before !== undefined) {
         if (once) {
-          await this.#cleanup(key, lease, pending);
+          await this.#cleanup(key, lease, pending, buried());
           return undefined;
         }
         const woke = await this.#waitDeleted(before, readAt + 1n, stop, lease, stale < MAX_STALE);
@@ -227,11 +341,27 @@ export class LockKeys implements LockKeyOps {
         this.#session.markLost(lease, 'etcd no longer knows the session lease');
         throw new LeaseGone();
       }
+      if (err instanceof LeaseGone) {
+        // Our key goes with the lease (the session revokes it), so no delete. The call in flight, if
+        // any, ends within its deadline: if etcd answered nobody, say so now rather than grant a new
+        // lease, which would take another callTimeout (a majority outage ends leases this way).
+        const outcome = await pending.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        if (outcome instanceof EtcdUnavailableError) throw outcome;
+        throw err;
+      }
       if (err instanceof EtcdUnavailableError) {
         // etcd is unreachable: a delete now would only double the caller's wait; the session retries.
-        pending.finally(() => this.#session.discard(key, lease)).catch(() => {});
+        pending
+          .finally(() => {
+            const grave = buried();
+            this.#session.discard(key, lease, grave ? this.#burial(key, grave, lease) : undefined);
+          })
+          .catch(() => {});
       } else {
-        await this.#cleanup(key, lease, pending);
+        await this.#cleanup(key, lease, pending, buried);
       }
       throw err;
     }
@@ -264,6 +394,9 @@ export class LockKeys implements LockKeyOps {
    * when the watch ends some other way (after a pause if in error), and, if `leaveStale`, 'stale' as
    * soon as etcd says the store moved past `fromRevision - 1` before the watch was created: such a
    * watch is "unsynced" and only catches up at etcd's 100 ms tick, so reading again is faster.
+   * Resolves 'ended' too after `#recheck` ms (TTL/3) with no news: a watch on a member that froze
+   * after creating it reports nothing and no error, so the waiter reads again (the read moves to the
+   * next member if this one does not answer) and watches anew from the client's current endpoint.
    */
   #waitDeleted(
     key: string,
@@ -273,7 +406,9 @@ export class LockKeys implements LockKeyOps {
     leaveStale: boolean,
   ): Promise<'deleted' | 'ended' | 'stale'> {
     let watch: { close(): void } | undefined;
+    let recheck: NodeJS.Timeout | undefined;
     const woke = new Promise<'deleted' | 'ended' | 'stale'>((resolve) => {
+      recheck = setTimeout(() => resolve('ended'), this.#recheck);
       watch = this.#client.watch(
         { key, fromRevision, noPut: true },
         {
@@ -288,16 +423,32 @@ export class LockKeys implements LockKeyOps {
         },
       );
     });
-    return race(woke, stop, lease).finally(() => watch?.close());
+    return race(woke, stop, lease).finally(() => {
+      clearTimeout(recheck);
+      watch?.close();
+    });
   }
 
-  /** Deletes a key we may have created, after the call that may have created it has settled. */
-  async #cleanup(key: string, lease: SessionLease, pending: Promise<unknown>): Promise<void> {
+  /**
+   * Deletes a key we may have created, after the call that may have created it has settled, writing
+   * its tombstone if `tombstone` says one is needed (asked only then: the enqueue's copies are counted
+   * once it settled).
+   */
+  async #cleanup(
+    key: string,
+    lease: SessionLease,
+    pending: Promise<unknown>,
+    tombstone: string | undefined | (() => string | undefined),
+  ): Promise<void> {
     await pending.catch(() => {});
+    const grave = typeof tombstone === 'function' ? tombstone() : tombstone;
+    const burial = grave ? this.#burial(key, grave, lease) : undefined;
     try {
-      await this.#client.delete({ key });
-    } catch {
-      this.#session.discard(key, lease);
+      if (burial) await this.#client.txn(burial, { idempotent: true });
+      else await this.#client.delete({ key });
+    } catch (err) {
+      if (err instanceof LeaseNotFoundError) return; // the key went with the lease
+      this.#session.discard(key, lease, burial);
     }
   }
 }

@@ -29,7 +29,7 @@ export interface BatchPlan {
   compare: Compare[];
   /** The writes (machine puts and deletes, the epoch); empty for a batch that only needs checking. */
   ops: Op[];
-  /** Each machine the batch changes, with its new entry (undefined: removed). */
+  /** The key of each machine the batch changes, with its new entry (undefined: removed). */
   changes: Map<string, Entry | undefined>;
   /** Whether the compare covers the whole registry. */
   whole: boolean;
@@ -59,7 +59,7 @@ export function planBatch(
     // Rewriting a machine with the same text writes nothing, but still checks that it is current.
     if (!whole) compare.push({ key, target: 'mod', op: '=', value: modOf(was) });
     if (sameText(was, now)) return;
-    changes.set(name, now);
+    changes.set(key, now);
     if (now) ops.push({ type: 'put', key, value: entryText(now) });
     else {
       ops.push({ type: 'delete', key });

@@ -30,7 +30,9 @@
  * - Machines deleted by hand (etcdctl del) without rewriting the epoch key can go unnoticed by an
  *   update() racing with the deletion.
  * - A write whose session lease ends while it is in flight fails with ERR_ETCD_UNAVAILABLE even when it
- *   was applied: the writer's batch-id key went with the lease.
+ *   was applied: the writer's batch-id key went with the lease. (When the transaction was sent more than
+ *   once and its compares failed without its batch id, the lease is checked: if it ended, the batch is
+ *   not run again but fails so, since a copy may have been applied.)
  */
 import { LockTimeoutError } from '../filelock/errors.js';
 import type { EntryChange } from '../registry/_draft.js';
@@ -182,6 +184,13 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
     const writerKey = keys.writer(lease.hex, this.#writer);
     const id = `${++this.#batches}`;
     let res: Awaited<ReturnType<EtcdClient['txn']>>;
+    let copies = 0;
+    const leaseEnded = (cause?: unknown) =>
+      new EtcdUnavailableError(
+        client.endpoints,
+        `the session lease ended while a write to ${this.location} was in flight; it may or may not have been applied`,
+        cause,
+      );
     try {
       res = await client.txn(
         {
@@ -189,16 +198,12 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
           success: [...plan.ops, { type: 'put', key: writerKey, value: id, lease: lease.id }],
           failure: [{ type: 'range', key: writerKey }, since],
         },
-        { idempotent: true }, // safe to resend: see _registry-batch.ts
+        { idempotent: true, onSend: () => copies++ }, // safe to resend: see _registry-batch.ts
       );
     } catch (err) {
       if (!(err instanceof LeaseNotFoundError)) throw err;
       session.markLost(lease, 'etcd no longer knows the session lease');
-      throw new EtcdUnavailableError(
-        client.endpoints,
-        `the session lease ended while a write to ${this.location} was in flight; it may or may not have been applied`,
-        err,
-      );
+      throw leaseEnded(err);
     }
     if (res.succeeded) {
       this.#memory.publish(plan.changes, res.revision, plan.whole);
@@ -210,7 +215,18 @@ export class EtcdDocument implements DocumentStore<RegistryState> {
       this.#memory.publish(plan.changes, mine.modRevision, plan.whole);
       return undefined;
     }
+    if (copies > 1 && (lease.lost.aborted || (await this.#leaseEnded(lease.id)))) {
+      // Another copy may have been applied, and the writer key that would prove it went with the
+      // lease: running the batch again could apply it twice (a relative update()). Unknown outcome.
+      throw leaseEnded();
+    }
     return { changes: (res.results[1] as RangeResult).kvs, revision: res.revision };
+  }
+
+  /** Whether etcd no longer knows lease `id` (true too when that cannot be asked: unknown counts as ended). */
+  async #leaseEnded(id: bigint): Promise<boolean> {
+    const ttl = await this.#context.client.leaseTimeToLive(id).catch(() => -1);
+    return ttl <= 0;
   }
 
   /** Brings memory up to `revision` with the keys changed since the last snapshot; the new snapshot. */

@@ -52,12 +52,12 @@ test('a late report of an older change never replaces a newer one (per key), and
 test('an own commit is read at once and survives a full read made before it', () => {
   const m = new RegistryMemory(keys, 'test');
   m.loadAll([], 10n);
-  m.publish(new Map([['b', entry('b', 'mine')]]), 15n, false);
+  m.publish(new Map([[keys.machine('b'), entry('b', 'mine')]]), 15n, false);
   assert.equal(hostOf(m, 'b'), 'mine');
   assert.equal(m.watermark, 10n, 'a per-key commit does not claim others were seen');
   m.loadAll([], 13n); // a reload answered at 13, before the commit at 15
   assert.equal(hostOf(m, 'b'), 'mine');
-  m.publish(new Map([['b', entry('b', 'mine2')]]), 17n, false);
+  m.publish(new Map([[keys.machine('b'), entry('b', 'mine2')]]), 17n, false);
   m.applyEvents([put('b', 'mine', 15)]); // the watch's echo of the first commit comes after the second
   assert.equal(m.watermark, 15n);
   assert.equal(hostOf(m, 'b'), 'mine2');
@@ -66,8 +66,8 @@ test('an own commit is read at once and survives a full read made before it', ()
 test('a machine deleted by an own commit does not come back through a late report of its earlier put', () => {
   const m = new RegistryMemory(keys, 'test');
   m.loadAll([], 10n);
-  m.publish(new Map([['c', entry('c', 'x')]]), 12n, false);
-  m.publish(new Map([['c', undefined]]), 14n, false);
+  m.publish(new Map([[keys.machine('c'), entry('c', 'x')]]), 12n, false);
+  m.publish(new Map([[keys.machine('c'), undefined]]), 14n, false);
   assert.equal(m.snapshot().state.entries.has('c'), false);
   m.applyEvents([put('c', 'x', 12)]); // the watch is late: it reports the put now
   assert.equal(m.snapshot().state.entries.has('c'), false, 'the tombstone keeps it deleted');
@@ -94,4 +94,20 @@ test('a snapshot is made once per change, and a corrupt key is reported, not ser
   assert.match(m.snapshot().error!.message, /t\/registry\/machines\/machines\/g/);
   m.applyEvents([del('g', 12)]);
   assert.equal(m.snapshot().error, undefined);
+});
+
+test('two keys for one name are tracked each: corrupt (naming both) while both live; deleting one serves the other', () => {
+  const m = new RegistryMemory(keys, 'test');
+  const odd = (mod: number): KeyValue => ({ ...kv('b', 'odd', mod), key: `${keys.root}machines/%62` });
+  m.loadAll([kv('b', 'canonical', 5), odd(6)], 10n);
+  const error = m.snapshot().error as Error & { code?: string };
+  assert.equal(error.code, 'ERR_REGISTRY_CORRUPT');
+  assert.match(error.message, /machines\/%62 and .*machines\/b both hold machine "b"/);
+  // The canonical key is deleted (a tombstone newer than the odd key): the odd one is b now.
+  m.applyEvents([del('b', 11)]);
+  assert.equal(m.snapshot().error, undefined);
+  assert.equal(hostOf(m, 'b'), 'odd');
+  assert.equal(m.snapshot().keyOf('b'), `${keys.root}machines/%62`, 'writes go to the key that holds it');
+  m.loadAll([odd(6)], 12n);
+  assert.equal(hostOf(m, 'b'), 'odd', 'a full read agrees');
 });

@@ -15,6 +15,10 @@
  * - A snapshot's `revision` is W when it was made: the snapshot equals the store at that revision if no
  *   key in it is newer; a writer comparing "nothing under the root changed after `revision`" therefore
  *   succeeds only on a snapshot that is exactly the store's current state.
+ * - Memory is kept per key, not per machine name: two keys that decode to one name (`machines/b` and
+ *   `machines/%62`, written by hand) are both tracked, and the snapshot is corrupt (ERR_REGISTRY_CORRUPT
+ *   naming both) until one of them is deleted. Serving either would make a remove leave the other, and
+ *   the name would come back for every process but this one.
  *
  * Not guaranteed
  * - That a snapshot is one revision of the store: a commit is published at once, while others' changes
@@ -28,6 +32,7 @@ import {
   parseRegistry,
   type RegistryState,
 } from '../registry/_format.js';
+import { RegistryCorruptError } from '../registry/errors.js';
 import type { Snapshot } from '../store/_document.js';
 import type { KeyValue, WatchEvent } from './_client.js';
 import type { RegistryKeys } from './_registry-keys.js';
@@ -46,13 +51,12 @@ export interface RegistrySnapshot extends Snapshot<RegistryState> {
 
 /** What memory holds for one machine key: its entry, or a tombstone (entry and error undefined). */
 interface Slot {
-  readonly key: string;
+  /** The machine name the key decodes to. */
+  readonly name: string;
   readonly mod: bigint;
   readonly entry: Entry | undefined;
   /** The key's value is not a registry entry (corrupt JSON). */
   readonly error: Error | undefined;
-  /** The key is not the encoded name (written by hand): writes must use it as it is. */
-  readonly odd?: boolean;
 }
 
 /** The mod revision of each entry memory read or published (entries never seen in etcd: 0). */
@@ -77,8 +81,9 @@ export class RegistryMemory {
   /** The registry's location, for errors about its keys. */
   readonly #where: string;
   #watermark = 0n;
+  /** Machine slots by key. */
   readonly #machines = new Map<string, Slot>();
-  /** Names whose slot is a tombstone (dropped once the watermark passes them). */
+  /** Keys whose slot is a tombstone (dropped once the watermark passes them). */
   readonly #tombstones = new Set<string>();
   /** The meta key: its value (undefined: absent) and the revision of its last change. */
   #meta: { mod: bigint; text: string | undefined } = { mod: 0n, text: undefined };
@@ -106,9 +111,9 @@ export class RegistryMemory {
       this.#take({ key: kv.key, mod: kv.modRevision, value: kv.value }, 0n);
     }
     // What the read did not return was deleted at or before its revision, unless memory knows better.
-    for (const [name, slot] of this.#machines) {
-      if (!seen.has(slot.key) && slot.mod <= revision)
-        this.#set(name, { ...slot, mod: revision, entry: undefined, error: undefined });
+    for (const [key, slot] of this.#machines) {
+      if (!seen.has(key) && slot.mod <= revision)
+        this.#set(key, { ...slot, mod: revision, entry: undefined, error: undefined });
     }
     if (!seen.has(this.#keys.meta) && this.#meta.mod <= revision)
       this.#meta = { mod: revision, text: undefined };
@@ -139,16 +144,18 @@ export class RegistryMemory {
   }
 
   /**
-   * Publishes a batch this process committed at `revision`: `changes` maps each written machine to its
-   * new entry (undefined: removed). `whole` says the batch's compare covered the whole registry, so
+   * Publishes a batch this process committed at `revision`: `changes` maps each machine key written to
+   * its new entry (undefined: removed). `whole` says the batch's compare covered the whole registry, so
    * memory reflects every change up to `revision`.
    */
   publish(changes: ReadonlyMap<string, Entry | undefined>, revision: bigint, whole: boolean): void {
-    for (const [name, entry] of changes) {
-      const slot = this.#machines.get(name);
+    for (const [key, entry] of changes) {
+      const what = this.#keys.classify(key);
+      if (what.kind !== 'machine') continue;
+      const slot = this.#machines.get(key);
       if (slot && slot.mod >= revision) continue;
       if (entry) mods.set(entry, revision);
-      this.#set(name, { key: slot?.key ?? this.#keys.machine(name), mod: revision, entry, error: undefined });
+      this.#set(key, { name: what.name, mod: revision, entry, error: undefined });
     }
     this.#advance(whole ? revision : this.#watermark);
   }
@@ -169,9 +176,9 @@ export class RegistryMemory {
     if (change.mod <= floor) return;
     const what = this.#keys.classify(change.key);
     if (what.kind === 'machine') {
-      const slot = this.#machines.get(what.name);
+      const slot = this.#machines.get(change.key);
       if (slot && slot.mod >= change.mod) return;
-      this.#set(what.name, this.#slot(what.name, change));
+      this.#set(change.key, this.#slot(what.name, change));
     } else if (what.kind === 'meta') {
       if (this.#meta.mod >= change.mod) return;
       this.#meta = { mod: change.mod, text: change.value };
@@ -181,22 +188,20 @@ export class RegistryMemory {
 
   /** A slot for a change of machine `name`'s key, its value parsed (or its corruption recorded). */
   #slot(name: string, change: Change): Slot {
-    if (change.value === undefined)
-      return { key: change.key, mod: change.mod, entry: undefined, error: undefined };
+    if (change.value === undefined) return { name, mod: change.mod, entry: undefined, error: undefined };
     try {
       const entry = parseEntry(name, change.value, `${this.#where} key ${change.key}`);
       mods.set(entry, change.mod);
-      return { key: change.key, mod: change.mod, entry, error: undefined };
+      return { name, mod: change.mod, entry, error: undefined };
     } catch (err) {
-      return { key: change.key, mod: change.mod, entry: undefined, error: err as Error };
+      return { name, mod: change.mod, entry: undefined, error: err as Error };
     }
   }
 
-  #set(name: string, slot: Slot): void {
-    if (slot.key !== this.#keys.machine(name)) slot = { ...slot, odd: true };
-    this.#machines.set(name, slot);
-    if (slot.entry || slot.error) this.#tombstones.delete(name);
-    else this.#tombstones.add(name);
+  #set(key: string, slot: Slot): void {
+    this.#machines.set(key, slot);
+    if (slot.entry || slot.error) this.#tombstones.delete(key);
+    else this.#tombstones.add(key);
     this.#snapshot = undefined;
   }
 
@@ -204,10 +209,10 @@ export class RegistryMemory {
   #advance(revision: bigint): void {
     if (revision <= this.#watermark) return;
     this.#watermark = revision;
-    for (const name of this.#tombstones) {
-      if (this.#machines.get(name)!.mod <= revision) {
-        this.#machines.delete(name);
-        this.#tombstones.delete(name);
+    for (const key of this.#tombstones) {
+      if (this.#machines.get(key)!.mod <= revision) {
+        this.#machines.delete(key);
+        this.#tombstones.delete(key);
       }
     }
     this.#snapshot = undefined;
@@ -227,11 +232,21 @@ export class RegistryMemory {
       }
     }
     const entries = new Map<string, Entry>();
-    const odd = new Map<string, string>();
-    for (const [name, slot] of this.#machines) {
-      if (slot.entry) entries.set(name, slot.entry);
+    /** The key of each machine memory holds (live keys only). */
+    const keyOf = new Map<string, string>();
+    for (const [key, slot] of this.#machines) {
+      if (!slot.entry && !slot.error) continue; // a tombstone
+      const other = keyOf.get(slot.name);
+      if (other !== undefined) {
+        const [a, b] = [other, key].sort();
+        error ??= new RegistryCorruptError(
+          this.#where,
+          `keys ${a} and ${b} both hold machine ${JSON.stringify(slot.name)}; delete one of them`,
+        );
+      }
+      keyOf.set(slot.name, key);
+      if (slot.entry) entries.set(slot.name, slot.entry);
       error ??= slot.error;
-      if (slot.odd) odd.set(name, slot.key);
     }
     if (!entries.has('local')) entries.set('local', LOCAL_ENTRY);
     const keys = this.#keys;
@@ -240,7 +255,7 @@ export class RegistryMemory {
       revision: this.#watermark,
       metaMod: this.#meta.text === undefined ? 0n : this.#meta.mod,
       error,
-      keyOf: (name) => odd.get(name) ?? keys.machine(name),
+      keyOf: (name) => keyOf.get(name) ?? keys.machine(name),
     };
   }
 }

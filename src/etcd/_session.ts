@@ -10,7 +10,7 @@
  * - Keys that could not be deleted (etcd unreachable) are retried in the background until deleted or
  *   until their lease ends, so a waiter that gave up never blocks others for longer than that.
  */
-import type { EtcdClient } from './_client.js';
+import { type EtcdClient, LeaseNotFoundError, type TxnRequest } from './_client.js';
 import { KeptLease, LeaseLost, type SessionLease } from './_kept-lease.js';
 import { EtcdUnavailableError } from './errors.js';
 
@@ -23,8 +23,8 @@ export class Session {
   #lease: KeptLease | undefined;
   #granting: Promise<KeptLease> | undefined;
   #closed = false;
-  /** Keys whose deletion failed, retried in the background, by key. */
-  readonly #orphans = new Map<string, SessionLease>();
+  /** Keys whose deletion failed, retried in the background, by key: their lease and how to delete them. */
+  readonly #orphans = new Map<string, { lease: SessionLease; request: TxnRequest | undefined }>();
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(client: EtcdClient, ttlSeconds: number) {
@@ -66,25 +66,30 @@ export class Session {
     if (this.#lease === lease) this.#lease = undefined;
     const reason = lease.lost.reason as LeaseLost;
     if (!reason.closed) this.#client.leaseRevoke(lease.id).catch(() => {});
-    for (const [key, owner] of this.#orphans) if (owner === lease) this.#orphans.delete(key);
+    for (const [key, orphan] of this.#orphans) if (orphan.lease === lease) this.#orphans.delete(key);
   }
 
-  /** Deletes `key` (of `lease`) in the background until it is gone or the lease ends. */
-  discard(key: string, lease: SessionLease): void {
+  /**
+   * Deletes `key` (of `lease`) in the background until it is gone or the lease ends: with a plain
+   * delete, or with `request`, an idempotent transaction that deletes it (and writes its tombstone).
+   */
+  discard(key: string, lease: SessionLease, request?: TxnRequest): void {
     if (lease.lost.aborted || this.#closed) return;
-    this.#orphans.set(key, lease);
+    this.#orphans.set(key, { lease, request });
     this.#sweep(100);
   }
 
   #sweep(delay: number): void {
     if (this.#sweeper) return;
     this.#sweeper = setTimeout(async () => {
-      for (const key of [...this.#orphans.keys()]) {
+      for (const [key, { request }] of [...this.#orphans]) {
         try {
-          await this.#client.delete({ key });
+          if (request) await this.#client.txn(request, { idempotent: true });
+          else await this.#client.delete({ key });
           this.#orphans.delete(key);
-        } catch {
-          // still unreachable: next round
+        } catch (err) {
+          // The lease is gone, and the key with it; anything else: still unreachable, next round.
+          if (err instanceof LeaseNotFoundError) this.#orphans.delete(key);
         }
       }
       this.#sweeper = undefined;

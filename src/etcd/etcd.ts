@@ -17,7 +17,7 @@ import { LockKeys } from './_lock-keys.js';
 import { Session } from './_session.js';
 import { EtcdLock } from './lock.js';
 import {
-  checkLockName,
+  checkName,
   type EtcdLockOptions,
   type EtcdOptions,
   type ResolvedEtcdOptions,
@@ -51,7 +51,9 @@ export class Etcd {
     this.maxTxnOps = options.maxTxnOps;
     this.#client = client;
     this.#session = session;
-    this.#keys = new LocalLocks(new LockKeys(client, session, options.prefix), options.endpoints);
+    // Waiters read again every TTL/3 without news from their watch, as often as the keep-alive beats.
+    const recheck = (options.leaseTtl * 1000) / 3;
+    this.#keys = new LocalLocks(new LockKeys(client, session, options.prefix, recheck), options.endpoints);
   }
 
   /**
@@ -73,7 +75,7 @@ export class Etcd {
 
   /** A handle on the lock `name` (no I/O until it locks). Throws `InvalidOptionError` for bad options. */
   lock(name: string, options?: EtcdLockOptions): EtcdLock {
-    return new EtcdLock(this.#keys, checkLockName(name), options);
+    return new EtcdLock(this.#keys, checkName(name), options);
   }
 
   /** Runs `fn` under the exclusive lock `name` (see {@link EtcdLock.withLock}). */

@@ -18,7 +18,9 @@
  *   later conflicting one), even when a holder lost its lease.
  * - `lost` aborts (reason: LockLostError, `ERR_LOCK_LOST`) when the session lease is, or may be, gone
  *   while this handle holds the lock; the next `unlock()` (or the end of `withLock`) then rejects with
- *   that error instead of succeeding, so code learns its critical section was not protected.
+ *   that error instead of succeeding, so code learns its critical section was not protected. The same
+ *   happens when the release's delete finds the key already gone (the lease ended on the server before
+ *   the process noticed, or someone deleted the key): the section was not protected either.
  * - A timed-out, aborted or failed wait deletes its key before it rejects (or the session retries the
  *   deletion in the background when etcd is unreachable).
  *
@@ -29,13 +31,14 @@
  * - Re-entry through another Etcd object of the same process: each Etcd is a participant of its own,
  *   so such a nested lock waits for the outer one until its timeout.
  * - Waiting through an etcd outage: a call that finds no endpoint within `callTimeout` makes `lock()`
- *   reject with `ERR_ETCD_UNAVAILABLE` (after deleting its key); the caller decides whether to retry.
+ *   reject with `ERR_ETCD_UNAVAILABLE` (the session deletes its key in the background); the caller decides
+ *   whether to retry.
  */
 import { setLongTimeout } from '../_long-timer.js';
 import { InvalidOptionError } from '../errors.js';
 import { LockAbortedError, LockTimeoutError } from '../filelock/errors.js';
 import type { Lock, LockType } from '../lock.js';
-import type { KeyHold, LockKeyOps } from './_lock-keys.js';
+import { KeyGone, type KeyHold, type LockKeyOps } from './_lock-keys.js';
 import { LeaseLost } from './_session.js';
 import { EtcdAlreadyLockedError, EtcdNotLockedError, LockLostError } from './errors.js';
 import { type EtcdLockOptions, type ResolvedEtcdLockOptions, resolveEtcdLockOptions } from './options.js';
@@ -50,6 +53,8 @@ const NEVER = new AbortController().signal;
 /** What a holding handle owns. */
 interface Held {
   hold: KeyHold;
+  /** Aborts (with LockLostError) when the hold is lost; its signal is the handle's `lost`. */
+  lost: AbortController;
   unsubscribe: () => void;
 }
 
@@ -187,7 +192,6 @@ export class EtcdLock implements Lock {
 
   /** Records a new hold and turns the loss of its lease into the loss of the lock. */
   #hold(hold: KeyHold): void {
-    const lost = new AbortController();
     const onLost = () => {
       const reason = hold.lease.lost.reason;
       const why =
@@ -196,21 +200,35 @@ export class EtcdLock implements Lock {
             ? 'the Etcd session was closed'
             : reason.message
           : 'the session lease ended';
-      const error = new LockLostError(this.lockPrefix, `${why} (key ${hold.key})`, reason);
-      this.#held = undefined;
-      this.#lostError = error;
       this.#keys.forget(hold);
-      lost.abort(error);
+      this.#lose(held, why, reason);
     };
-    const unsubscribe = () => hold.lease.lost.removeEventListener('abort', onLost);
-    this.#held = { hold, unsubscribe };
+    const held: Held = {
+      hold,
+      lost: new AbortController(),
+      unsubscribe: () => hold.lease.lost.removeEventListener('abort', onLost),
+    };
+    this.#held = held;
     this.#lostError = undefined;
-    this.#lost = lost.signal;
+    this.#lost = held.lost.signal;
     if (hold.lease.lost.aborted) onLost();
     else hold.lease.lost.addEventListener('abort', onLost, { once: true });
   }
 
-  /** Ends the hold and deletes its key; see unlock(). */
+  /** The hold is lost: stop holding, abort `lost`, keep the error for the next unlock(); once. */
+  #lose(held: Held, why: string, cause: unknown): void {
+    if (held.lost.signal.aborted) return;
+    const error = new LockLostError(this.lockPrefix, `${why} (key ${held.hold.key})`, cause);
+    if (this.#held === held) this.#held = undefined;
+    this.#lostError = error;
+    held.lost.abort(error);
+  }
+
+  /**
+   * Ends the hold and deletes its key; see unlock(). The hold stays subscribed to its lease until the
+   * delete has answered: a loss noticed meanwhile, or a key the delete finds already gone, rejects
+   * with LockLostError (and aborts `lost`) instead of reporting a clean release.
+   */
   async #release(): Promise<void> {
     const held = this.#held;
     if (!held) {
@@ -219,7 +237,19 @@ export class EtcdLock implements Lock {
       throw lost ?? new EtcdNotLockedError(this.lockPrefix);
     }
     this.#held = undefined;
-    held.unsubscribe();
-    await this.#keys.release(held.hold);
+    let failure: unknown;
+    try {
+      await this.#keys.release(held.hold);
+    } catch (err) {
+      if (err instanceof KeyGone) this.#lose(held, err.message, err);
+      else failure = err;
+    } finally {
+      held.unsubscribe();
+    }
+    if (held.lost.signal.aborted) {
+      this.#lostError = undefined; // reported here, not again by the next unlock()
+      throw held.lost.signal.reason;
+    }
+    if (failure !== undefined) throw failure;
   }
 }

@@ -81,7 +81,8 @@ export function resolveEtcdOptions(options: EtcdOptions): ResolvedEtcdOptions {
     if (typeof e !== 'string' || !ENDPOINT.test(e))
       throw new InvalidOptionError('endpoints', e, '"HOST:PORT" or "http://HOST:PORT"');
   }
-  if (typeof prefix !== 'string') throw new InvalidOptionError('prefix', prefix, 'a string');
+  if (typeof prefix !== 'string' || LONE_SURROGATE.test(prefix))
+    throw new InvalidOptionError('prefix', prefix, 'a string without lone surrogates (UTF-8 encodable)');
   if (typeof leaseTtl !== 'number' || !Number.isInteger(leaseTtl) || leaseTtl < 1 || leaseTtl > 86_400)
     throw new InvalidOptionError('leaseTtl', leaseTtl, 'a whole number of seconds from 1 to 86400');
   if (typeof callTimeout !== 'number' || !Number.isFinite(callTimeout) || !(callTimeout > 0))
@@ -115,9 +116,22 @@ export function resolveEtcdLockOptions(options: EtcdLockOptions = {}): ResolvedE
   return { type, timeout: timeout === Number.POSITIVE_INFINITY ? 0 : timeout, signal };
 }
 
-/** Validates a lock name: any non-empty string (it is percent-encoded into the key). */
-export function checkLockName(name: unknown): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 1024)
-    throw new InvalidOptionError('name', name, 'a non-empty string of at most 1024 characters');
+/**
+ * A UTF-16 surrogate that is not half of a pair: such a string has no UTF-8 form, so it cannot be an etcd
+ * key (and encodeURIComponent throws URIError on it).
+ */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Validates a lock or registry name: any non-empty string of at most 1024 characters that has a UTF-8
+ * form (it is percent-encoded into the key). Throws InvalidOptionError naming `option`.
+ */
+export function checkName(name: unknown, option = 'name'): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 1024 || LONE_SURROGATE.test(name))
+    throw new InvalidOptionError(
+      option,
+      name,
+      'a non-empty string of at most 1024 characters without lone surrogates',
+    );
   return name;
 }

@@ -25,6 +25,7 @@ import type { EtcdClient } from './_client.js';
 import { EtcdDocument } from './_registry-document.js';
 import { RegistryKeys } from './_registry-keys.js';
 import type { Session } from './_session.js';
+import { checkName } from './options.js';
 
 /** Options for {@link Etcd.registry}. */
 export interface EtcdRegistryOptions {
@@ -72,8 +73,7 @@ export class EtcdMachineRegistry extends RegistryBase {
     name: string,
     options: EtcdRegistryOptions = {},
   ): Promise<EtcdMachineRegistry> {
-    if (typeof name !== 'string' || name.length === 0 || name.length > 1024)
-      throw new InvalidOptionError('name', name, 'a non-empty string of at most 1024 characters');
+    checkName(name);
     if (options === null || typeof options !== 'object')
       throw new InvalidOptionError('options', options, 'an object');
     const { lockTimeout = 30_000 } = options;

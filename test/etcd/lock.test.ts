@@ -275,6 +275,53 @@ test('a lease revoked behind the session: the holder learns it within TTL/3, a w
   await holder.unlock();
 });
 
+test('a lease revoked on the server while withLock runs: another Etcd takes the lock, and withLock rejects with ERR_LOCK_LOST at once', async (t) => {
+  if (!etcd.ready(t)) return;
+  // A TTL of 30 s: the keep-alive (every 10 s) is not what notices the revoke within this test.
+  const a = await connect({ leaseTtl: 30 });
+  const b = await connect();
+  const name = fresh();
+  const other = a.lock(fresh());
+  await other.lock(); // another hold of the same session lease
+  const holder = a.lock(name);
+  let bHeld = false;
+  const start = performance.now();
+  const outcome = holder.withLock(async () => {
+    const lease = (await raw.range({ key: holder.key! })).kvs[0]!.lease;
+    await raw.leaseRevoke(lease); // an operator, or etcd itself, ends the lease
+    await b.withWriteLock(name, () => {
+      bHeld = true; // exclusion is broken: the first holder is still inside its callback
+    });
+    return 'done';
+  });
+  await assert.rejects(
+    outcome,
+    { code: 'ERR_LOCK_LOST' },
+    'withLock must not claim its section was protected',
+  );
+  assert.ok(bHeld);
+  assert.ok(performance.now() - start < 3000, 'noticed by the release, not by a keep-alive 10 s later');
+  assert.equal(holder.lost.aborted, true, 'lost aborts');
+  assert.equal((holder.lost.reason as { code?: string }).code, 'ERR_LOCK_LOST');
+  assert.equal(other.lost.aborted, true, 'the other hold of the lease learns it too');
+  await assert.rejects(other.unlock(), { code: 'ERR_LOCK_LOST' });
+  assert.equal(await holder.tryLock(), true, 'the session goes on with a new lease');
+  await holder.unlock();
+});
+
+test('a lock key deleted behind a live lease: unlock() rejects with ERR_LOCK_LOST; other holds keep their lock', async (t) => {
+  if (!etcd.ready(t)) return;
+  const a = await connect({ leaseTtl: 30 });
+  const [one, two] = [a.lock(fresh()), a.lock(fresh())];
+  await one.lock();
+  await two.lock();
+  await raw.delete({ key: one.key! }); // by hand: etcdctl del
+  await assert.rejects(one.unlock(), { code: 'ERR_LOCK_LOST' });
+  assert.equal(one.lost.aborted, true);
+  assert.equal(two.lost.aborted, false, 'the lease is alive: the other hold is not lost');
+  await two.unlock();
+});
+
 test('an unlock that cannot reach etcd fails within callTimeout, and the session deletes the key once etcd is back', async (t) => {
   if (!etcd.ready(t)) return;
   const a = await Etcd.connect({ endpoints: etcd.cluster.endpoints(), leaseTtl: 30, callTimeout: 500 });
@@ -312,6 +359,7 @@ test('invalid options fail with ERR_INVALID_OPTION naming the option', async () 
     [{ endpoints: ['no-port'] }, 'endpoints'],
     [{ endpoints: 'h:1' }, 'endpoints'],
     [{ endpoints, prefix: 7 }, 'prefix'],
+    [{ endpoints, prefix: 'town\uD800/' }, 'prefix'], // a lone surrogate has no UTF-8 form
     [{ endpoints, leaseTtl: 0 }, 'leaseTtl'],
     [{ endpoints, leaseTtl: 1.5 }, 'leaseTtl'],
     [{ endpoints, callTimeout: 0 }, 'callTimeout'],
@@ -332,6 +380,8 @@ test('invalid lock names and lock options fail with ERR_INVALID_OPTION', async (
   const cases: [() => unknown, string][] = [
     [() => s.lock(''), 'name'],
     [() => s.lock(3 as never), 'name'],
+    [() => s.lock('a\uD800b'), 'name'], // a lone surrogate: encodeURIComponent would throw URIError
+    [() => s.lock('\uDC00'), 'name'],
     [() => s.lock('n', { type: 'read' as never }), 'type'],
     [() => s.lock('n', { timeout: '5' as never }), 'timeout'],
     [() => s.lock('n', { signal: {} as never }), 'signal'],

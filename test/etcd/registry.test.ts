@@ -85,6 +85,11 @@ function controllable(inner: EtcdClient) {
     deferWatches: false,
     duplicateTxns: false,
     failTxns: false,
+    /**
+     * Once set, the next writing transaction is applied, its answer lost, then this runs (the test ends
+     * the session lease), then the transaction is resent: a resend after the lease ended.
+     */
+    beforeResend: undefined as (() => Promise<void>) | undefined,
     txns: 0,
     /** Watches open (or waiting to open). */
     watches: () => [...taps].filter((t) => !t.closed).length,
@@ -130,12 +135,19 @@ function controllable(inner: EtcdClient) {
     delete: (op, options) => inner.delete(op, options),
     leaseGrant: (ttl) => inner.leaseGrant(ttl),
     leaseRevoke: (id) => inner.leaseRevoke(id),
+    leaseTimeToLive: (id) => inner.leaseTimeToLive(id),
     keepAlive: (id, listener) => inner.keepAlive(id, listener),
     close: () => inner.close(),
     txn: async (request, options) => {
       ctl.txns++;
       if (ctl.failTxns) throw new EtcdUnavailableError(inner.endpoints, 'injected: no answer');
       if (ctl.duplicateTxns) await inner.txn(request, options);
+      const beforeResend = ctl.beforeResend;
+      if (beforeResend && request.success.some((op) => op.type === 'put')) {
+        ctl.beforeResend = undefined;
+        await inner.txn(request, options); // applied; its answer is lost
+        await beforeResend();
+      }
       return inner.txn(request, options);
     },
     watch: (request, listener) => {
@@ -166,7 +178,7 @@ async function controlled(name: string, options?: EtcdRegistryOptions) {
     await registry.close();
     await session.close();
   });
-  return { registry, ctl };
+  return { registry, ctl, session };
 }
 
 test('layout: one key per machine in the file entry form, no meta written, removes rewrite the epoch, a batch id on the session lease', async (t) => {
@@ -358,6 +370,35 @@ test('a transaction resent after its first copy was applied is recognised: appli
   assert.ok(reg.has('once'));
 });
 
+test('a resend after the session lease ended fails with ERR_ETCD_UNAVAILABLE instead of running the batch again', async (t) => {
+  if (!etcd.ready(t)) return;
+  const name = fresh();
+  const { registry: reg, ctl, session } = await controlled(name);
+  await reg.add({ name: 'counter', type: 'local', townPath: '0' });
+  await reg.reload(); // so that the update's first copy passes its compare
+  // The first copy is applied and its answer lost; then the lease ends (its writer key, the proof that
+  // the copy was applied, goes with it) and the process notices; then the client resends.
+  ctl.beforeResend = async () => {
+    const lease = await session.current();
+    await raw.leaseRevoke(lease.id);
+    session.markLost(lease, 'revoked by the test');
+  };
+  let calls = 0;
+  await assert.rejects(
+    reg.update((d) => {
+      calls++;
+      const c = d.get('counter');
+      d.add({ ...c, townPath: String(Number(c.townPath) + 1) });
+    }),
+    { code: 'ERR_ETCD_UNAVAILABLE', message: /may or may not have been applied/ },
+  );
+  assert.equal(calls, 1, 'the callback is not run again');
+  await reg.reload();
+  assert.equal(reg.get('counter').townPath, '1', 'applied once, by the first copy');
+  await reg.add(ssh('after')); // the registry goes on under a new lease
+  assert.ok(reg.has('after'));
+});
+
 test('a write of unknown outcome fails for every caller with ERR_ETCD_UNAVAILABLE and leaves no phantom', async (t) => {
   if (!etcd.ready(t)) return;
   const name = fresh();
@@ -444,6 +485,52 @@ test('a corrupt key is ERR_REGISTRY_CORRUPT for reads and writes until fixed; a 
   );
 });
 
+test('two keys for one machine (machines/%62 written by hand beside machines/b) are ERR_REGISTRY_CORRUPT naming both, for every process, until one is deleted', async (t) => {
+  if (!etcd.ready(t)) return;
+  const name = fresh();
+  const reg = await (await connect()).registry(name, { lockTimeout: 2000 });
+  await reg.add({ name: 'b', type: 'local', townPath: '/canonical' });
+  await reg.add(ssh('other'));
+  await raw.put({ key: machineKey(name, '%62'), value: '{"name":"b","type":"local","town_path":"/odd"}' });
+  const corrupt = (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_REGISTRY_CORRUPT');
+    assert.ok(err.message.includes(machineKey(name, 'b')), err.message);
+    assert.ok(err.message.includes(machineKey(name, '%62')), err.message);
+    return true;
+  };
+  await until(() => {
+    try {
+      reg.list();
+      return false;
+    } catch {
+      return true;
+    }
+  }, 'the watch brings the second key');
+  assert.throws(() => reg.get('b'), corrupt);
+  await assert.rejects(reg.remove('b'), corrupt);
+  await assert.rejects(reg.add({ name: 'b', type: 'local', townPath: '/new' }), corrupt);
+  await assert.rejects(reg.reload(), corrupt);
+  assert.equal(
+    (await keysOf(name)).filter((kv) => kv.key.includes('/machines/')).length,
+    3,
+    'nothing written',
+  );
+  const fresh2 = await (await connect()).registry(name);
+  assert.throws(() => fresh2.list(), corrupt, 'a fresh process sees the same');
+  // Fixed by hand: the odd key goes, and everything works again (remove removes the name).
+  await raw.delete({ key: machineKey(name, '%62') });
+  await reg.reload();
+  assert.equal(reg.get('b').townPath, '/canonical');
+  await reg.remove('b');
+  await reg.reload();
+  assert.equal(reg.has('b'), false);
+  await fresh2.reload();
+  assert.equal(fresh2.has('b'), false);
+  await reg.add({ name: 'b', type: 'local', townPath: '/new' });
+  await fresh2.reload();
+  assert.equal(fresh2.get('b').townPath, '/new');
+});
+
 test('close() stops the watch and refuses writes and reloads; Etcd.close() closes the registries it opened', async (t) => {
   if (!etcd.ready(t)) return;
   const name = fresh();
@@ -470,6 +557,8 @@ test('registry names and options are checked (ERR_INVALID_OPTION); names and pre
   const s = await connect();
   await assert.rejects(s.registry(''), { code: 'ERR_INVALID_OPTION', message: /option name:/ });
   await assert.rejects(s.registry(3 as never), { code: 'ERR_INVALID_OPTION', message: /option name:/ });
+  // A lone surrogate has no UTF-8 form (encodeURIComponent throws URIError on it).
+  await assert.rejects(s.registry('a\uD800b'), { code: 'ERR_INVALID_OPTION', message: /option name:/ });
   await assert.rejects(s.registry('x', { lockTimeout: 'soon' as never }), {
     code: 'ERR_INVALID_OPTION',
     message: /option lockTimeout:/,
@@ -481,6 +570,9 @@ test('registry names and options are checked (ERR_INVALID_OPTION); names and pre
     await s.registry(`${name}-x`),
     await (await connect('other-town/')).registry(name),
   ];
+  // Machine names never reach the key encoder unchecked.
+  await assert.rejects(regs[0]!.add({ name: 'a\uD800b', type: 'local' }), { code: 'ERR_INVALID_MACHINE' });
+  await assert.rejects(regs[0]!.remove('a\uD800b'), { code: 'ERR_MACHINE_NOT_FOUND' });
   for (const [i, r] of regs.entries()) await r.add(ssh(`only${i}`));
   for (const [i, r] of regs.entries()) {
     await r.reload();
