@@ -31,6 +31,7 @@ export interface LockFd {
  * is never truncated: a holder's content belongs to the holder.
  */
 export function openLockFile(lockPath: FsPath, mode: number, createDirs = true): LockFd {
+  let madeDirs = false;
   for (;;) {
     let fd: number;
     try {
@@ -38,9 +39,11 @@ export function openLockFile(lockPath: FsPath, mode: number, createDirs = true):
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'EMLINK') throw new LockSymlinkError(display(lockPath), err);
-      if (code !== 'ENOENT' || !createDirs) throw err;
-      // 0o775 whatever the umask allows beyond it: never writable by everyone (see checkDirectory).
-      fs.mkdirSync(fsDirname(lockPath), { recursive: true, mode: 0o775 });
+      // Directories are made once: an ENOENT after that (a file system such as /proc that accepts no new
+      // entries, or a directory removed again at once) is the answer, not a reason to loop.
+      if (code !== 'ENOENT' || !createDirs || madeDirs) throw err;
+      makeDirs(fsDirname(lockPath));
+      madeDirs = true;
       continue;
     }
     try {
@@ -55,6 +58,34 @@ export function openLockFile(lockPath: FsPath, mode: number, createDirs = true):
     } catch (err) {
       closeQuietly(fd);
       throw err;
+    }
+  }
+}
+
+/**
+ * Creates `dir` and its missing parents, one level at a time, each 0o775 whatever the umask allows beyond
+ * it (never writable by everyone: see checkDirectory). Not `mkdirSync(recursive)`: on some file systems
+ * (/proc/PID) Node's recursive mkdir spins forever in native code, beyond the reach of any signal.
+ */
+function makeDirs(dir: FsPath): void {
+  const missing: FsPath[] = [];
+  for (let d = dir; ; d = fsDirname(d)) {
+    try {
+      fs.mkdirSync(d, { mode: 0o775 });
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') break; // there (a file instead of a directory: the open says ENOTDIR)
+      const parent = fsDirname(d);
+      if (code !== 'ENOENT' || String(parent) === String(d)) throw err;
+      missing.push(d);
+    }
+  }
+  for (const d of missing.reverse()) {
+    try {
+      fs.mkdirSync(d, { mode: 0o775 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // made by a racing process: fine
     }
   }
 }

@@ -233,6 +233,23 @@ describe('names and timeouts at the edges', () => {
     assert.equal(flockRaw(), 0);
   });
 
+  test('a lock file on a file system that takes no new entries (/proc) fails at once, never spins', async (t) => {
+    if (process.platform !== 'linux') return t.skip('Linux /proc');
+    // Node's mkdirSync(recursive) spins forever in native code on /proc/PID; a signal cannot stop it.
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { withWriteLock } = await import(${JSON.stringify(`${DIST}/filelock/index.js`)});
+         await withWriteLock('/proc/self/x', () => {}).catch((e) => console.log(e.code));`,
+      ],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(r.signal, null, 'finished on its own');
+    assert.equal(r.stdout, 'ENOENT\n', r.stderr);
+  });
+
   test('a timeout of 2^31 ms or more waits instead of timing out at once', async () => {
     const d = freshDir();
     const file = join(d, 'long.json');
