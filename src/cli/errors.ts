@@ -116,6 +116,7 @@ export function exitCodeFor(err: unknown): ExitCode {
     case 'ERR_INVALID_OPTION':
       return EXIT.usage;
     case 'ERR_UNSUPPORTED_PLATFORM':
+    case 'ERR_ETCD_REQUEST':
       return EXIT.unavailable;
   }
   return isOsError(err) ? EXIT.os : EXIT.internal;

@@ -80,7 +80,7 @@ Exit codes (those of util-linux flock(1)):
   64     usage error
   65     bad data: corrupt registry or JSON file, invalid machine
   66     cannot open an input: the lock file or its directory, the registry, FILE, DIR, --key
-  69     lock run: the command is not found or not executable
+  69     lock run: the command is not found or not executable; etcd refused the request
   70     internal error (a bug in townlock)
   71     any other operating-system error
   75     temporary failure: the machine or etcd cannot be reached now, or an etcd lock was lost

@@ -19,6 +19,7 @@ import {
   type IResponseOp,
   type IWatchResponse,
 } from 'etcd3';
+import { TownlockError } from '../errors.js';
 import { type Failure, runCall } from './_call-policy.js';
 import {
   type CallOptions,
@@ -50,7 +51,7 @@ import {
   requestOp,
   toKv,
 } from './_etcd3-convert.js';
-import { EtcdTxnTooLargeError, EtcdUnavailableError } from './errors.js';
+import { EtcdRequestError, EtcdTxnTooLargeError, EtcdUnavailableError } from './errors.js';
 
 type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
@@ -386,6 +387,18 @@ export class Etcd3Client implements EtcdClient {
       },
       classify,
       unavailable: (detail, cause) => this.#unavailable(detail, cause),
+    }).catch((err: unknown) => {
+      // No raw client error leaves the client: what is not one of ours (or the txn-size refusal, which
+      // txn() types) is a refusal by etcd that no retry helps.
+      if (
+        err instanceof TownlockError ||
+        err instanceof LeaseNotFoundError ||
+        err instanceof CompactedError ||
+        !(err instanceof Error) ||
+        TOO_MANY_OPS.test(err.message)
+      )
+        throw err;
+      throw new EtcdRequestError(this.endpoints, what, err);
     });
   }
 

@@ -22,6 +22,24 @@ export class EtcdUnavailableError extends TownlockError {
 EtcdUnavailableError.prototype.name = 'EtcdUnavailableError';
 
 /**
+ * etcd answered a request with a refusal townlock has no other error for (`ERR_ETCD_REQUEST`): the
+ * endpoint is not an etcd v3 server (UNIMPLEMENTED), the cluster requires authentication (not supported
+ * yet), its space quota is exhausted ("database space exceeded"), and the like. Retrying does not help;
+ * `cause` is the client's error.
+ */
+export class EtcdRequestError extends TownlockError {
+  /** The endpoints of the client. */
+  readonly endpoints: readonly string[];
+
+  constructor(endpoints: readonly string[], what: string, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super('ERR_ETCD_REQUEST', `etcd at ${endpoints.join(', ')} refused ${what}: ${detail}`, { cause });
+    this.endpoints = endpoints;
+  }
+}
+EtcdRequestError.prototype.name = 'EtcdRequestError';
+
+/**
  * A write needs an etcd transaction with more operations than etcd takes (`ERR_ETCD_TXN_TOO_LARGE`):
  * etcd refuses a transaction whose compare, success or failure list is longer than its `--max-txn-ops`
  * (default 128), and townlock checks the same bound (the `maxTxnOps` option of `Etcd.connect()`) before

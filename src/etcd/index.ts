@@ -8,6 +8,7 @@ export type { Lock, LockType } from '../lock.js';
 export {
   EtcdAlreadyLockedError,
   EtcdNotLockedError,
+  EtcdRequestError,
   EtcdTxnTooLargeError,
   EtcdUnavailableError,
   LockLostError,

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { type EtcdClient, loadClient, prefixEnd } from '../../src/etcd/_client.js';
@@ -206,6 +208,38 @@ test('a lost lock whose command exits on SIGTERM: exit 75 all the same', { timeo
   const { kvs } = await raw.range({ key: locks, rangeEnd: prefixEnd(locks) });
   await raw.leaseRevoke(kvs[0]!.lease);
   assert.equal(await holder.exited(), 75);
+});
+
+test('an endpoint that speaks HTTP/2 but is not etcd: ERR_ETCD_REQUEST, exit 69, never a raw client error', async (t) => {
+  if (!etcd.ready(t)) return;
+  const server = createServer((_req, res) => {
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  try {
+    const cli = await new Promise<{ code: number | null; err: string }>((done) => {
+      const p = spawn(
+        process.execPath,
+        [BIN, 'lock', 'run', '--etcd', `127.0.0.1:${port}/x`, 'job', 'true'],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let err = '';
+      p.stderr.setEncoding('utf8').on('data', (c: string) => {
+        err += c;
+      });
+      p.on('close', (code) => done({ code, err }));
+    });
+    assert.equal(cli.code, 69, cli.err);
+    assert.match(cli.err, /^townlock: etcd at 127\.0\.0\.1:\d+ refused .*\[ERR_ETCD_REQUEST\]\n$/);
+    const { Etcd } = await import('../../src/etcd/index.js');
+    await assert.rejects(Etcd.connect({ endpoints: [`127.0.0.1:${port}`] }), { code: 'ERR_ETCD_REQUEST' });
+  } finally {
+    server.close();
+  }
 });
 
 test('etcd unreachable is 75; bad arguments are usage errors (64) that name the fix', (t) => {
