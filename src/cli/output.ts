@@ -7,9 +7,9 @@ import type { CliContext, Output } from './context.js';
 import { EXIT, errorText, exitCodeFor } from './errors.js';
 import { jsonText, sanitize } from './sanitize.js';
 
-/** Whether to colour `out`: only on a terminal, and never when NO_COLOR is set (no-color.org). */
+/** Whether to colour `out`: only on a terminal, and never when NO_COLOR is set and not empty (no-color.org). */
 export function useColor(out: Output, env: CliContext['env']): boolean {
-  return Boolean(out.isTTY) && env.NO_COLOR === undefined;
+  return Boolean(out.isTTY) && !env.NO_COLOR;
 }
 
 /** Wraps text in an ANSI style when `on`. */

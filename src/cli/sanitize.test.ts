@@ -23,6 +23,11 @@ test('sanitize shows C0 (newline too), DEL, C1 and bidi overrides as escapes', (
   }
 });
 
+test('line and paragraph separators and the bidi marks (ALM, LRM, RLM) are escaped too', () => {
+  assert.equal(sanitize('a\u2028b\u2029c\u061cd\u200ee\u200ff'), 'a\\u2028b\\u2029c\\u061cd\\u200ee\\u200ff');
+  assert.doesNotMatch(jsonText({ s: '\u061c\u200e\u200f' }), /[\u061c\u200e\u200f]/);
+});
+
 test('jsonText is JSON for the same value, with C1, DEL, U+2028/2029 and bidi escaped too', () => {
   const value = { name: HOSTILE, list: ['\u2028', '\u2029', '\u0085'], n: 1 };
   const text = jsonText(value);

@@ -5,18 +5,21 @@
  * through {@link sanitize} (output.ts); JSON output goes through {@link jsonText}.
  */
 
-// C0 (newline included: the CLI adds its own), DEL, C1, and the bidirectional overrides and isolates.
+// C0 (newline included: the CLI adds its own), DEL, C1, the line and paragraph separators, the bidi marks
+// (ALM, LRM, RLM), and the bidirectional overrides and isolates.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 // JSON.stringify escapes C0 only; these are valid in JSON strings but not harmless on a terminal (C1,
 // DEL, bidi) or in JavaScript source older than ES2019 (U+2028, U+2029).
-const JSON_UNSAFE = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const JSON_UNSAFE = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 /** `text` with every control or bidi-override character shown as `\xHH` (or `\uHHHH` above U+00FF). */
 export function sanitize(text: string): string {
   return text.replace(UNSAFE, (c) => {
     const code = c.charCodeAt(0);
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`;
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
   });
 }
 

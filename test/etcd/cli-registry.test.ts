@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { Etcd } from '../../src/etcd/index.js';
@@ -199,6 +199,15 @@ test('etcd unreachable is 75; a bad etcd:// registry is a usage error naming whe
     bad.err,
     /--registry: "nohost" .* is not an etcd endpoint HOST:PORT; write e\.g\. '--registry etcd:\/\//,
   );
+  // Another scheme, or a mistyped one, is never taken for a relative file path (and created).
+  for (const bad of ['http://127.0.0.1:2379/x', 'etcd:/127.0.0.1:2379/x', 'file:///tmp/r.json']) {
+    const r = tl(['machine', 'add', '--registry', bad, 'm', '--host', 'h']);
+    assert.equal(r.code, 64, bad);
+    assert.match(r.err, /is neither a file path nor an etcd:\/\/HOST:PORT\[\/PREFIX\] URL/);
+  }
+  assert.equal(existsSync(join(tmp.dir, 'http:')), false);
+  assert.equal(existsSync(join(tmp.dir, 'etcd:')), false);
+  assert.equal(tl(['machine', 'list', '--registry', `ETCD://${etcd.cluster.endpoints()[0]}/caps`]).code, 0);
   const env = tl(['machine', 'list'], { TOWNLOCK_REGISTRY: 'etcd://' });
   assert.equal(env.code, 64);
   assert.match(env.err, /TOWNLOCK_REGISTRY: "" in "etcd:\/\/"/);

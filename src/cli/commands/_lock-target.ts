@@ -71,7 +71,9 @@ export function lockArgument(
   if (basename(shown).endsWith('.lock'))
     throw new UsageError(
       `'${arg}' is ambiguous: it may be a lock file or a file to protect`,
-      `write '${input.name} -L ${arg} ...' to lock it as flock(1) does, or '${input.name} --protect ${arg} ...' to protect it with a lock in .gastown/locks`,
+      allowDir
+        ? `write '${input.name} -L ${arg}' if it is a lock file (only those in .gastown/locks directories are cleaned), or '${input.name} --protect ${arg}' for the lock that protects it`
+        : `write '${input.name} -L ${arg} ...' to lock it as flock(1) does, or '${input.name} --protect ${arg} ...' to protect it with a lock in .gastown/locks`,
     );
   return { kind: 'protected', path, shown };
 }

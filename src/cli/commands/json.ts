@@ -9,8 +9,8 @@ import { requireInput } from './_input.js';
 import { getAt, pathKeys, setAt } from './_json-path.js';
 
 export const get: CommandRun = async (args, ctx, input) => {
-  if (args.positionals.length < 1 || args.positionals.length > 2)
-    expectPositionals(args, ['FILE', 'PATH'], input.usage);
+  if (args.positionals.length === 0) throw new UsageError('missing FILE', `usage: ${input.usage}`);
+  if (args.positionals.length > 2) expectPositionals(args, ['FILE', 'PATH'], input.usage);
   const [file, path = ''] = args.positionals as [string, string?];
   const abs = resolve(ctx.cwd, file);
   const keys = pathKeys(path);

@@ -23,7 +23,7 @@ export const run: CommandRun = async (args, ctx, input) => {
     throw new UsageError('-s and -x cannot be used together', 'give one of them (-x is the default)');
   const etcd = etcdOption(values.etcd, ctx);
   if (args.positionals.length === 0)
-    throw new UsageError(`missing ${etcd ? 'NAME' : 'FILE'}`, `usage: ${input.usage}`);
+    throw new UsageError(`missing ${etcd ? 'NAME' : 'FILE'}`, `usage: ${etcd ? ETCD_USAGE : input.usage}`);
   const conflictCode = integerOption(values['conflict-exit-code'], '-E', 0, 255) ?? EXIT.failure;
   const wait = values.wait;
   const seconds = typeof wait === 'string' ? secondsOption(wait, '-w') : undefined;
@@ -38,7 +38,7 @@ export const run: CommandRun = async (args, ctx, input) => {
       typeof values['kill-after'] === 'string' ? values['kill-after'] : '10',
       '--kill-after',
     );
-    const argv = commandOf(args, input);
+    const argv = commandOf(args, { ...input, usage: ETCD_USAGE });
     return runOnEtcd(etcd, args.positionals[0]!, argv, { type, timeout, conflictCode, killAfter }, ctx);
   }
   if (values['kill-after'] !== undefined)
@@ -96,6 +96,9 @@ function requireDirectoryOf(path: FsPath, shown: string): void {
     throw new InputError('directory', dirname(shown), Object.assign(new Error(why), { code }));
   }
 }
+
+/** The usage line of `lock run --etcd`, for its usage errors. */
+const ETCD_USAGE = 'townlock lock run [options] --etcd ENDPOINTS[/PREFIX] NAME COMMAND [ARG...]';
 
 /** What `lock run` does with a lock it could not take: the conflict code, 128+N, or the error thrown. */
 function waitFailed(
