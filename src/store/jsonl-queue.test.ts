@@ -141,7 +141,8 @@ describe('leases: at-least-once', () => {
       await new Promise((r) => setTimeout(r, 5)); // the 1 ms lease of task 1 runs out
       let renames = 0;
       ops.rename = async (a, b) => {
-        if (++renames === failAt) throw Object.assign(new Error(`crash at rename ${failAt}`), { code: 'EIO' });
+        if (++renames === failAt)
+          throw Object.assign(new Error(`crash at rename ${failAt}`), { code: 'EIO' });
         return original.rename(a, b);
       };
       const batch = await Promise.allSettled([q.lease(60_000), q.lease(60_000)]); // task 1 again, task 2
@@ -153,7 +154,9 @@ describe('leases: at-least-once', () => {
       const after = await JsonlQueue.open<Task>(path);
       assert.equal(after.size() + after.leased(), 2, `rename ${failAt}: each task stored once`);
       const leases = JSON.parse(readFileSync(`${path}.leases.json`, 'utf8'));
-      const lines = [...(leases.pending?.leases ?? []), ...leases.leases].map((l: { line: string }) => l.line);
+      const lines = [...(leases.pending?.leases ?? []), ...leases.leases].map(
+        (l: { line: string }) => l.line,
+      );
       assert.ok(new Set(lines).size <= 2, `rename ${failAt}: no lease recorded twice in one list`);
       // The next commit settles whatever the crash left: all done or nothing done.
       const got: number[] = [];
