@@ -141,7 +141,14 @@ export class GroupCommit<S, V, D extends Draft<S, V> = Draft<S, V>> {
    */
   submit<R>(fn: Write<S, V, R>, readsAll = true): Promise<R> {
     const config = this.#config;
-    if (isInside(config.identity())) return Promise.reject(config.reentrant());
+    let held: boolean | undefined;
+    try {
+      // The identity can fail (a symlink loop since the last write): a rejection, never a throw.
+      if (isInside(config.identity())) return Promise.reject(config.reentrant());
+      held = config.heldByCaller?.();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise<R>((resolve, reject) => {
       const op: Pending<S, V> = {
         fn,
@@ -150,7 +157,7 @@ export class GroupCommit<S, V, D extends Draft<S, V> = Draft<S, V>> {
         resolve: resolve as (value: unknown) => void,
         reject,
       };
-      if (config.heldByCaller?.()) {
+      if (held) {
         // The caller holds the write lock: commit under its hold now; queueing would wait for it forever.
         void this.#run([op]);
         return;

@@ -124,16 +124,21 @@ export class LogTornError extends TownlockError {
 }
 LogTornError.prototype.name = 'LogTornError';
 
-/** "Cannot read X: permission denied (EACCES)", with the usual causes in words. */
+/**
+ * "Cannot read X: permission denied (EACCES)", with the usual causes in words. When the OS error is about
+ * another path (the lock file, a temporary file), that path is named too.
+ */
 export function ioMessage(path: string, action: string, cause: NodeJS.ErrnoException | string): string {
   if (typeof cause === 'string') return `Cannot ${action} ${path}: ${cause}`;
+  const other = typeof cause.path === 'string' && cause.path !== path ? cause.path : undefined;
+  const at = other ? ` (at ${other})` : '';
   const why =
     cause.code === 'EACCES' || cause.code === 'EPERM'
-      ? 'permission denied'
+      ? `permission denied${at}`
       : cause.code === 'EISDIR'
-        ? 'it is a directory'
+        ? `${other ?? 'it'} is a directory`
         : cause.code === 'ENOTDIR'
-          ? 'a parent of it is not a directory'
+          ? `a parent of ${other ?? 'it'} is not a directory`
           : cause.message;
   return `Cannot ${action} ${path}: ${why} (${cause.code ?? 'error'})`;
 }

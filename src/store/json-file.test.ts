@@ -1,7 +1,15 @@
 /** JsonFile in one process: the registry's guarantees for any JSON state file. Cross-process: test/multiprocess/store.test.ts. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
@@ -259,5 +267,42 @@ describe('re-entrant writes', () => {
       });
     });
     assert.equal(JSON.parse(readFileSync(path, 'utf8')).runs, 42);
+  });
+});
+
+describe('typed errors', () => {
+  test('OS errors are ERR_STORE_IO naming the path and the errno: symlink loop, lockDir a file, name too long', async () => {
+    const d = dirname(fresh());
+    mkdirSync(d, { recursive: true });
+    symlinkSync('loop2', join(d, 'loop1'));
+    symlinkSync('loop1', join(d, 'loop2'));
+    await assert.rejects(open(join(d, 'loop1')), { code: 'ERR_STORE_IO', message: /loop1.*ELOOP/ });
+    const later = await open(join(d, 'later.json'));
+    await later.update((x) => {
+      x.runs = 1;
+    });
+    rmSync(join(d, 'later.json'));
+    symlinkSync('loop1', join(d, 'later.json'));
+    const updating = later.update((x) => {
+      x.runs = 2;
+    });
+    assert.ok(updating instanceof Promise, 'a promise, not a synchronous throw');
+    await assert.rejects(updating, { code: 'ERR_STORE_IO', message: /later\.json.*ELOOP/ });
+    await assert.rejects(later.reload(), { code: 'ERR_STORE_IO', message: /ELOOP/ });
+    writeFileSync(join(d, 'afile'), 'x');
+    const lockInFile = await open(join(d, 'k.json'), { lockDir: join(d, 'afile') });
+    await assert.rejects(
+      lockInFile.update((x) => {
+        x.runs = 1;
+      }),
+      { code: 'ERR_STORE_IO', message: /k\.json.*afile.*ENOTDIR/ },
+    );
+    const long = await open(join(d, `${'n'.repeat(250)}.json`));
+    await assert.rejects(
+      long.update((x) => {
+        x.runs = 1;
+      }),
+      { code: 'ERR_STORE_IO', message: /ENAMETOOLONG/ },
+    );
   });
 });

@@ -1,6 +1,6 @@
 /** JsonlQueue in one process: FIFO, at-most-once dequeue, at-least-once leases. Cross-process: test/multiprocess/store.test.ts. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
@@ -178,5 +178,22 @@ describe('leases: at-least-once', () => {
     assert.equal(file.leases.length, 1);
     assert.equal(file.leases[0].deliveries, 3);
     assert.equal(file.pending, undefined);
+  });
+});
+
+describe('typed errors', () => {
+  test('a corrupt leases file is ERR_STORE_CORRUPT with the position; a symlink loop is ERR_STORE_IO', async () => {
+    const path = fresh();
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(`${path}.leases.json`, '{"leases": [1,');
+    await assert.rejects(JsonlQueue.open(path), {
+      code: 'ERR_STORE_CORRUPT',
+      position: 14,
+      message: /leases\.json.*position 14/,
+    });
+    const d = dirname(path);
+    symlinkSync('loop2', join(d, 'loop1'));
+    symlinkSync('loop1', join(d, 'loop2'));
+    await assert.rejects(JsonlQueue.open(join(d, 'loop1')), { code: 'ERR_STORE_IO', message: /ELOOP/ });
   });
 });

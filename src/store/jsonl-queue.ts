@@ -37,7 +37,13 @@ import type { DocumentStore, Snapshot } from './_document.js';
 import { FileDocument, type FileSnapshot } from './_file-document.js';
 import { type ApplyBatch, type Draft, GroupCommit } from './_group-commit.js';
 import { lineOf, parseLine, splitLines } from './_jsonl.js';
-import { LeaseExpiredError, StoreCorruptError, StoreIoError, StoreReentrantError } from './errors.js';
+import {
+  isOsError,
+  LeaseExpiredError,
+  StoreCorruptError,
+  StoreIoError,
+  StoreReentrantError,
+} from './errors.js';
 
 /** Options for {@link JsonlQueue.open}. */
 export interface JsonlQueueOptions {
@@ -260,7 +266,13 @@ class QueueStore implements DocumentStore<QueueState> {
       options,
     );
     // Beside the real file (symlinks resolved), so every spelling of the queue finds the same leases.
-    const leasesPath = `${resolveLockTarget(path, options.lockDir).path}.leases.json`;
+    let real: string;
+    try {
+      real = resolveLockTarget(path, options.lockDir).path;
+    } catch (err) {
+      throw isOsError(err) ? new StoreIoError(path, 'read', err) : err;
+    }
+    const leasesPath = `${real}.leases.json`;
     this.#leases = new FileDocument(
       leasesPath,
       { empty: (): LeasesFile => ({ leases: [] }), parse: parseLeases, serialize: serializeLeases },
@@ -286,7 +298,7 @@ class QueueStore implements DocumentStore<QueueState> {
 
   async reload(): Promise<Snapshot<QueueState>> {
     // Both files under the queue's shared lock: no writer is half way through the pair.
-    return this.#queue.readLock().withLock(() => {
+    return this.#queue.withReadLock(() => {
       const queue = this.#queue.readLocked(true);
       return { state: this.#state(queue, this.#leases.readLocked(true).state) };
     });
