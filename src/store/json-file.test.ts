@@ -270,7 +270,88 @@ describe('re-entrant writes', () => {
   });
 });
 
+describe('drafts', () => {
+  test("a draft is only its callback's: changes made to it after the callback settled go nowhere", async () => {
+    const path = fresh();
+    const state = await open(path);
+    let kept: State | undefined;
+    const [, seen] = await Promise.all([
+      state.update((d) => {
+        kept = d;
+        d.runs = 1;
+      }),
+      state.update(async (d) => {
+        kept!.runs = 999; // the first callback's draft, after it settled, while the batch goes on
+        kept!.names = ['late'];
+        await null;
+        return d.runs;
+      }),
+    ]);
+    assert.equal(seen, 1, 'the next callback does not see them');
+    assert.deepEqual(state.read(), { runs: 1 });
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { runs: 1 });
+    kept!.runs = 5; // after the commit too
+    await state.update((d) => {
+      d.names = [];
+    });
+    assert.deepEqual(state.read(), { runs: 1, names: [] });
+  });
+});
+
+describe('numbers JSON cannot hold', () => {
+  test('a number that read as Infinity (1e400) is not written back as null: the update is refused', async () => {
+    const path = fresh();
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, '{"runs": 0, "limit": 1e400, "deep": {"list": [1, -1e999]}}\n');
+    const before = readFileSync(path);
+    const state = await open(path);
+    assert.equal((state.read() as unknown as { limit: number }).limit, Number.POSITIVE_INFINITY);
+    await assert.rejects(
+      state.update((d) => {
+        d.runs++;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /Infinity at limit/ },
+    );
+    assert.ok(readFileSync(path).equals(before), 'the file is unchanged');
+    await assert.rejects(
+      state.update((d) => {
+        (d as unknown as { limit: number }).limit = 5;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /-Infinity at deep\.list\[1\]/ },
+    );
+    await state.update((d) => {
+      const x = d as unknown as { limit: number; deep: unknown };
+      x.limit = 5;
+      x.deep = {};
+    });
+    assert.deepEqual(state.read(), { runs: 0, limit: 5, deep: {} });
+    await assert.rejects(
+      state.update((d) => {
+        d.runs = Number.NaN;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /NaN at runs/ },
+    );
+    await assert.rejects(state.set({ runs: Number.NaN }), { code: 'ERR_INVALID_OPTION', message: /NaN/ });
+  });
+});
+
 describe('typed errors', () => {
+  test('a cyclic value is refused saying it is cyclic, by update() and set()', async () => {
+    const state = await open(fresh());
+    await assert.rejects(
+      state.update((d) => {
+        (d as unknown as { self: unknown }).self = d;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /cyclic/ },
+    );
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    await assert.rejects(state.set(loop as unknown as State), {
+      code: 'ERR_INVALID_OPTION',
+      message: /cyclic/,
+    });
+  });
+
   test('OS errors are ERR_STORE_IO naming the path and the errno: symlink loop, lockDir a file, name too long', async () => {
     const d = dirname(fresh());
     mkdirSync(d, { recursive: true });

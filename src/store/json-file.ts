@@ -9,17 +9,21 @@
  *   update, never a copy that can drift), re-read when the file changed (see _file-document.ts).
  * - A file that is not valid JSON, nests deeper than MAX_DEPTH, or fails `validate` is never
  *   overwritten: reads and updates fail with ERR_STORE_CORRUPT (with the position) or ERR_STORE_INVALID.
- * Not guaranteed: integers beyond 2^53 survive only as JSON numbers do in JavaScript (rounded); store
- * them as strings. The file is rewritten with 2-space indentation.
+ * - Numbers are JavaScript numbers: integers beyond 2^53 are rounded and spellings are not kept (1.0 is
+ *   written 1, 1e2 100); store such values as strings. A number JSON has no text for (1e400 reads as
+ *   Infinity; NaN put by a callback) is refused on write with ERR_STORE_INVALID instead of being written
+ *   as null.
+ * The file is rewritten with 2-space indentation.
  */
 import { resolve } from 'node:path';
-import { nestsDeeperThan } from '../atomic/_json-scan.js';
+import { jsonProblem, nestsDeeperThan } from '../atomic/_json-scan.js';
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
 import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_TIMEOUT } from '../filelock/options.js';
 import { FileDocument } from './_file-document.js';
 import { type Draft, GroupCommit } from './_group-commit.js';
+import { jsonText } from './_jsonl.js';
 import {
   StoreCorruptError,
   StoreInvalidError,
@@ -134,9 +138,9 @@ export class JsonFile<T> {
   set(value: T): Promise<void> {
     let copy: T;
     try {
-      const text = JSON.stringify(value);
-      if (text === undefined) throw new TypeError(`${typeof value} is not representable as JSON`);
-      copy = JSON.parse(text) as T; // exactly what the file will hold
+      const problem = jsonProblem(value, MAX_DEPTH);
+      if (problem) throw new TypeError(problem);
+      copy = JSON.parse(jsonText(value)) as T; // exactly what the file will hold
     } catch (err) {
       return Promise.reject(
         new InvalidOptionError('value', value, `a JSON value (${(err as Error).message})`),
@@ -184,16 +188,14 @@ function beginDraft<T>(base: T, validate: (value: unknown) => void, path: string
       pending = false;
     },
     check() {
-      if (nestsDeeperThan(working, MAX_DEPTH)) {
-        throw new StoreInvalidError(path, `the value nests deeper than ${MAX_DEPTH} levels`);
-      }
-      let text: string | undefined;
+      const problem = jsonProblem(working, MAX_DEPTH);
+      if (problem) throw new StoreInvalidError(path, problem);
+      let text: string;
       try {
-        text = JSON.stringify(working);
+        text = jsonText(working);
       } catch (err) {
         throw new StoreInvalidError(path, `the value is not JSON: ${(err as Error).message}`, err);
       }
-      if (text === undefined) throw new StoreInvalidError(path, 'the value is not representable as JSON');
       // What is kept is exactly what the file will hold (no functions, undefined fields or Dates).
       working = JSON.parse(text) as T;
       validate(working);
