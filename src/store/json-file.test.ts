@@ -298,6 +298,41 @@ describe('drafts', () => {
   });
 });
 
+describe('cost of a batch', () => {
+  test('a batch of ten updates clones the document once, not once per write; rollbacks stay per write', async () => {
+    const path = fresh();
+    const state = await open(path);
+    await state.set({ runs: 0, names: ['x'] });
+    const clone = globalThis.structuredClone;
+    let clones = 0;
+    globalThis.structuredClone = <T>(value: T, options?: Parameters<typeof structuredClone>[1]): T => {
+      clones++;
+      return clone(value, options);
+    };
+    let results: PromiseSettledResult<number>[];
+    try {
+      results = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) =>
+          state.update((d) => {
+            d.runs += 1;
+            d.names!.push(`w${i}`);
+            if (i === 0 || i === 4) throw new Error(`write ${i} fails`); // undone alone
+            return d.runs;
+          }),
+        ),
+      );
+    } finally {
+      globalThis.structuredClone = clone;
+    }
+    assert.deepEqual(
+      results.map((r) => (r.status === 'fulfilled' ? r.value : 'failed')),
+      ['failed', 1, 2, 3, 'failed', 4, 5, 6, 7, 8],
+    );
+    assert.deepEqual(state.read(), { runs: 8, names: ['x', 'w1', 'w2', 'w3', 'w5', 'w6', 'w7', 'w8', 'w9'] });
+    assert.ok(clones <= 2, `${clones} structuredClone calls for one batch of ten writes`);
+  });
+});
+
 describe('numbers JSON cannot hold', () => {
   test('a number that read as Infinity (1e400) is not written back as null: the update is refused', async () => {
     const path = fresh();
