@@ -58,13 +58,14 @@ StoreReentrantError.prototype.name = 'StoreReentrantError';
 /**
  * An update callback ran longer than the lock timeout while its batch held the file's lock
  * (`ERR_UPDATE_TIMEOUT`): most often it waited for another write to the same file, which waits for this
- * batch. Its changes were undone; the rest of the batch went on.
+ * batch. Its changes to the draft were undone; the rest of the batch went on. The callback itself is not
+ * stopped (JavaScript cannot stop a running function): whatever else it does still happens.
  */
 export class UpdateTimeoutError extends TownlockError {
   constructor(path: string, ms: number) {
     super(
       'ERR_UPDATE_TIMEOUT',
-      `An update callback on ${path} ran for more than ${ms} ms while holding its lock; its changes were discarded. A callback must not wait for another write to the same file (it waits for this one)`,
+      `An update callback on ${path} ran for more than ${ms} ms while holding its lock; its changes to the draft were discarded, but the callback itself may still be running. A callback must not wait for another write to the same file (it waits for this one)`,
       { path },
     );
   }
