@@ -539,7 +539,12 @@ class Watcher {
 
   /** Watches the file (`exists`) or its directory; re-watches when the file at the path was replaced. */
   follow(exists: boolean): void {
-    const ino = exists ? fs.statSync(this.#path, { throwIfNoEntry: false })?.ino : undefined;
+    let ino: number | undefined;
+    try {
+      ino = exists ? fs.statSync(this.#path, { throwIfNoEntry: false })?.ino : undefined;
+    } catch {
+      ino = undefined; // the loop's own open reports what is wrong with the path
+    }
     if (exists && this.#following === 'file' && ino === this.#ino && !this.#stale) return;
     if (!exists && this.#following === 'dir') return;
     this.close();
