@@ -132,16 +132,16 @@ LogTornError.prototype.name = 'LogTornError';
 export function ioMessage(path: string, action: string, cause: NodeJS.ErrnoException | string): string {
   if (typeof cause === 'string') return `Cannot ${action} ${path}: ${cause}`;
   const other = typeof cause.path === 'string' && cause.path !== path ? cause.path : undefined;
-  const at = other ? ` (at ${other})` : '';
   const why =
     cause.code === 'EACCES' || cause.code === 'EPERM'
-      ? `permission denied${at}`
+      ? 'permission denied'
       : cause.code === 'EISDIR'
         ? `${other ?? 'it'} is a directory`
         : cause.code === 'ENOTDIR'
           ? `a parent of ${other ?? 'it'} is not a directory`
           : cause.message;
-  return `Cannot ${action} ${path}: ${why} (${cause.code ?? 'error'})`;
+  const on = other && (cause.code === 'EACCES' || cause.code === 'EPERM') ? ` on ${other}` : '';
+  return `Cannot ${action} ${path}: ${why} (${cause.code ?? 'error'})${on}`;
 }
 
 /** Whether `err` is an operating-system error (ENOENT, EACCES, ...), not one of ours. */

@@ -2,7 +2,7 @@
  * JsonlLog: an append-only log of JSON values, one per line, shared by any number of processes.
  *
  * - append() writes under the file's exclusive lock with O_APPEND and fsync; concurrent appends in one
- *   process are group-committed (one lock, one write, one fsync) and land in call order. An append
+ *   process are group-committed (one lock, one write(2), one fsync) and land in call order. An append
  *   resolves only when its lines are on disk; a new file's directory entry is fsynced too. The file the
  *   lock protects is resolved again once the lock is held: if a symlinked path was pointed elsewhere
  *   while we waited, the lock is given back and the new target's taken (as FileDocument does).
