@@ -89,7 +89,8 @@ export interface GroupCommitConfig<S, V, D extends Draft<S, V> = Draft<S, V>> {
    * How long a write's callback may run, in ms (the store's lock timeout; 0: no limit). A callback that
    * waits for another write to the same store (one queued after it, or one in its own batch) would wait
    * for the batch that waits for it: after this long it fails with ERR_UPDATE_TIMEOUT, its changes are
-   * undone, and the batch goes on.
+   * undone, and the batch goes on. The callback itself is not stopped (nothing can stop a running
+   * JavaScript function): its other effects still happen, only its draft changes are dropped.
    */
   callbackTimeout?: number;
   /** The error for a callback that ran out of time. */

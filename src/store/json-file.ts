@@ -5,6 +5,10 @@
  *   lost. Concurrent updates in one process are group-committed (one lock, one fsync); each runs on its
  *   own rollback point, so one that throws (or whose result fails `validate`) is undone and fails alone.
  * - An update resolves only when the new file and its directory entry are on disk (unless fsync: false).
+ * - A draft is its callback's own copy: changes made to it after the callback settled reach nothing (they
+ *   do not throw; freezing every draft would cost a walk of the document per write). A callback that runs
+ *   longer than lockTimeout fails with ERR_UPDATE_TIMEOUT and its draft changes are dropped, but the
+ *   callback keeps running and its other effects happen.
  * - read() is synchronous and returns the last committed snapshot, deep-frozen (never a half-applied
  *   update, never a copy that can drift), re-read when the file changed (see _file-document.ts).
  * - A file that is not valid JSON, nests deeper than MAX_DEPTH, or fails `validate` is never
