@@ -241,7 +241,12 @@ export class JsonlLog<T> {
   async *watch(options: LogReadOptions = {}): AsyncGenerator<T> {
     const { onTorn, signal } = checkRead(options);
     let wake: (() => void) | undefined;
-    const poke = () => wake?.();
+    /** An event came while we were reading: look again at once rather than sleep through it. */
+    let poked = false;
+    const poke = () => {
+      poked = true;
+      wake?.();
+    };
     const stopListening = signal ? onAbort(signal, poke) : undefined;
     const events = new Watcher(this.path, poke);
     /** The file being followed (undefined: none yet), where we are in it and the bytes just before. */
@@ -274,6 +279,7 @@ export class JsonlLog<T> {
     seen = start.seen;
     try {
       while (!signal?.aborted) {
+        poked = false;
         const opened = await this.#openForRead();
         if (!opened) {
           if (file) restart(); // deleted: whatever appears at the path next is a new file
@@ -325,6 +331,7 @@ export class JsonlLog<T> {
           }
         }
         if (signal?.aborted) break;
+        if (poked && pendingTail === undefined) continue;
         await new Promise<void>((resolvePromise) => {
           const timer = setTimeout(done, pendingTail === undefined ? WATCH_POLL_MS : 50);
           function done() {
