@@ -93,3 +93,79 @@ export function nestsDeeperThan(value: unknown, limit: number): boolean {
   }
   return false;
 }
+
+/**
+ * Why `value` cannot be stored as JSON exactly as it is, or undefined: it is cyclic, it nests deeper than
+ * `limit`, or it holds a number JSON has no text for (NaN, ±Infinity; JSON.stringify would write null),
+ * named with where it is (`items[3].v`). One iterative walk; the paths are worked out only on failure.
+ */
+export function jsonProblem(value: unknown, limit: number): string | undefined {
+  if (typeof value === 'number' && !Number.isFinite(value)) return `the value is ${value}`;
+  const stack: [unknown, number][] = [[value, 0]];
+  let found: 'deep' | 'number' | undefined;
+  while (stack.length > 0 && !found) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > limit) found = 'deep';
+    else
+      for (const child of Array.isArray(v) ? v : Object.values(v)) {
+        if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+        else if (typeof child === 'number' && !Number.isFinite(child)) found = 'number';
+      }
+  }
+  return found && describeProblem(value, limit, found);
+}
+
+/** The message for what jsonProblem found, with where (a second walk that keeps each node's path). */
+function describeProblem(value: unknown, limit: number, found: 'deep' | 'number'): string {
+  interface Frame {
+    v: unknown;
+    depth: number;
+    parent: Frame | undefined;
+    key: string | number | undefined;
+  }
+  const where = (f: Frame | undefined): string => {
+    const parts: string[] = [];
+    for (; f?.parent; f = f.parent)
+      parts.unshift(
+        typeof f.key === 'number'
+          ? `[${f.key}]`
+          : /^[A-Za-z_$][\w$]*$/.test(f.key!)
+            ? `.${f.key}`
+            : `[${JSON.stringify(f.key)}]`,
+      );
+    const path = parts.join('').replace(/^\./, '');
+    return path === '' ? 'the top level' : path;
+  };
+  const stack: Frame[] = [{ v: value, depth: 0, parent: undefined, key: undefined }];
+  while (stack.length > 0) {
+    const frame = stack.pop()!;
+    const { v, depth } = frame;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > limit) {
+      // A cycle repeats an object along the path: name where it closes and what it leads back to.
+      const chain: Frame[] = [];
+      for (let f: Frame | undefined = frame; f; f = f.parent) chain.unshift(f);
+      const first = new Map<unknown, Frame>();
+      for (const f of chain) {
+        const earlier = first.get(f.v);
+        if (earlier) return `the value is cyclic: ${where(f)} is ${where(earlier)} again`;
+        first.set(f.v, f);
+      }
+      if (found === 'deep') return `the value nests deeper than ${limit} levels (at ${where(frame)})`;
+      continue;
+    }
+    const entries: [string | number, unknown][] = Array.isArray(v)
+      ? v.map((c, i) => [i, c])
+      : Object.entries(v);
+    for (const [key, child] of entries) {
+      const childFrame = { v: child, depth: depth + 1, parent: frame, key };
+      if (child !== null && typeof child === 'object') stack.push(childFrame);
+      else if (found === 'number' && typeof child === 'number' && !Number.isFinite(child))
+        return `the value holds ${child} at ${where(childFrame)}, which JSON cannot hold (it would be written as null): a number beyond ±1.8e308 read from the file, or NaN or Infinity put there; replace it`;
+    }
+  }
+  return found === 'deep'
+    ? `the value nests deeper than ${limit} levels`
+    : 'the value holds a number JSON cannot hold';
+}

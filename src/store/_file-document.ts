@@ -114,7 +114,11 @@ export class FileDocument<S> implements DocumentStore<S> {
     this.#errors = errors;
     this.#lockOptions = { timeout: options.lockTimeout, lockDir: options.lockDir };
     resolveLockOptions(this.#lockOptions); // bad lockTimeout/lockDir fail at open, not at the first write
-    resolveLockTarget(path, options.lockDir);
+    try {
+      resolveLockTarget(path, options.lockDir); // a symlink loop fails at open too
+    } catch (err) {
+      throw this.#wrap('read', err);
+    }
     this.#fsync = options.fsync;
     this.#known = {
       snapshot: { state: codec.empty(), bytes: undefined },
@@ -125,7 +129,7 @@ export class FileDocument<S> implements DocumentStore<S> {
 
   /** The lock identity of the file (symlinks resolved), as the group commit and re-entry checks use it. */
   get identity(): string {
-    return resolveLockTarget(this.path, this.#lockOptions.lockDir).key;
+    return this.#target('write').key;
   }
 
   /** True when the current async context holds this file's lock (a write then commits under it). */
@@ -140,7 +144,7 @@ export class FileDocument<S> implements DocumentStore<S> {
 
   /** Re-reads the file under its shared lock: no writer is half way, so the result is the latest. */
   async reload(): Promise<FileSnapshot<S>> {
-    return this.readLock().withLock(() => this.#refreshAsync(true));
+    return this.withReadLock(() => this.#refreshAsync(true));
   }
 
   /** The first read, at open: like read(), but a big file is parsed without blocking the event loop long. */
@@ -165,24 +169,28 @@ export class FileDocument<S> implements DocumentStore<S> {
    */
   async withWriteLock<T>(fn: (target: string) => Promise<T>): Promise<T> {
     for (;;) {
-      const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
+      let outcome: { value: T } | undefined;
       try {
+        const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
         await mkdirDurable(dirname(lock.path), this.#fsync);
+        outcome = await lock.withLock(async () =>
+          this.#target('write').path === lock.path ? { value: await fn(lock.path) } : undefined,
+        );
       } catch (err) {
+        // OS errors of the lock itself too: a lockDir that is a file, a lock name too long.
         throw this.#wrap('write', err);
       }
-      const outcome = await lock.withLock(async () =>
-        resolveLockTarget(this.path, this.#lockOptions.lockDir).path === lock.path
-          ? { value: await fn(lock.path) }
-          : undefined,
-      );
       if (outcome) return outcome.value;
     }
   }
 
-  /** The shared lock reload() takes, for composite stores that re-read several files under it. */
-  readLock(): FileLock {
-    return new FileLock(this.path, { ...this.#lockOptions, type: 'shared' });
+  /** Runs `fn` under the file's shared lock (reload(); composite stores re-read several files under it). */
+  async withReadLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    try {
+      return await new FileLock(this.path, { ...this.#lockOptions, type: 'shared' }).withLock(fn);
+    } catch (err) {
+      throw this.#wrap('read', err);
+    }
   }
 
   /**
@@ -324,6 +332,15 @@ export class FileDocument<S> implements DocumentStore<S> {
       throw this.#wrap('read', err);
     } finally {
       fs.closeSync(fd);
+    }
+  }
+
+  /** The lock target of the path now (symlinks resolved); a symlink loop is the layer's IO error. */
+  #target(action: 'read' | 'write') {
+    try {
+      return resolveLockTarget(this.path, this.#lockOptions.lockDir);
+    } catch (err) {
+      throw this.#wrap(action, err);
     }
   }
 

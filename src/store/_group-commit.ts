@@ -89,7 +89,8 @@ export interface GroupCommitConfig<S, V, D extends Draft<S, V> = Draft<S, V>> {
    * How long a write's callback may run, in ms (the store's lock timeout; 0: no limit). A callback that
    * waits for another write to the same store (one queued after it, or one in its own batch) would wait
    * for the batch that waits for it: after this long it fails with ERR_UPDATE_TIMEOUT, its changes are
-   * undone, and the batch goes on.
+   * undone, and the batch goes on. The callback itself is not stopped (nothing can stop a running
+   * JavaScript function): its other effects still happen, only its draft changes are dropped.
    */
   callbackTimeout?: number;
   /** The error for a callback that ran out of time. */
@@ -141,7 +142,14 @@ export class GroupCommit<S, V, D extends Draft<S, V> = Draft<S, V>> {
    */
   submit<R>(fn: Write<S, V, R>, readsAll = true): Promise<R> {
     const config = this.#config;
-    if (isInside(config.identity())) return Promise.reject(config.reentrant());
+    let held: boolean | undefined;
+    try {
+      // The identity can fail (a symlink loop since the last write): a rejection, never a throw.
+      if (isInside(config.identity())) return Promise.reject(config.reentrant());
+      held = config.heldByCaller?.();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise<R>((resolve, reject) => {
       const op: Pending<S, V> = {
         fn,
@@ -150,7 +158,7 @@ export class GroupCommit<S, V, D extends Draft<S, V> = Draft<S, V>> {
         resolve: resolve as (value: unknown) => void,
         reject,
       };
-      if (config.heldByCaller?.()) {
+      if (held) {
         // The caller holds the write lock: commit under its hold now; queueing would wait for it forever.
         void this.#run([op]);
         return;

@@ -1,8 +1,10 @@
 /**
- * JSON Lines, as the log and the queue read them: one JSON value per line, each line ending in "\n".
- * A line that is not valid JSON is never returned as data: it is reported with its byte offset. A last
- * line without its "\n" is complete only if it parses; otherwise it is a torn tail (a crash mid-append,
- * or an append still being written).
+ * JSON Lines, as the log and the queue read them: one JSON value per line, each line ending in "\n"
+ * ("\r\n" is accepted; blank lines are skipped). A line that is not valid JSON is never returned as data:
+ * it is reported with its byte offset.
+ * A last line without its "\n" differs between the two: the log never yields it, even if it parses (an
+ * append still being written, or, if it stays so under the shared lock, a torn tail; see jsonl-log.ts);
+ * the queue file is only ever replaced whole, so there it is a task if it parses and corrupt otherwise.
  */
 
 /** One line of a JSONL file. */
@@ -46,7 +48,22 @@ export function parseLine(text: string): { value: unknown } | undefined {
 
 /** The JSONL text of one value; throws TypeError for what JSON cannot hold (undefined, BigInt, cycles). */
 export function lineOf(value: unknown): string {
-  const text = JSON.stringify(value);
+  return jsonText(value);
+}
+
+/**
+ * JSON.stringify(value), or a TypeError that says plainly what is wrong: a value JSON cannot hold, or a
+ * cyclic value (V8's message, "Converting circular structure to JSON", is kept after ours).
+ */
+export function jsonText(value: unknown, space?: number): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value, null, space);
+  } catch (err) {
+    if (err instanceof TypeError && /circular/i.test(err.message))
+      throw new TypeError(`the value is cyclic (it contains itself): ${err.message}`, { cause: err });
+    throw err;
+  }
   if (text === undefined) throw new TypeError(`${typeof value} is not representable as JSON`);
   return text;
 }

@@ -58,13 +58,14 @@ StoreReentrantError.prototype.name = 'StoreReentrantError';
 /**
  * An update callback ran longer than the lock timeout while its batch held the file's lock
  * (`ERR_UPDATE_TIMEOUT`): most often it waited for another write to the same file, which waits for this
- * batch. Its changes were undone; the rest of the batch went on.
+ * batch. Its changes to the draft were undone; the rest of the batch went on. The callback itself is not
+ * stopped (JavaScript cannot stop a running function): whatever else it does still happens.
  */
 export class UpdateTimeoutError extends TownlockError {
   constructor(path: string, ms: number) {
     super(
       'ERR_UPDATE_TIMEOUT',
-      `An update callback on ${path} ran for more than ${ms} ms while holding its lock; its changes were discarded. A callback must not wait for another write to the same file (it waits for this one)`,
+      `An update callback on ${path} ran for more than ${ms} ms while holding its lock; its changes to the draft were discarded, but the callback itself may still be running. A callback must not wait for another write to the same file (it waits for this one)`,
       { path },
     );
   }
@@ -124,18 +125,23 @@ export class LogTornError extends TownlockError {
 }
 LogTornError.prototype.name = 'LogTornError';
 
-/** "Cannot read X: permission denied (EACCES)", with the usual causes in words. */
+/**
+ * "Cannot read X: permission denied (EACCES)", with the usual causes in words. When the OS error is about
+ * another path (the lock file, a temporary file), that path is named too.
+ */
 export function ioMessage(path: string, action: string, cause: NodeJS.ErrnoException | string): string {
   if (typeof cause === 'string') return `Cannot ${action} ${path}: ${cause}`;
+  const other = typeof cause.path === 'string' && cause.path !== path ? cause.path : undefined;
   const why =
     cause.code === 'EACCES' || cause.code === 'EPERM'
       ? 'permission denied'
       : cause.code === 'EISDIR'
-        ? 'it is a directory'
+        ? `${other ?? 'it'} is a directory`
         : cause.code === 'ENOTDIR'
-          ? 'a parent of it is not a directory'
+          ? `a parent of ${other ?? 'it'} is not a directory`
           : cause.message;
-  return `Cannot ${action} ${path}: ${why} (${cause.code ?? 'error'})`;
+  const on = other && (cause.code === 'EACCES' || cause.code === 'EPERM') ? ` on ${other}` : '';
+  return `Cannot ${action} ${path}: ${why} (${cause.code ?? 'error'})${on}`;
 }
 
 /** Whether `err` is an operating-system error (ENOENT, EACCES, ...), not one of ours. */

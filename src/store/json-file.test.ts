@@ -1,7 +1,15 @@
 /** JsonFile in one process: the registry's guarantees for any JSON state file. Cross-process: test/multiprocess/store.test.ts. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
@@ -259,5 +267,158 @@ describe('re-entrant writes', () => {
       });
     });
     assert.equal(JSON.parse(readFileSync(path, 'utf8')).runs, 42);
+  });
+});
+
+describe('drafts', () => {
+  test("a draft is only its callback's: changes made to it after the callback settled go nowhere", async () => {
+    const path = fresh();
+    const state = await open(path);
+    let kept: State | undefined;
+    const [, seen] = await Promise.all([
+      state.update((d) => {
+        kept = d;
+        d.runs = 1;
+      }),
+      state.update(async (d) => {
+        kept!.runs = 999; // the first callback's draft, after it settled, while the batch goes on
+        kept!.names = ['late'];
+        await null;
+        return d.runs;
+      }),
+    ]);
+    assert.equal(seen, 1, 'the next callback does not see them');
+    assert.deepEqual(state.read(), { runs: 1 });
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { runs: 1 });
+    kept!.runs = 5; // after the commit too
+    await state.update((d) => {
+      d.names = [];
+    });
+    assert.deepEqual(state.read(), { runs: 1, names: [] });
+  });
+});
+
+describe('cost of a batch', () => {
+  test('a batch of ten updates clones the document once, not once per write; rollbacks stay per write', async () => {
+    const path = fresh();
+    const state = await open(path);
+    await state.set({ runs: 0, names: ['x'] });
+    const clone = globalThis.structuredClone;
+    let clones = 0;
+    globalThis.structuredClone = <T>(value: T, options?: Parameters<typeof structuredClone>[1]): T => {
+      clones++;
+      return clone(value, options);
+    };
+    let results: PromiseSettledResult<number>[];
+    try {
+      results = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) =>
+          state.update((d) => {
+            d.runs += 1;
+            d.names!.push(`w${i}`);
+            if (i === 0 || i === 4) throw new Error(`write ${i} fails`); // undone alone
+            return d.runs;
+          }),
+        ),
+      );
+    } finally {
+      globalThis.structuredClone = clone;
+    }
+    assert.deepEqual(
+      results.map((r) => (r.status === 'fulfilled' ? r.value : 'failed')),
+      ['failed', 1, 2, 3, 'failed', 4, 5, 6, 7, 8],
+    );
+    assert.deepEqual(state.read(), { runs: 8, names: ['x', 'w1', 'w2', 'w3', 'w5', 'w6', 'w7', 'w8', 'w9'] });
+    assert.ok(clones <= 2, `${clones} structuredClone calls for one batch of ten writes`);
+  });
+});
+
+describe('numbers JSON cannot hold', () => {
+  test('a number that read as Infinity (1e400) is not written back as null: the update is refused', async () => {
+    const path = fresh();
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, '{"runs": 0, "limit": 1e400, "deep": {"list": [1, -1e999]}}\n');
+    const before = readFileSync(path);
+    const state = await open(path);
+    assert.equal((state.read() as unknown as { limit: number }).limit, Number.POSITIVE_INFINITY);
+    await assert.rejects(
+      state.update((d) => {
+        d.runs++;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /Infinity at limit/ },
+    );
+    assert.ok(readFileSync(path).equals(before), 'the file is unchanged');
+    await assert.rejects(
+      state.update((d) => {
+        (d as unknown as { limit: number }).limit = 5;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /-Infinity at deep\.list\[1\]/ },
+    );
+    await state.update((d) => {
+      const x = d as unknown as { limit: number; deep: unknown };
+      x.limit = 5;
+      x.deep = {};
+    });
+    assert.deepEqual(state.read(), { runs: 0, limit: 5, deep: {} });
+    await assert.rejects(
+      state.update((d) => {
+        d.runs = Number.NaN;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /NaN at runs/ },
+    );
+    await assert.rejects(state.set({ runs: Number.NaN }), { code: 'ERR_INVALID_OPTION', message: /NaN/ });
+  });
+});
+
+describe('typed errors', () => {
+  test('a cyclic value is refused saying it is cyclic, by update() and set()', async () => {
+    const state = await open(fresh());
+    await assert.rejects(
+      state.update((d) => {
+        (d as unknown as { self: unknown }).self = d;
+      }),
+      { code: 'ERR_STORE_INVALID', message: /cyclic/ },
+    );
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    await assert.rejects(state.set(loop as unknown as State), {
+      code: 'ERR_INVALID_OPTION',
+      message: /cyclic/,
+    });
+  });
+
+  test('OS errors are ERR_STORE_IO naming the path and the errno: symlink loop, lockDir a file, name too long', async () => {
+    const d = dirname(fresh());
+    mkdirSync(d, { recursive: true });
+    symlinkSync('loop2', join(d, 'loop1'));
+    symlinkSync('loop1', join(d, 'loop2'));
+    await assert.rejects(open(join(d, 'loop1')), { code: 'ERR_STORE_IO', message: /loop1.*ELOOP/ });
+    const later = await open(join(d, 'later.json'));
+    await later.update((x) => {
+      x.runs = 1;
+    });
+    rmSync(join(d, 'later.json'));
+    symlinkSync('loop1', join(d, 'later.json'));
+    const updating = later.update((x) => {
+      x.runs = 2;
+    });
+    assert.ok(updating instanceof Promise, 'a promise, not a synchronous throw');
+    await assert.rejects(updating, { code: 'ERR_STORE_IO', message: /later\.json.*ELOOP/ });
+    await assert.rejects(later.reload(), { code: 'ERR_STORE_IO', message: /ELOOP/ });
+    writeFileSync(join(d, 'afile'), 'x');
+    const lockInFile = await open(join(d, 'k.json'), { lockDir: join(d, 'afile') });
+    await assert.rejects(
+      lockInFile.update((x) => {
+        x.runs = 1;
+      }),
+      { code: 'ERR_STORE_IO', message: /k\.json.*afile.*ENOTDIR/ },
+    );
+    const long = await open(join(d, `${'n'.repeat(250)}.json`));
+    await assert.rejects(
+      long.update((x) => {
+        x.runs = 1;
+      }),
+      { code: 'ERR_STORE_IO', message: /ENAMETOOLONG/ },
+    );
   });
 });

@@ -5,21 +5,29 @@
  *   lost. Concurrent updates in one process are group-committed (one lock, one fsync); each runs on its
  *   own rollback point, so one that throws (or whose result fails `validate`) is undone and fails alone.
  * - An update resolves only when the new file and its directory entry are on disk (unless fsync: false).
+ * - A draft is its callback's own copy: changes made to it after the callback settled reach nothing (they
+ *   do not throw; freezing every draft would cost a walk of the document per write). A callback that runs
+ *   longer than lockTimeout fails with ERR_UPDATE_TIMEOUT and its draft changes are dropped, but the
+ *   callback keeps running and its other effects happen.
  * - read() is synchronous and returns the last committed snapshot, deep-frozen (never a half-applied
  *   update, never a copy that can drift), re-read when the file changed (see _file-document.ts).
  * - A file that is not valid JSON, nests deeper than MAX_DEPTH, or fails `validate` is never
  *   overwritten: reads and updates fail with ERR_STORE_CORRUPT (with the position) or ERR_STORE_INVALID.
- * Not guaranteed: integers beyond 2^53 survive only as JSON numbers do in JavaScript (rounded); store
- * them as strings. The file is rewritten with 2-space indentation.
+ * - Numbers are JavaScript numbers: integers beyond 2^53 are rounded and spellings are not kept (1.0 is
+ *   written 1, 1e2 100); store such values as strings. A number JSON has no text for (1e400 reads as
+ *   Infinity; NaN put by a callback) is refused on write with ERR_STORE_INVALID instead of being written
+ *   as null.
+ * The file is rewritten with 2-space indentation.
  */
 import { resolve } from 'node:path';
-import { nestsDeeperThan } from '../atomic/_json-scan.js';
+import { jsonProblem, nestsDeeperThan } from '../atomic/_json-scan.js';
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
 import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_TIMEOUT } from '../filelock/options.js';
 import { FileDocument } from './_file-document.js';
 import { type Draft, GroupCommit } from './_group-commit.js';
+import { jsonText } from './_jsonl.js';
 import {
   StoreCorruptError,
   StoreInvalidError,
@@ -134,9 +142,9 @@ export class JsonFile<T> {
   set(value: T): Promise<void> {
     let copy: T;
     try {
-      const text = JSON.stringify(value);
-      if (text === undefined) throw new TypeError(`${typeof value} is not representable as JSON`);
-      copy = JSON.parse(text) as T; // exactly what the file will hold
+      const problem = jsonProblem(value, MAX_DEPTH);
+      if (problem) throw new TypeError(problem);
+      copy = JSON.parse(jsonText(value)) as T; // exactly what the file will hold
     } catch (err) {
       return Promise.reject(
         new InvalidOptionError('value', value, `a JSON value (${(err as Error).message})`),
@@ -158,10 +166,18 @@ interface JsonDraft<T> extends Draft<T, T> {
   replace(value: T): void;
 }
 
-/** Opens a draft over `base` (deep-frozen) for one batch. */
+/**
+ * Opens a draft over `base` (deep-frozen) for one batch. Cost per write, whatever the batch size: one
+ * walk (jsonProblem), one JSON.stringify and one JSON.parse of the document; per batch: one
+ * structuredClone and one deep freeze. The rollback point of each write is the text of the state
+ * before it (already produced by the previous write's check), parsed again only when a write is undone.
+ * Each callback gets an object no earlier callback holds (the parse of the last check), so changes made
+ * to a draft after its callback settled reach nothing.
+ */
 function beginDraft<T>(base: T, validate: (value: unknown) => void, path: string): JsonDraft<T> {
   let working: T = structuredClone(base);
-  let saved: T = working;
+  /** The text of the state after the last kept write; undefined: `base`. */
+  let savedText: string | undefined;
   let kept = 0;
   let pending = false;
   const settle = () => {
@@ -174,29 +190,26 @@ function beginDraft<T>(base: T, validate: (value: unknown) => void, path: string
     },
     mark() {
       settle();
-      // Frozen: a callback that kept its draft past its end cannot change what comes after it.
-      saved = deepFreeze(working);
-      working = structuredClone(saved);
       pending = true;
     },
     rollback() {
-      working = saved;
+      working = savedText === undefined ? structuredClone(base) : (JSON.parse(savedText) as T);
       pending = false;
     },
     check() {
-      if (nestsDeeperThan(working, MAX_DEPTH)) {
-        throw new StoreInvalidError(path, `the value nests deeper than ${MAX_DEPTH} levels`);
-      }
-      let text: string | undefined;
+      const problem = jsonProblem(working, MAX_DEPTH);
+      if (problem) throw new StoreInvalidError(path, problem);
+      let text: string;
       try {
-        text = JSON.stringify(working);
+        text = jsonText(working);
       } catch (err) {
         throw new StoreInvalidError(path, `the value is not JSON: ${(err as Error).message}`, err);
       }
-      if (text === undefined) throw new StoreInvalidError(path, 'the value is not representable as JSON');
-      // What is kept is exactly what the file will hold (no functions, undefined fields or Dates).
+      // What is kept is exactly what the file will hold (no functions, undefined fields or Dates), and a
+      // new object: the callback's own draft is left behind.
       working = JSON.parse(text) as T;
       validate(working);
+      savedText = text;
     },
     replace(value) {
       working = value;

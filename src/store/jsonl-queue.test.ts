@@ -1,6 +1,6 @@
 /** JsonlQueue in one process: FIFO, at-most-once dequeue, at-least-once leases. Cross-process: test/multiprocess/store.test.ts. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
@@ -130,24 +130,70 @@ describe('leases: at-least-once', () => {
     assert.deepEqual(await q.dequeue(), { id: 2 }, 'a released task is visible again at once');
   });
 
-  test('a crash between the leases write and the queue write delivers twice, never loses the task', async () => {
+  test('a batch that re-leases an expired lease and moves a task: every crash point keeps each task stored once', async () => {
+    // The batch writes up to three files (leases with `pending`, queue, leases); fail each rename in turn,
+    // as a crash there would leave it, and count what the files hold from a fresh process's view.
+    for (const failAt of [1, 2, 3]) {
+      const path = fresh();
+      const q = await JsonlQueue.open<Task>(path);
+      await q.enqueueMany([{ id: 1 }, { id: 2 }]);
+      await q.lease(1);
+      await new Promise((r) => setTimeout(r, 5)); // the 1 ms lease of task 1 runs out
+      let renames = 0;
+      ops.rename = async (a, b) => {
+        if (++renames === failAt)
+          throw Object.assign(new Error(`crash at rename ${failAt}`), { code: 'EIO' });
+        return original.rename(a, b);
+      };
+      const batch = await Promise.allSettled([q.lease(60_000), q.lease(60_000)]); // task 1 again, task 2
+      Object.assign(ops, original);
+      assert.ok(
+        batch.every((r) => r.status === 'rejected'),
+        `rename ${failAt}: the batch failed`,
+      );
+      const after = await JsonlQueue.open<Task>(path);
+      assert.equal(after.size() + after.leased(), 2, `rename ${failAt}: each task stored once`);
+      const leases = JSON.parse(readFileSync(`${path}.leases.json`, 'utf8'));
+      const lines = [...(leases.pending?.leases ?? []), ...leases.leases].map(
+        (l: { line: string }) => l.line,
+      );
+      assert.ok(new Set(lines).size <= 2, `rename ${failAt}: no lease recorded twice in one list`);
+      // The next commit settles whatever the crash left: all done or nothing done.
+      const got: number[] = [];
+      for (let t = await after.dequeue(); t !== undefined; t = await after.dequeue()) got.push(t.id);
+      assert.deepEqual(got.sort(), failAt < 3 ? [1, 2] : [], `rename ${failAt}`);
+      assert.equal(after.size() + after.leased(), failAt < 3 ? 0 : 2);
+    }
+  });
+
+  test('re-leasing an expired lease replaces its record (one lease per task in the leases file)', async () => {
     const path = fresh();
     const q = await JsonlQueue.open<Task>(path);
-    await q.enqueue({ id: 7 });
-    let renames = 0;
-    ops.rename = async (a, b) => {
-      if (++renames === 2) throw Object.assign(new Error('crash before the queue write'), { code: 'EIO' });
-      return original.rename(a, b);
-    };
-    await assert.rejects(q.lease(1), { code: 'ERR_STORE_IO' });
-    Object.assign(ops, original);
-    const fresh2 = await JsonlQueue.open<Task>(path);
-    await new Promise((r) => setTimeout(r, 5));
-    const tasks = [await fresh2.dequeue(), await fresh2.dequeue(), await fresh2.dequeue()];
-    assert.deepEqual(
-      tasks.filter(Boolean).map((t) => t!.id),
-      [7, 7],
-      'in the leases file (expired) and still in the queue: delivered twice, not lost',
-    );
+    await q.enqueue({ id: 1 });
+    for (let i = 0; i < 3; i++) {
+      await q.lease(1);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const file = JSON.parse(readFileSync(`${path}.leases.json`, 'utf8'));
+    assert.equal(file.leases.length, 1);
+    assert.equal(file.leases[0].deliveries, 3);
+    assert.equal(file.pending, undefined);
+  });
+});
+
+describe('typed errors', () => {
+  test('a corrupt leases file is ERR_STORE_CORRUPT with the position; a symlink loop is ERR_STORE_IO', async () => {
+    const path = fresh();
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(`${path}.leases.json`, '{"leases": [1,');
+    await assert.rejects(JsonlQueue.open(path), {
+      code: 'ERR_STORE_CORRUPT',
+      position: 14,
+      message: /leases\.json.*position 14/,
+    });
+    const d = dirname(path);
+    symlinkSync('loop2', join(d, 'loop1'));
+    symlinkSync('loop1', join(d, 'loop2'));
+    await assert.rejects(JsonlQueue.open(join(d, 'loop1')), { code: 'ERR_STORE_IO', message: /ELOOP/ });
   });
 });

@@ -9,23 +9,41 @@
  *   after dequeue() resolves, the task is gone.
  * - lease()/ack() are at-least-once: a leased task moves to `<file>.leases.json` with a visibility
  *   deadline; ack() deletes it. A lease not acked in time (or released) makes its task visible again,
- *   ahead of the queue file's tasks: the next lease() or dequeue() takes it (with a new lease id; its
- *   `deliveries` count grows). ack() of a lease whose task was handed out again fails with
- *   ERR_LEASE_EXPIRED. A crash between the two files' writes can deliver a task twice, never lose it: a
- *   task is written to the leases file before it is removed from the queue file.
- * - Lines this version did not write are kept byte for byte; a line that is not JSON makes the file
- *   corrupt (ERR_STORE_CORRUPT with its offset), and a corrupt file is never overwritten.
+ *   ahead of the queue file's tasks: the next lease() or dequeue() takes it (its record is replaced by
+ *   one with a new lease id and a higher `deliveries`). ack() of a lease whose task was handed out again
+ *   fails with ERR_LEASE_EXPIRED.
+ * - Every task is stored exactly once, at every instant, crashes included: in the queue file or in the
+ *   leases file. A batch that changes both files (a task moving from the queue to a lease) has one commit
+ *   point, the rename of the queue file: first the leases file is written with its current leases plus
+ *   the batch's result as `pending` (tagged with the SHA-256 of the queue file's current bytes), then the
+ *   queue file, then the leases file without `pending`. A reader takes `pending.leases` only once the
+ *   queue file no longer has the tagged bytes, i.e. once the queue write happened; so a crash before the
+ *   queue's rename leaves the old state whole, and one after it the new state whole. The next commit
+ *   clears a `pending` left by a crash before it changes the queue file again. A batch that changes one
+ *   file writes only that one.
+ * - The queue file is rewritten from its parsed lines on every change: each task line keeps its text, but
+ *   CRLF line ends become LF, blank lines are dropped and the last line gets its newline. A line that is
+ *   not JSON makes the file corrupt (ERR_STORE_CORRUPT with its offset), and a corrupt file is never
+ *   overwritten.
  * Not a log: the file holds only what is pending; use JsonlLog for history.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { JsonParseError } from '../atomic/errors.js';
+import { parseJson } from '../atomic/read-json.js';
 import { InvalidOptionError } from '../errors.js';
 import { resolveLockTarget } from '../filelock/_target.js';
 import type { DocumentStore, Snapshot } from './_document.js';
-import { FileDocument } from './_file-document.js';
+import { FileDocument, type FileSnapshot } from './_file-document.js';
 import { type ApplyBatch, type Draft, GroupCommit } from './_group-commit.js';
 import { lineOf, parseLine, splitLines } from './_jsonl.js';
-import { LeaseExpiredError, StoreCorruptError, StoreIoError, StoreReentrantError } from './errors.js';
+import {
+  isOsError,
+  LeaseExpiredError,
+  StoreCorruptError,
+  StoreIoError,
+  StoreReentrantError,
+} from './errors.js';
 
 /** Options for {@link JsonlQueue.open}. */
 export interface JsonlQueueOptions {
@@ -54,6 +72,15 @@ interface LeaseRecord {
   readonly line: string;
   readonly expiresAt: number;
   readonly deliveries: number;
+}
+
+/**
+ * The leases file: the leases, and, while a batch that moves tasks between the two files is half way,
+ * the leases that batch ends with. They hold once the queue file's bytes no longer hash to `queue`.
+ */
+interface LeasesFile {
+  readonly leases: readonly LeaseRecord[];
+  readonly pending?: { readonly queue: string; readonly leases: readonly LeaseRecord[] };
 }
 
 /** The queue's state: pending task lines (oldest first) and outstanding leases. */
@@ -224,8 +251,8 @@ export class JsonlQueue<T> {
 /** The queue file and the leases file, committed together under the queue file's lock. */
 class QueueStore implements DocumentStore<QueueState> {
   readonly #queue: FileDocument<readonly string[]>;
-  readonly #leases: FileDocument<readonly LeaseRecord[]>;
-  #published: QueueState | undefined;
+  readonly #leases: FileDocument<LeasesFile>;
+  #published: { tasks: readonly string[]; file: LeasesFile; state: QueueState } | undefined;
 
   constructor(path: string, options: { fsync: boolean; lockTimeout?: number; lockDir?: string }) {
     const errors = {
@@ -239,10 +266,16 @@ class QueueStore implements DocumentStore<QueueState> {
       options,
     );
     // Beside the real file (symlinks resolved), so every spelling of the queue finds the same leases.
-    const leasesPath = `${resolveLockTarget(path, options.lockDir).path}.leases.json`;
+    let real: string;
+    try {
+      real = resolveLockTarget(path, options.lockDir).path;
+    } catch (err) {
+      throw isOsError(err) ? new StoreIoError(path, 'read', err) : err;
+    }
+    const leasesPath = `${real}.leases.json`;
     this.#leases = new FileDocument(
       leasesPath,
-      { empty: () => [], parse: parseLeases, serialize: serializeLeases },
+      { empty: (): LeasesFile => ({ leases: [] }), parse: parseLeases, serialize: serializeLeases },
       errors,
       options,
     );
@@ -257,41 +290,66 @@ class QueueStore implements DocumentStore<QueueState> {
   }
 
   read(): Snapshot<QueueState> {
-    return { state: this.#state(this.#queue.read().state, this.#leases.read().state) };
+    // The queue first: a commit that completes between the two reads then shows its leases with the old
+    // queue (a moved task seen twice by peek/size) rather than neither; reload() reads both under the lock.
+    const queue = this.#queue.read();
+    return { state: this.#state(queue, this.#leases.read().state) };
   }
 
   async reload(): Promise<Snapshot<QueueState>> {
     // Both files under the queue's shared lock: no writer is half way through the pair.
-    return this.#queue.readLock().withLock(() => ({
-      state: this.#state(this.#queue.readLocked(true).state, this.#leases.readLocked(true).state),
-    }));
+    return this.#queue.withReadLock(() => {
+      const queue = this.#queue.readLocked(true);
+      return { state: this.#state(queue, this.#leases.readLocked(true).state) };
+    });
   }
 
   async commit(apply: ApplyBatch<QueueState>): Promise<void> {
     await this.#queue.withWriteLock(async (target) => {
       const leasesTarget = `${target}.leases.json`;
-      const base: QueueState = {
-        tasks: this.#queue.readLocked(false, target).state,
-        leases: this.#leases.readLocked(false, leasesTarget).state,
-      };
+      const queue = this.#queue.readLocked(false, target);
+      const file = this.#leases.readLocked(false, leasesTarget).state;
+      const base = this.#state(queue, file);
       const { next, changed } = await apply(base);
-      if (!changed) return;
-      // A task is written where it arrives before it is removed from where it leaves: first the leases
-      // file with every lease old or new, then the queue, then the leases file as it should end up.
-      const union = [...base.leases, ...next.leases.filter((l) => !base.leases.some((b) => b.id === l.id))];
-      if (union.length > base.leases.length) await this.#leases.writeLocked(union, leasesTarget);
-      await this.#queue.writeLocked(next.tasks, target);
-      await this.#leases.writeLocked(next.leases, leasesTarget);
+      if (!changed && file.pending === undefined) return;
+      const before = queue.bytes ?? EMPTY;
+      const queueChanges = !Buffer.from(serializeQueue(next.tasks)).equals(before);
+      const leasesChange =
+        file.pending !== undefined ||
+        next.leases.length !== file.leases.length ||
+        next.leases.some((l, i) => l !== file.leases[i]);
+      if (queueChanges && leasesChange) {
+        // One commit point for both files, the queue's rename (see the module comment).
+        await this.#leases.writeLocked(
+          { leases: base.leases, pending: { queue: sha256(before), leases: next.leases } },
+          leasesTarget,
+        );
+        await this.#queue.writeLocked(next.tasks, target);
+        await this.#leases.writeLocked({ leases: next.leases }, leasesTarget);
+      } else if (queueChanges) {
+        await this.#queue.writeLocked(next.tasks, target);
+      } else if (leasesChange) {
+        await this.#leases.writeLocked({ leases: next.leases }, leasesTarget);
+      }
     });
   }
 
-  /** One state object per pair of snapshots, so unchanged reads return the same object. */
-  #state(tasks: readonly string[], leases: readonly LeaseRecord[]): QueueState {
+  /** The state the two files hold together; one object per pair of snapshots, so unchanged reads return the same. */
+  #state(queue: FileSnapshot<readonly string[]>, file: LeasesFile): QueueState {
     const p = this.#published;
-    if (p && p.tasks === tasks && p.leases === leases) return p;
-    this.#published = { tasks, leases };
-    return this.#published;
+    if (p && p.tasks === queue.state && p.file === file) return p.state;
+    const moved = file.pending !== undefined && sha256(queue.bytes ?? EMPTY) !== file.pending.queue;
+    const state = { tasks: queue.state, leases: moved ? file.pending!.leases : file.leases };
+    this.#published = { tasks: queue.state, file, state };
+    return state;
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The SHA-256 of `bytes`, in hex. */
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Opens a draft over the committed queue; each operation gets its own rollback point. */
@@ -379,24 +437,41 @@ function serializeQueue(tasks: readonly string[]): string {
   return tasks.length === 0 ? '' : `${tasks.join('\n')}\n`;
 }
 
-/** Parses the leases file. */
-function parseLeases(bytes: Buffer, path: string): readonly LeaseRecord[] {
+/** Parses the leases file; invalid JSON is ERR_STORE_CORRUPT with its position. */
+function parseLeases(bytes: Buffer, path: string): LeasesFile {
   let data: unknown;
   try {
-    data = JSON.parse(bytes.toString('utf8'));
+    data = parseJson(bytes.toString('utf8'), path);
   } catch (err) {
-    throw new StoreCorruptError(path, 'invalid JSON', undefined, err);
+    if (!(err instanceof JsonParseError)) throw err;
+    throw new StoreCorruptError(
+      path,
+      `invalid JSON at line ${err.line}, column ${err.column} (position ${err.position})`,
+      err.position,
+      err,
+    );
   }
-  const leases = (data as { leases?: unknown })?.leases;
-  if (!Array.isArray(leases) || !leases.every(isLeaseRecord)) {
-    throw new StoreCorruptError(path, 'expected {"leases": [{id, line, expiresAt, deliveries}]}');
-  }
-  return Object.freeze(leases as LeaseRecord[]);
+  const { leases, pending } = (data ?? {}) as { leases?: unknown; pending?: unknown };
+  const shape = 'expected {"leases": [{id, line, expiresAt, deliveries}], "pending"?: {queue, leases}}';
+  if (!isLeaseList(leases)) throw new StoreCorruptError(path, shape);
+  if (pending === undefined) return Object.freeze({ leases: Object.freeze(leases) });
+  const p = pending as { queue?: unknown; leases?: unknown };
+  if (typeof p !== 'object' || p === null || typeof p.queue !== 'string' || !isLeaseList(p.leases))
+    throw new StoreCorruptError(path, shape);
+  return Object.freeze({
+    leases: Object.freeze(leases),
+    pending: Object.freeze({ queue: p.queue, leases: Object.freeze(p.leases) }),
+  });
 }
 
 /** The leases file's text. */
-function serializeLeases(leases: readonly LeaseRecord[]): string {
-  return `${JSON.stringify({ leases }, null, 2)}\n`;
+function serializeLeases(file: LeasesFile): string {
+  return `${JSON.stringify(file.pending ? file : { leases: file.leases }, null, 2)}\n`;
+}
+
+/** Whether `v` is an array of well-formed lease records. */
+function isLeaseList(v: unknown): v is LeaseRecord[] {
+  return Array.isArray(v) && v.every(isLeaseRecord);
 }
 
 /** Whether `v` is a well-formed lease record. */

@@ -4,7 +4,8 @@
  * updates (nothing acknowledged lost, torn tails detected); a consumer killed while holding a lease.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, truncateSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { JsonFile, JsonlLog, JsonlQueue, type TornLine } from '../../src/store/index.js';
@@ -18,6 +19,7 @@ const fresh = (name: string) => join(tmp.dir, `s${++seq}`, name);
 const N = Number(process.env.TOWNLOCK_STORE_PROCS ?? 4);
 const M = Number(process.env.TOWNLOCK_STORE_OPS ?? 50);
 const KILLS = Number(process.env.TOWNLOCK_STORE_KILLS ?? 100);
+const QUEUE_KILLS = Number(process.env.TOWNLOCK_QUEUE_KILLS ?? 20);
 
 /** A copy of dist/ whose file store takes no lock (the queue's writes go through it too). */
 const lockless = () =>
@@ -189,5 +191,66 @@ describe('crash safety', () => {
       `${KILLS} kills; ${[...acked.values()].reduce((a, b) => a + b, 0)} appends and ${maxRuns} updates acknowledged; torn lines from kills ${tornSeen}`,
     );
     assert.ok(maxRuns > KILLS / 2, 'kills must land among the updates');
+  });
+});
+
+describe('queue crash safety', () => {
+  /**
+   * How many copies of each task the two files hold, read as the queue reads them (jsonl-queue.ts): the
+   * queue file's lines, plus the leases file's leases; while the leases file carries a `pending` move,
+   * its `pending.leases` count instead once the queue file no longer has the bytes it was moved from.
+   */
+  function copies(path: string): Map<string, number> {
+    const count = new Map<string, number>();
+    const add = (line: string) => {
+      const key = JSON.stringify(JSON.parse(line));
+      count.set(key, (count.get(key) ?? 0) + 1);
+    };
+    const queue = existsSync(path) ? readFileSync(path) : Buffer.alloc(0);
+    for (const line of queue.toString('utf8').split('\n')) if (line.trim() !== '') add(line);
+    const leasesPath = `${path}.leases.json`;
+    if (!existsSync(leasesPath)) return count;
+    const file = JSON.parse(readFileSync(leasesPath, 'utf8')) as {
+      leases: { line: string }[];
+      pending?: { queue: string; leases: { line: string }[] };
+    };
+    const moved =
+      file.pending !== undefined && createHash('sha256').update(queue).digest('hex') !== file.pending.queue;
+    for (const lease of moved ? file.pending!.leases : file.leases) add(lease.line);
+    return count;
+  }
+
+  test(`kill -9 while consumers lease, re-lease expired leases, ack and release (${QUEUE_KILLS} rounds): every task stored exactly once`, async (t) => {
+    const path = fresh('tasks.jsonl');
+    const q = await JsonlQueue.open<{ t: number }>(path);
+    const acking = new Set<string>(); // acks started: such a task may be gone
+    const acked = new Set<string>(); // acks acknowledged: such a task must be gone
+    let next = 0;
+    let leases = 0;
+    for (let r = 0; r < QUEUE_KILLS; r++) {
+      await q.enqueueMany(Array.from({ length: 6 }, () => ({ t: next++ })));
+      // Visibility 20-60 ms: leases run out and are taken again (a re-lease) all the time.
+      const kids = [0, 1].map(() => fixture('store-queue.mjs', [path, 'churn', '20', '60']));
+      for (const kid of kids) await kid.waitFor(/^leased /);
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 250)); // a random moment, not a handshake
+      for (const kid of kids) kid.proc.kill('SIGKILL');
+      for (const kid of kids) {
+        await kid.exited();
+        for (const line of kid.lines) {
+          if (line.startsWith('acking ')) acking.add(line.slice(7));
+          if (line.startsWith('acked ')) acked.add(line.slice(6));
+          if (line.startsWith('leased ')) leases++;
+        }
+      }
+      const count = copies(path);
+      for (let i = 0; i < next; i++) {
+        const task = JSON.stringify({ t: i });
+        const n = count.get(task) ?? 0;
+        assert.ok(n <= 1, `round ${r}: task ${task} is stored ${n} times`);
+        if (acked.has(task)) assert.equal(n, 0, `round ${r}: task ${task} was acked but is still stored`);
+        else if (!acking.has(task)) assert.equal(n, 1, `round ${r}: task ${task} was lost`);
+      }
+    }
+    t.diagnostic(`${QUEUE_KILLS} kills; ${leases} leases taken, ${acked.size} acked of ${next} tasks`);
   });
 });
