@@ -43,8 +43,16 @@ export class PendingFile {
     this.#fsync = fsync;
   }
 
-  /** Creates the temporary file (exclusively, so concurrent writers never share one). */
-  static async create(path: string, options: AtomicWriteOptions = {}): Promise<PendingFile> {
+  /**
+   * Creates the temporary file (exclusively, so concurrent writers never share one). `newFileMode`
+   * (internal: the stores pass 0o644, as the Go tool writes its files) replaces the 0o600 default of a
+   * new file, filtered by the umask as any file a program creates.
+   */
+  static async create(
+    path: string,
+    options: AtomicWriteOptions = {},
+    newFileMode?: number,
+  ): Promise<PendingFile> {
     if (typeof path !== 'string' || path.length === 0 || path.includes('\0'))
       throw new InvalidOptionError('path', path, 'a non-empty string');
     if (options === null || typeof options !== 'object' || Array.isArray(options))
@@ -55,12 +63,12 @@ export class PendingFile {
     }
     if (typeof fsync !== 'boolean') throw new InvalidOptionError('fsync', fsync, 'a boolean');
     const target = await resolveTarget(resolve(path));
-    const finalMode = mode ?? (await existingMode(target)) ?? 0o600;
+    const exact = mode ?? (await existingMode(target)) ?? (newFileMode === undefined ? 0o600 : undefined);
     const tempPath = tempPathFor(target, process.pid);
-    const fd = await ops.open(tempPath, 'wx', finalMode);
+    const fd = await ops.open(tempPath, 'wx', (exact ?? newFileMode)!);
     const pending = new PendingFile(target, tempPath, fd, fsync);
-    // The open mode is filtered by the umask; set it exactly, as the existing file had it.
-    await pending.#step(() => ops.chmod(fd, finalMode));
+    // The open mode is filtered by the umask; set it exactly, as given or as the existing file had it.
+    if (exact !== undefined) await pending.#step(() => ops.chmod(fd, exact));
     return pending;
   }
 
@@ -132,9 +140,10 @@ export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
+  newFileMode?: number,
 ): Promise<void> {
   checkData(data); // before anything is created: a bad argument must leave every file as it was
-  const pending = await PendingFile.create(path, options);
+  const pending = await PendingFile.create(path, options, newFileMode);
   try {
     await pending.write(data);
     await pending.commit();

@@ -215,7 +215,9 @@ export class FileDocument<S> implements DocumentStore<S> {
     try {
       // Under the lock no other townlock writer is active; temp files of dead writers are garbage.
       await removeStaleTempFiles(target);
-      await writeFileAtomic(target, bytes, { fsync: this.#fsync });
+      // A new file is 0o644 less the umask, as the Go tool (and fs.writeFile) would create it: state
+      // shared in a town is readable by its other users. An existing file keeps its mode.
+      await writeFileAtomic(target, bytes, { fsync: this.#fsync }, 0o644);
     } catch (err) {
       throw this.#wrap('write', err);
     }

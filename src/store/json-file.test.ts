@@ -2,11 +2,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -42,6 +44,22 @@ describe('read and update', () => {
     assert.equal(result, 10);
     assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { runs: 1 });
     assert.deepEqual(state.read(), { runs: 1 });
+  });
+
+  test('a new file is created 0o644 less the umask, as the Go tool creates its files; an existing mode is kept', async () => {
+    // The umask is read in a child: process.umask() without an argument is deprecated.
+    const umask = Number.parseInt(execFileSync('sh', ['-c', 'umask'], { encoding: 'utf8' }).trim(), 8);
+    const path = fresh();
+    const state = await open(path);
+    await state.update((d) => {
+      d.runs = 1;
+    });
+    assert.equal(statSync(path).mode & 0o777, 0o644 & ~umask);
+    chmodSync(path, 0o600);
+    await state.update((d) => {
+      d.runs = 2;
+    });
+    assert.equal(statSync(path).mode & 0o777, 0o600);
   });
 
   test('read() is a frozen committed snapshot: mutating it throws and changes nothing', async () => {
