@@ -17,6 +17,13 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
     cwd: process.cwd(),
     stdout: lazyOutput(1, () => process.stdout),
     stderr: lazyOutput(2, () => process.stderr),
+    stdin: {
+      get isTTY() {
+        return isatty(0);
+      },
+      // process.stdin is created on first access: only machine exec reads it.
+      stream: () => process.stdin,
+    },
     // Loaded on first use: node:child_process costs ~15 ms, which only lock run pays.
     spawn: (command, args, options) => childProcess().spawn(command, args, options),
     inForegroundProcessGroup,
@@ -65,19 +72,50 @@ function childProcess(): typeof import('node:child_process') {
 /**
  * stdout or stderr, created on the first write: on a pipe Node builds a socket for it (several ms), and
  * lock run usually prints nothing of its own. A closed pipe (`townlock machine list | head -1`) is the
- * reader's choice, not an error to report.
+ * reader's choice, not an error to report; writeBytes hands it (and any other write error) to its caller.
  */
 function lazyOutput(fd: 1 | 2, open: () => NodeJS.WriteStream): Output {
   let stream: NodeJS.WriteStream | undefined;
+  /** The error that ended the stream. */
+  let failed: Error | undefined;
+  /** Rejecters of writeBytes promises waiting for 'drain'. */
+  const waiting = new Set<(err: Error) => void>();
+  const get = () => {
+    if (!stream) {
+      stream = open();
+      stream.on('error', (err: NodeJS.ErrnoException) => {
+        failed ??= err;
+        if (waiting.size > 0) {
+          for (const reject of waiting) reject(err);
+          return;
+        }
+        if (err.code !== 'EPIPE') throw err;
+      });
+    }
+    return stream;
+  };
   return {
     write(text) {
-      if (!stream) {
-        stream = open();
-        stream.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EPIPE') throw err;
-        });
-      }
-      stream.write(text);
+      get().write(text);
+    },
+    writeBytes(bytes) {
+      const s = get();
+      if (failed) return Promise.reject(failed);
+      // Files and terminals are written synchronously; a pipe buffers up to its highWaterMark.
+      if (s.write(bytes)) return undefined;
+      if (failed) return Promise.reject(failed);
+      return new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          waiting.delete(onError);
+          s.off('drain', onDrain);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onDrain = () => done();
+        const onError = (err: Error) => done(err);
+        waiting.add(onError);
+        s.once('drain', onDrain);
+      });
     },
     get isTTY() {
       return isatty(fd);
