@@ -1,18 +1,20 @@
 /** The CLI in-process, with a fake context: colour rules and output plumbing. */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
 import { runCli } from './cli.js';
-import type { CliContext } from './context.js';
+import type { CliContext, Input } from './context.js';
 import type { CommandSpec } from './spec.js';
 
 const dir = scratchDir('townlock-cli-unit-');
 
-/** A context whose stdout claims to be a terminal. */
-function fakeContext(env: Record<string, string>) {
+/** A context whose stdout claims to be a terminal; `stdin`, when given, is its standard input. */
+function fakeContext(env: Record<string, string>, stdin?: Input) {
   let out = '';
   let err = '';
+  const bytes: Buffer[] = [];
   const ctx: CliContext = {
     env: { TOWNLOCK_REGISTRY: join(dir, 'machines.json'), ...env },
     cwd: dir,
@@ -20,20 +22,29 @@ function fakeContext(env: Record<string, string>) {
       write: (s) => {
         out += s;
       },
+      writeBytes: (b) => {
+        bytes.push(Buffer.from(b));
+        return undefined;
+      },
       isTTY: true,
     },
     stderr: {
       write: (s) => {
         err += s;
       },
+      writeBytes: (b) => {
+        err += Buffer.from(b).toString();
+        return undefined;
+      },
       isTTY: true,
     },
+    stdin,
     spawn: () => {
       throw new Error('not used');
     },
     onSignal: () => () => {},
   };
-  return { ctx, out: () => out, err: () => err };
+  return { ctx, out: () => out, err: () => err, bytes: () => Buffer.concat(bytes) };
 }
 
 test('colour on a terminal, none with NO_COLOR', async () => {
@@ -77,4 +88,50 @@ test('an internal error (a bug) exits 70 with its stack, sanitized', async () =>
     stack.some((l) => /^\s+at /.test(l)),
     'the stack is printed',
   );
+});
+
+test('machine exec: stdin reaches the command unless it is a terminal; output is raw bytes', async () => {
+  const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  let opened = 0;
+  const piped = fakeContext(
+    {},
+    {
+      isTTY: false,
+      stream: () => {
+        opened++;
+        return Readable.from([all, all]);
+      },
+    },
+  );
+  assert.equal(await runCli(['machine', 'exec', 'local', 'cat'], piped.ctx), 0);
+  assert.ok(piped.bytes().equals(Buffer.concat([all, all])), 'every byte, through cat and back');
+  assert.equal(piped.out(), '', 'nothing goes through the sanitizing text path');
+  assert.equal(opened, 1);
+  // A terminal: the command reads end-of-file at once (as ssh(1) without -t), and stdin is left alone.
+  const tty = fakeContext(
+    {},
+    { isTTY: true, stream: () => assert.fail('a terminal stdin must not be read') },
+  );
+  assert.equal(await runCli(['machine', 'exec', 'local', 'cat'], tty.ctx), 0);
+  assert.equal(tty.bytes().length, 0);
+  // No stdin in the context at all: the same.
+  const none = fakeContext({});
+  assert.equal(await runCli(['machine', 'exec', 'local', 'sh', '-c', 'cat; echo done >&2'], none.ctx), 0);
+  assert.equal(none.err(), 'done\n');
+});
+
+test('machine exec: a reader gone away (EPIPE) kills the command and exits 141, like SIGPIPE', async () => {
+  const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+  const ctx = fakeContext({});
+  let writes = 0;
+  ctx.ctx.stdout.writeBytes = () => {
+    writes++;
+    return Promise.reject(epipe);
+  };
+  const started = Date.now();
+  // `yes` writes forever: only the failed write can end it.
+  assert.equal(await runCli(['machine', 'exec', 'local', 'yes'], ctx.ctx), 141);
+  assert.ok(Date.now() - started < 10_000);
+  assert.ok(writes >= 1);
+  assert.equal(ctx.err(), '', "no message: a closed pipe is the reader's choice");
 });

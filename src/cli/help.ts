@@ -84,7 +84,8 @@ Exit codes (those of util-linux flock(1)):
   70     internal error (a bug in townlock)
   71     any other operating-system error
   75     temporary failure: the machine or etcd cannot be reached now, or an etcd lock was lost
-  128+N  lock run, machine exec: the command died of signal N; log tail -f: ended by it
+  128+N  lock run, machine exec: the command died of signal N; log tail -f: ended by it;
+         machine exec: 141 when the reader of its output went away
   lock run and machine exec otherwise exit with the command's own status.
 `;
 }

@@ -40,6 +40,13 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
     cwd: process.cwd(),
     stdout: lazyOutput(1, () => process.stdout),
     stderr: lazyOutput(2, () => process.stderr),
+    stdin: {
+      get isTTY() {
+        return isatty(0);
+      },
+      // process.stdin is created on first access: only machine exec reads it.
+      stream: () => process.stdin,
+    },
     // Loaded on first use: node:child_process costs ~15 ms, which only lock run pays.
     spawn: (command, args, options) => childProcess().spawn(command, args, options),
     inForegroundProcessGroup,
@@ -93,41 +100,71 @@ function childProcess(): typeof import('node:child_process') {
 /**
  * stdout or stderr, created on the first write: on a pipe Node builds a socket for it (several ms), and
  * lock run usually prints nothing of its own. A closed pipe (`townlock machine list | head -1`) is the
- * reader's choice, not an error to report.
+ * reader's choice, not an error to report; writeBytes hands it (and any other write error) to its caller.
  */
 function lazyOutput(fd: 1 | 2, open: () => NodeJS.WriteStream): Output {
   let stream: NodeJS.WriteStream | undefined;
-  let closed = false;
+  /** The error that ended the stream (EPIPE: the reader went away). */
+  let failed: NodeJS.ErrnoException | undefined;
   const onClosed = new Set<() => void>();
+  /** Rejecters of writeBytes promises waiting for 'drain'. */
+  const waiting = new Set<(err: Error) => void>();
+  /** writeBytes was used: its caller (machine exec) reports write errors itself. */
+  let raw = false;
+  const get = () => {
+    if (!stream) {
+      stream = open();
+      stream.on('error', (err: NodeJS.ErrnoException) => {
+        const first = failed === undefined;
+        failed ??= err;
+        for (const reject of waiting) reject(err);
+        if (!first || raw) return;
+        if (err.code === 'EPIPE') {
+          for (const handler of onClosed) handler();
+          return;
+        }
+        // One line, as every other error, and EX_OSERR: never the "busy" status 1 or a stack.
+        outputFailed = true;
+        process.exitCode = 71;
+        if (fd === 1) {
+          const reason = `${err.message.replace(/^[A-Z]+: /, '').replace(/, write$/, '')}`;
+          process.stderr.write(`townlock: cannot write to stdout: ${reason} [${err.code ?? 'EIO'}]\n`);
+        }
+      });
+    }
+    return stream;
+  };
   return {
     write(text) {
-      if (closed) return;
-      if (!stream) {
-        stream = open();
-        stream.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code === 'EPIPE') {
-            closed = true;
-            for (const handler of onClosed) handler();
-            return;
-          }
-          // One line, as every other error, and EX_OSERR: never the "busy" status 1 or a stack.
-          outputFailed = true;
-          process.exitCode = 71;
-          if (fd === 1) {
-            const reason = `${err.message.replace(/^[A-Z]+: /, '').replace(/, write$/, '')}`;
-            process.stderr.write(`townlock: cannot write to stdout: ${reason} [${err.code ?? 'EIO'}]\n`);
-          }
-          closed = true;
-        });
-      }
-      stream.write(text);
+      if (failed) return;
+      get().write(text);
+    },
+    writeBytes(bytes) {
+      raw = true;
+      const s = get();
+      if (failed) return Promise.reject(failed);
+      // Files and terminals are written synchronously; a pipe buffers up to its highWaterMark.
+      if (s.write(bytes)) return undefined;
+      if (failed) return Promise.reject(failed);
+      return new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          waiting.delete(onError);
+          s.off('drain', onDrain);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onDrain = () => done();
+        const onError = (err: Error) => done(err);
+        waiting.add(onError);
+        s.once('drain', onDrain);
+      });
     },
     get isTTY() {
       return isatty(fd);
     },
     onClosed(handler) {
       onClosed.add(handler);
-      if (closed) handler();
+      if (failed?.code === 'EPIPE') handler();
       return () => onClosed.delete(handler);
     },
   };

@@ -45,38 +45,123 @@ export interface RunningCommand {
   on(event: 'error', listener: (err: NodeJS.ErrnoException) => void): unknown;
 }
 
+/** Takes a marker out of stderr as it streams (SSH's pid marker); see MarkerFilter in _remote-kill.ts. */
+export interface StderrFilter {
+  /** Feeds one chunk; returns the bytes that can be passed on now. */
+  pass(chunk: Buffer): Buffer;
+  /** At the end of stderr: whatever is still held back. */
+  end(): Buffer;
+}
+
+/** Whether `input` is a readable stream (as opposed to a string or bytes). */
+export function isReadableInput(input: ExecOptions['input']): input is NodeJS.ReadableStream {
+  return typeof input === 'object' && input !== null && !(input instanceof Uint8Array);
+}
+
 /**
- * Feeds stdin, collects stdout/stderr, and settles when the command ends, or rejects on timeout/abort
- * as soon as it has called `child.kill()` (which kills the command's process group, possibly
- * asynchronously). Spawn failures become exit codes 127/126, as a shell reports them. `cleanStderr`
- * post-processes the collected stderr (SSH strips its pid marker).
+ * Feeds stdin (writes a string or bytes, or pipes a stream), delivers stdout/stderr to the
+ * `onStdout`/`onStderr` callbacks as they arrive or collects them, and settles when the command ends,
+ * or rejects on timeout/abort as soon as it has called `child.kill()` (which kills the command's
+ * process group, possibly asynchronously). A callback that throws, a promise it returns that rejects,
+ * or an error of the input stream also kills the command and rejects with that error. While a promise a
+ * callback returned is pending, its stream is paused (backpressure: the command blocks once the pipe or
+ * the SSH window is full). Spawn failures become exit codes 127/126, as a shell reports them.
+ * `stderrFilter` takes SSH's pid marker out of stderr, streamed or collected.
  */
 export function collectExec(
   machine: string,
   child: RunningCommand,
   options: ExecOptions,
-  cleanStderr: (stderr: Buffer) => Buffer = (stderr) => stderr,
+  stderrFilter?: StderrFilter,
 ): Promise<ExecResult> {
-  const { timeout, signal, input } = options;
+  const { timeout, signal, input, onStdout, onStderr } = options;
   return new Promise<ExecResult>((resolve, reject) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout?.on('data', (d: Buffer) => out.push(d));
-    child.stderr?.on('data', (d: Buffer) => err.push(d));
-    child.stdin?.on('error', () => {});
-    child.stdin?.end(input ?? '');
+    const stream = isReadableInput(input) ? input : undefined;
     let settled = false;
     const finish = (fn: () => void) => {
       if (settled) return;
       settled = true;
       timer?.clear();
       signal?.removeEventListener('abort', onAbort);
+      if (stream) {
+        stream.off('error', fail);
+        if (child.stdin) stream.unpipe(child.stdin);
+      }
+      // Anything still arriving (after a kill) is dropped, and a stream paused for a slow callback
+      // drains, so pipes and channels close.
+      child.stdout?.resume();
+      child.stderr?.resume();
       fn();
     };
-    const fail = (error: ConnectionError) => {
+    const fail = (error: unknown) => {
+      if (settled) return;
       child.kill('SIGKILL');
       finish(() => reject(error));
     };
+
+    /**
+     * Hands each chunk of `source` to `callback` (pausing the source while a promise it returned is
+     * pending) or to `sink`; resolves once the source has ended and everything was handed over.
+     */
+    const drain = (
+      source: Readable | null,
+      callback: ((chunk: Buffer) => unknown) | undefined,
+      sink: Buffer[],
+      filter?: StderrFilter,
+    ): Promise<void> => {
+      if (!source) return Promise.resolve();
+      let last: Promise<unknown> = Promise.resolve();
+      const hand = (bytes: Buffer) => {
+        if (settled || bytes.length === 0) return;
+        if (!callback) {
+          sink.push(bytes);
+          return;
+        }
+        let r: unknown;
+        try {
+          r = callback(bytes);
+        } catch (e) {
+          fail(e);
+          return;
+        }
+        if (typeof (r as PromiseLike<unknown> | undefined)?.then === 'function') {
+          source.pause();
+          last = Promise.resolve(r as PromiseLike<unknown>).then(
+            () => {
+              if (!settled) source.resume();
+            },
+            (e) => fail(e),
+          );
+        }
+      };
+      source.on('data', (chunk: Buffer) => hand(filter ? filter.pass(chunk) : chunk));
+      return new Promise<void>((done) => {
+        let ended = false;
+        const onEnd = () => {
+          if (ended) return;
+          ended = true;
+          if (filter) hand(filter.end());
+          void last.then(() => done());
+        };
+        source.once('end', onEnd);
+        source.once('close', onEnd);
+      });
+    };
+    const outDone = drain(child.stdout, onStdout, out);
+    const errDone = drain(child.stderr, onStderr, err, stderrFilter);
+
+    // The command may exit or close its stdin before reading all of it (EPIPE): not an error.
+    child.stdin?.on('error', () => {});
+    if (stream && child.stdin) {
+      stream.on('error', fail);
+      // pipe() pauses the source while the command's stdin is full and ends stdin at the source's end.
+      stream.pipe(child.stdin);
+    } else {
+      child.stdin?.end(stream ? '' : (input ?? ''));
+    }
+
     const onAbort = () => fail(abortedError(machine, signal!));
     const timer =
       timeout !== undefined
@@ -89,18 +174,32 @@ export function collectExec(
     else signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e) => {
       const code = e.code === 'ENOENT' ? 127 : e.code === 'EACCES' ? 126 : undefined;
-      if (code === undefined)
+      if (code === undefined) {
         finish(() => reject(new ConnectionError(machine, 'exec', 'remote', e.message, { cause: e })));
-      else finish(() => resolve({ stdout: '', stderr: `${e.message}\n`, code }));
+        return;
+      }
+      // A shell would say so on stderr: the message goes where the command's stderr would have gone.
+      const message = `${e.message}\n`;
+      if (onStderr) {
+        try {
+          void Promise.resolve(onStderr(Buffer.from(message))).catch(() => {});
+        } catch {
+          // the command never ran: the exit code says enough
+        }
+      }
+      finish(() => resolve({ stdout: '', stderr: onStderr ? '' : message, code }));
     });
     child.on('close', (code, sig) => {
       const status = code ?? 128 + (constants.signals[sig as NodeJS.Signals] ?? 0);
-      finish(() =>
-        resolve({
-          stdout: Buffer.concat(out).toString(),
-          stderr: cleanStderr(Buffer.concat(err)).toString(),
-          code: status,
-        }),
+      // SSH's close can come before stderr has been read to its end: wait for both streams.
+      void Promise.all([outDone, errDone]).then(() =>
+        finish(() =>
+          resolve({
+            stdout: Buffer.concat(out).toString(),
+            stderr: Buffer.concat(err).toString(),
+            code: status,
+          }),
+        ),
       );
     });
   });

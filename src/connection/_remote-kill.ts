@@ -2,15 +2,17 @@
  * Killing a remote command (exec's timeout and abort) without relying on the SSH server.
  *
  * The RFC 4254 "signal" channel request does not do it: ssh2 silently drops the request once the
- * channel's stdin has been ended (exec always ends it), and OpenSSH before 9.8 refuses it for root
- * logins ("session signalling requires privilege separation": privsep_postauth turns privilege
- * separation off for uid 0). Closing the channel does not do it either: sshd keeps a session whose child
- * still runs ("delay detach") and sends a non-tty command no signal.
+ * channel's stdin has been ended (exec ends it at once, or when its input stream ends), and OpenSSH
+ * before 9.8 refuses it for root logins ("session signalling requires privilege separation":
+ * privsep_postauth turns privilege separation off for uid 0). Closing the channel does not do it
+ * either: sshd keeps a session whose child still runs ("delay detach") and sends a non-tty command no
+ * signal.
  *
  * So the command line first reports the remote shell's pid on stderr, behind a marker carrying a random
- * nonce (stripped from the stderr exec returns), from a `/bin/sh` the login shell execs. sshd's session child calls setsid() before it starts the
- * shell, and the command replaces the shell (`exec`), so that pid is also the process group of the
- * command and of every child it starts. On timeout or abort a second exec channel runs
+ * nonce (removed from the stderr exec returns or streams: {@link MarkerFilter}), from a `/bin/sh` the
+ * login shell execs. sshd's session child calls setsid() before it starts the shell, and the command
+ * replaces the shell (`exec`), so that pid is also the process group of the command and of every child
+ * it starts. On timeout or abort a second exec channel runs
  * `kill -s KILL -- -PGID` (falling back to the pid alone where the group does not exist), then the
  * command's channel is closed.
  *
@@ -77,11 +79,83 @@ export class PidMarker {
 
   /** `stderr` without the marker line (the first one carrying this nonce; anything else is left alone). */
   strip(stderr: Buffer): Buffer {
-    const at = stderr.indexOf(this.#marker, 0, 'latin1');
-    if (at < 0) return stderr;
-    const end = stderr.indexOf(0x0a, at);
-    if (end < 0) return stderr;
-    return Buffer.concat([stderr.subarray(0, at), stderr.subarray(end + 1)]);
+    const filter = this.filter();
+    return Buffer.concat([filter.pass(stderr), filter.end()]);
+  }
+
+  /** A filter that removes this marker's line from stderr as it streams (one per stream). */
+  filter(): MarkerFilter {
+    return new MarkerFilter(this.#marker);
+  }
+}
+
+/** The most digits a pid can have in the marker line (pid_t is at most 64 bits). */
+const MAX_PID_DIGITS = 20;
+
+/**
+ * Removes the pid marker line from stderr chunk by chunk, without delaying anything else: bytes before
+ * the marker pass as soon as they cannot be its beginning, and once the marker line has passed, every
+ * chunk is returned as it is (the same Buffer). At most one marker line's worth of bytes
+ * (`marker` + 20 digits + newline) is ever held back. Only the first complete marker line is removed;
+ * something that starts like the marker but is not followed by digits and a newline is passed on.
+ */
+export class MarkerFilter {
+  readonly #marker: Buffer;
+  #held: Buffer = Buffer.alloc(0);
+  #passed = false;
+
+  constructor(marker: string) {
+    this.#marker = Buffer.from(marker, 'latin1');
+  }
+
+  /** Feeds one chunk; returns the bytes that can be passed on now (possibly none). */
+  pass(chunk: Buffer): Buffer {
+    if (this.#passed) return chunk;
+    let buf = this.#held.length > 0 ? Buffer.concat([this.#held, chunk]) : chunk;
+    this.#held = Buffer.alloc(0);
+    const out: Buffer[] = [];
+    for (;;) {
+      const at = buf.indexOf(this.#marker);
+      if (at < 0) {
+        const keep = this.#partialAtEnd(buf);
+        out.push(buf.subarray(0, buf.length - keep));
+        this.#held = Buffer.from(buf.subarray(buf.length - keep));
+        break;
+      }
+      const digits = at + this.#marker.length;
+      let i = digits;
+      while (i < buf.length && i - digits < MAX_PID_DIGITS && buf[i]! >= 0x30 && buf[i]! <= 0x39) i++;
+      if (i === buf.length) {
+        // The line may still be complete in the next chunk.
+        out.push(buf.subarray(0, at));
+        this.#held = Buffer.from(buf.subarray(at));
+        break;
+      }
+      if (buf[i] === 0x0a && i > digits) {
+        this.#passed = true;
+        out.push(buf.subarray(0, at), buf.subarray(i + 1));
+        break;
+      }
+      // Looked like the marker but is not its line: pass its first byte on and look further.
+      out.push(buf.subarray(0, at + 1));
+      buf = buf.subarray(at + 1);
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /** At the end of stderr: what is still held back (the start of a marker that never completed). */
+  end(): Buffer {
+    const rest = this.#held;
+    this.#held = Buffer.alloc(0);
+    return rest;
+  }
+
+  /** How many bytes at the end of `buf` are a proper beginning of the marker (so must wait). */
+  #partialAtEnd(buf: Buffer): number {
+    for (let k = Math.min(this.#marker.length - 1, buf.length); k > 0; k--) {
+      if (buf.subarray(buf.length - k).equals(this.#marker.subarray(0, k))) return k;
+    }
+    return 0;
   }
 }
 

@@ -49,7 +49,7 @@ export function checkExec(command: unknown, args: unknown, options: unknown): vo
       throw new InvalidOptionError(`args[${i}]`, arg, 'a string without NUL bytes');
   });
   checkOptions(options);
-  const { cwd, env, timeout, signal, input } = (options ?? {}) as ExecOptions;
+  const { cwd, env, timeout, signal, input, onStdout, onStderr } = (options ?? {}) as ExecOptions;
   checkOptionalString('cwd', cwd);
   if (env !== undefined) {
     if (env === null || typeof env !== 'object' || Array.isArray(env))
@@ -64,8 +64,29 @@ export function checkExec(command: unknown, args: unknown, options: unknown): vo
   checkPositiveMs('timeout', timeout);
   if (signal !== undefined && !(signal instanceof AbortSignal))
     throw new InvalidOptionError('signal', signal, 'an AbortSignal');
-  if (input !== undefined && typeof input !== 'string' && !(input instanceof Uint8Array))
-    throw new InvalidOptionError('input', input, 'a string or a Uint8Array');
+  if (
+    input !== undefined &&
+    typeof input !== 'string' &&
+    !(input instanceof Uint8Array) &&
+    !isReadable(input)
+  )
+    throw new InvalidOptionError('input', input, 'a string, a Uint8Array or a readable stream');
+  if (onStdout !== undefined && typeof onStdout !== 'function')
+    throw new InvalidOptionError('onStdout', onStdout, 'a function');
+  if (onStderr !== undefined && typeof onStderr !== 'function')
+    throw new InvalidOptionError('onStderr', onStderr, 'a function');
+}
+
+/** Whether `value` looks like a Node readable stream (what pipe() needs: pipe, on, unpipe). */
+function isReadable(value: unknown): boolean {
+  const v = value as { pipe?: unknown; on?: unknown; unpipe?: unknown } | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.pipe === 'function' &&
+    typeof v.on === 'function' &&
+    typeof v.unpipe === 'function'
+  );
 }
 
 /** Validates tmuxNewSession's arguments. */

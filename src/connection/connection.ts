@@ -30,8 +30,32 @@ export interface ExecOptions {
   timeout?: number;
   /** When it aborts, SIGKILL the command and its process group and reject with an `aborted` ConnectionError. */
   signal?: AbortSignal;
-  /** Bytes written to the command's stdin. */
-  input?: string | Uint8Array;
+  /**
+   * The command's stdin. A string or bytes are written and stdin is closed. A readable stream (a Node
+   * Readable, a file stream, the standard input) is piped in as it produces data, with backpressure
+   * (read no faster than the command takes it), and stdin is closed at the stream's end. When the
+   * command ends, the stream is unpiped and left as it is: exec neither closes it nor reads what the
+   * command did not take. An `'error'` of the stream kills the command (as a timeout does) and exec
+   * rejects with that error. Without `input` the command's stdin is closed at once (it reads end-of-file).
+   */
+  input?: string | Uint8Array | NodeJS.ReadableStream;
+  /**
+   * Streams stdout: each chunk is passed to this function as it arrives (any size, split anywhere, raw
+   * bytes) and not collected, so the result's `stdout` is `''`. If the function returns a promise, stdout is
+   * paused until it settles: a slow consumer slows the command down (it blocks once the pipe, or the SSH
+   * channel's window, is full) instead of output piling up in memory. A function that returns nothing
+   * receives output as fast as the command writes it: buffering is then its own business. If it throws,
+   * or its promise rejects, the command is killed (as on timeout) and exec rejects with that error.
+   * exec settles only after the last chunk has been handed over (and its promise, if any, settled).
+   */
+  onStdout?: (chunk: Buffer) => void | PromiseLike<void>;
+  /**
+   * Streams stderr, as {@link ExecOptions.onStdout} streams stdout; the result's `stderr` is then `''`.
+   * Over SSH, the pid marker line (docs/connection.md, exec) is taken out first: output is held
+   * back only until that line, which the remote shell prints before the command starts, has passed.
+   * Locally, a command that cannot be started (exit code 127/126) reports why here.
+   */
+  onStderr?: (chunk: Buffer) => void | PromiseLike<void>;
 }
 
 /** The outcome of a finished command. */

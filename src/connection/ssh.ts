@@ -231,7 +231,7 @@ export class SshConnection extends BaseConnection {
         } else channel.on(event, listener);
       },
     };
-    return this.#track(collectExec(this.name, running as never, options, (stderr) => marker.strip(stderr)));
+    return this.#track(collectExec(this.name, running as never, options, marker.filter()));
   }
 
   async close(): Promise<void> {

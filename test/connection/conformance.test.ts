@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import {
   type Connection,
@@ -227,6 +228,121 @@ for (const kind of kinds) {
       await assert.rejects(conn.exec('true', [], { env: { 'BAD NAME': '1' } }), {
         code: 'ERR_INVALID_OPTION',
       });
+    });
+
+    test('exec pipes a readable input to stdin, binary-safe, and closes stdin at its end', async (t) => {
+      if (!ready(t)) return;
+      const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      const chunks = [all, Buffer.alloc(1024 * 1024, 0xff), all];
+      const r = await conn.exec('cat', [], { input: Readable.from(chunks) });
+      assert.equal(r.code, 0);
+      assert.ok(Buffer.from(r.stdout, 'latin1').length > 0);
+      const out: Buffer[] = [];
+      const streamed = await conn.exec('cat', [], {
+        input: Readable.from(chunks),
+        onStdout: (chunk) => {
+          out.push(chunk);
+        },
+      });
+      assert.deepEqual(streamed, { stdout: '', stderr: '', code: 0 });
+      assert.ok(Buffer.concat(out).equals(Buffer.concat(chunks)), 'every byte, in order');
+      const sorted = await conn.exec('sort', ['-r'], { input: Readable.from(['a\n', 'b\n']) });
+      assert.equal(sorted.stdout, 'b\na\n');
+    });
+
+    test('onStdout and onStderr get output as it is written, before the command ends', async (t) => {
+      if (!ready(t)) return;
+      const input = new PassThrough();
+      let out = '';
+      let err = '';
+      let seen: () => void;
+      const bothSeen = new Promise<void>((resolve) => {
+        seen = resolve;
+      });
+      const check = () => out === 'out1\n' && err === 'err1\n' && seen();
+      const running = conn.exec(
+        'sh',
+        ['-c', 'echo out1; echo err1 >&2; read x; echo "out2 $x"; echo "err2 $x" >&2; exit 3'],
+        {
+          input,
+          onStdout: (chunk) => {
+            assert.ok(Buffer.isBuffer(chunk));
+            out += chunk;
+            check();
+          },
+          onStderr: (chunk) => {
+            assert.ok(Buffer.isBuffer(chunk));
+            err += chunk;
+            check();
+          },
+          timeout: 30_000,
+        },
+      );
+      // The command waits for a line on stdin: the first lines must have arrived without it.
+      let deadline: NodeJS.Timeout | undefined;
+      await Promise.race([
+        bothSeen,
+        new Promise((_, reject) => {
+          deadline = setTimeout(
+            () => reject(new Error(`no streamed output: ${JSON.stringify([out, err])}`)),
+            10_000,
+          );
+        }),
+      ]).finally(() => {
+        clearTimeout(deadline);
+        input.end('go\n');
+      });
+      assert.deepEqual(await running, { stdout: '', stderr: '', code: 3 }, 'nothing is collected');
+      assert.equal(out, 'out1\nout2 go\n');
+      assert.equal(err, 'err1\nerr2 go\n', 'stderr exactly as written (over SSH: no pid marker)');
+    });
+
+    test('streamed output is complete with a slow (async) consumer; 20 MB are not collected', async (t) => {
+      if (!ready(t)) return;
+      const size = 20 * 1000 * 1000;
+      let bytes = 0;
+      const r = await conn.exec('head', ['-c', String(size), '/dev/zero'], {
+        // A consumer that takes a turn of the event loop per chunk: exec waits for each promise.
+        onStdout: (chunk) => {
+          bytes += chunk.length;
+          return new Promise<void>((resolve) => setImmediate(resolve));
+        },
+        timeout: 120_000,
+      });
+      // Lengths, not the strings: a failure must not print 20 MB.
+      assert.deepEqual([r.stdout.length, r.stderr.length, r.code], [0, 0, 0], 'nothing is collected');
+      assert.equal(bytes, size);
+    });
+
+    test('a throwing output callback or a failing input kills the command and rejects with that error', async (t) => {
+      if (!ready(t)) return;
+      const d = dir();
+      await conn.mkdir(d);
+      const pids = join(d, 'pids');
+      const boom = new Error('consumer broke');
+      await assert.rejects(
+        conn.exec('sh', ['-c', `sleep 60 & echo "$$ $!" > ${pids}; echo ready; wait`], {
+          onStdout: () => {
+            throw boom;
+          },
+        }),
+        (err) => err === boom,
+      );
+      await allGone(pids);
+      const inputPids = join(d, 'input-pids');
+      const failing = new PassThrough();
+      const running = conn.exec('sh', ['-c', `sleep 60 & echo "$$ $!" > ${inputPids}; cat; wait`], {
+        input: failing,
+      });
+      await eventually(
+        async () => existsSync(inputPids) && readFileSync(inputPids, 'utf8').includes('\n'),
+        'pids',
+      );
+      const broken = new Error('input broke');
+      failing.destroy(broken);
+      await assert.rejects(running, (err) => err === broken);
+      await allGone(inputPids);
+      assert.equal((await conn.exec('echo', ['still usable'])).stdout, 'still usable\n');
     });
 
     test('exec timeout and abort kill the command and everything it started, and reject promptly', async (t) => {

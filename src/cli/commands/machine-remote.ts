@@ -2,6 +2,7 @@
 import { constants } from 'node:os';
 import type { SshConnectionOptions } from '../../connection/ssh.js';
 import { expectPositionals, type ParsedArgs } from '../args.js';
+import type { Output } from '../context.js';
 import { EXIT, UsageError } from '../errors.js';
 import { printJson, printLines } from '../output.js';
 import type { CommandRun } from '../spec.js';
@@ -39,18 +40,36 @@ export const exec: CommandRun = async (args, ctx, input) => {
   // then exit 128+N like a shell: the command runs in a process group of its own, beyond the terminal's reach.
   const abort = new AbortController();
   const stopForwarding = ctx.onSignal((signal) => abort.abort(signal));
+  // stdin goes to the command unless it is a terminal (no -t: there is no terminal on the other side).
+  const stdin = ctx.stdin && !ctx.stdin.isTTY ? ctx.stdin.stream() : undefined;
+  // The command's own output, byte for byte and as it comes, as ssh(1) passes it: not townlock's text to
+  // sanitize. A full pipe pauses the command; a reader that went away ends it (below).
+  let writeFailed: unknown;
+  const pass = (out: Output) => (chunk: Buffer) =>
+    out.writeBytes(chunk)?.catch((err: unknown) => {
+      writeFailed = err;
+      throw err;
+    });
   try {
-    const r = await conn.exec(argv[0]!, argv.slice(1), { timeout, signal: abort.signal });
-    // The command's own output, byte for byte, as ssh(1) passes it: not townlock's text to sanitize.
-    ctx.stdout.write(r.stdout);
-    ctx.stderr.write(r.stderr);
+    const r = await conn.exec(argv[0]!, argv.slice(1), {
+      timeout,
+      signal: abort.signal,
+      input: stdin,
+      onStdout: pass(ctx.stdout),
+      onStderr: pass(ctx.stderr),
+    });
     return r.code;
   } catch (err) {
     if (abort.signal.aborted && (err as { reason?: string }).reason === 'aborted')
       return 128 + (constants.signals[abort.signal.reason as NodeJS.Signals] ?? 15);
+    // Nobody reads our output any more (`| head -1`): the command was killed; exit as SIGPIPE would.
+    if (err === writeFailed && (err as NodeJS.ErrnoException).code === 'EPIPE')
+      return 128 + constants.signals.SIGPIPE;
     throw err;
   } finally {
     stopForwarding();
+    // What the command did not read stays unread; a pipe still open must not keep townlock alive.
+    stdin?.destroy();
     await conn.close();
   }
 };

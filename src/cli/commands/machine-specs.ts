@@ -95,10 +95,12 @@ with an existing machine of that name are kept. Safe to run from many shells at 
       'townlock machine exec [--known-hosts PATH] [--accept-new-host-key] [--timeout SECONDS] [--registry PATH] NAME COMMAND [ARG...]',
     ],
     details: `Options go before NAME: everything after NAME is the command and its own arguments, each of
-which reaches the command literally (quoted for the remote shell). Prints the command's stdout and stderr
-and exits with its status (128+N if signal N killed it). On --timeout, Ctrl-C, SIGTERM or SIGHUP the
-command and every process it started are killed. Connection refused by host-key or authentication
-policy: exit 1; machine unreachable, connection lost or timed out: 75.
+which reaches the command literally (quoted for the remote shell). townlock's stdin goes to the command
+(none when it is a terminal); the command's stdout and stderr come out unchanged as they are written,
+and townlock exits with its status (128+N if signal N killed it). On --timeout, Ctrl-C, SIGTERM or
+SIGHUP the command and every process it started are killed; also when the reader of townlock's output
+went away (exit 141, as for SIGPIPE). Connection refused by host-key or authentication policy: exit 1;
+machine unreachable, connection lost or timed out: 75.
 
 ${CONNECTION_DETAILS}`,
     options: CONNECTION_OPTIONS,
