@@ -92,12 +92,23 @@ export class Announcement {
   }
 }
 
-/** After this process released `target`: if townlock processes announced they wait, yield the next turn. */
+/**
+ * Whether townlock processes may wait for `target`: its wait file exists (a waiter creates it before it
+ * sleeps, and it stays). When it does not, a release needs neither the wake-up touch nor the fairness
+ * probe: a waiter announces itself before its last attempt ahead of sleeping (see waitForOsLock), so a
+ * release that saw no wait file came before that attempt, which then finds the lock free. (existsSync
+ * throws nothing: a failed open would cost ~10 µs of exception on every uncontended release.)
+ */
+export function mayHaveWaiters(target: LockTarget): boolean {
+  return fs.existsSync(waitFileOf(target.fsLockPath));
+}
+
+/**
+ * After this process released `target` (and saw its wait file): if townlock processes announced they
+ * wait, yield the next turn.
+ */
 export function noteRelease(backend: LockBackend, target: LockTarget): void {
   const path = waitFileOf(target.fsLockPath);
-  // No wait file: no townlock process has ever waited for this lock. (existsSync throws nothing: a failed
-  // open would cost ~10 µs of exception on every uncontended release.)
-  if (!fs.existsSync(path)) return;
   let fd: number;
   try {
     fd = fs.openSync(path, OPEN_EXISTING);

@@ -260,13 +260,14 @@ export function parseHolderInfo(content: string): HolderInfo | undefined {
 }
 
 /**
- * Releases the lock, then touches the file so that townlock waiters watching it wake at once, then
- * parks the descriptor for reuse. The touch comes after the unlock, or the woken waiter would find the lock still held.
+ * Releases the lock, then, when townlock processes may be waiting (`wake`: the lock's wait file exists,
+ * see _fairness.ts), touches the file so that those watching it wake at once; then parks the descriptor
+ * for reuse. The touch comes after the unlock, or the woken waiter would find the lock still held.
  */
-export function releaseAndWake(backend: LockBackend, key: string, held: LockFd): void {
+export function releaseAndWake(backend: LockBackend, key: string, held: LockFd, wake = true): void {
   try {
     backend.unlock(held.fd);
-    backend.touch(held.fd);
+    if (wake) backend.touch(held.fd);
   } catch (err) {
     closeQuietly(held.fd);
     throw err;

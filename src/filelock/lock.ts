@@ -22,7 +22,7 @@
 import type { FSWatcher } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import { Announcement, noteRelease, yieldTurn } from './_fairness.js';
+import { Announcement, mayHaveWaiters, noteRelease, yieldTurn } from './_fairness.js';
 import { dropIfIdle, Hold, heldInContext, lockQueue, runInHold } from './_holds.js';
 import type { LocalQueue } from './_local-queue.js';
 import {
@@ -219,8 +219,9 @@ export class FileLock implements Lock {
     return new Hold(key, type, undefined, () => {
       cancelInfo?.();
       try {
-        releaseAndWake(backend, key, fd);
-        noteRelease(backend, target);
+        const waiters = mayHaveWaiters(target);
+        releaseAndWake(backend, key, fd, waiters);
+        if (waiters) noteRelease(backend, target);
       } finally {
         queue.release(type);
         dropIfIdle(key, queue);
@@ -293,15 +294,23 @@ async function waitForOsLock(
   let watcher: FSWatcher | undefined;
   let delay = options.retryDelay;
   const announcement = new Announcement(backend, target, options.mode);
+  // The first attempt here follows the announcement at once: a holder that released before it saw no
+  // wait file and did not touch the lock file (mayHaveWaiters), so this attempt is what finds it free.
+  let first = true;
   try {
     for (;;) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) return undefined;
-      announcement.announce(); // so the holder's process yields its next turn to us
+      announcement.announce(); // so the holder's process yields its next turn to us, and wakes us
       watcher ??= watchQuietly(fsLockPath);
-      const jittered = delay * (0.75 + Math.random() * 0.5);
-      const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
-      if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
+      if (!first) {
+        const jittered = delay * (0.75 + Math.random() * 0.5);
+        const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
+        if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
+      } else if (options.signal?.aborted) {
+        await pause(0, watcher, options.signal, lockPath); // rejects as an aborted wait does
+      }
+      first = false;
       const before: LockFd = current;
       const attempt = attemptOsLock(backend, target, options, current);
       current = undefined;
