@@ -1,6 +1,7 @@
 // One process of the contention benchmark (argv: impl, file, updates, startAt). At startAt (absolute ms)
 // it starts `updates` read-modify-writes of the JSON file, each under the exclusive lock, and prints one
-// JSON line: its lock waits (ms), start and finish times.
+// JSON line: its lock waits (ms), start and finish times. With BENCH_SYNCWORK=1 the townlock side does
+// the sketch's synchronous I/O instead of writeFileAtomic: the two sides then differ only in the lock.
 import fs from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,7 +54,18 @@ const townlock = async () => {
     file,
     async () => {
       waited = now() - t0;
-      await writeFileAtomic(file, change(fs.readFileSync(file, 'utf8')));
+      if (process.env.BENCH_SYNCWORK) {
+        const text = change(fs.readFileSync(file, 'utf8'));
+        const tmp = `${file}.tmp-${process.pid}-${tmpSeq++}`;
+        const out = fs.openSync(tmp, 'w');
+        fs.writeSync(out, text);
+        fs.fsyncSync(out);
+        fs.closeSync(out);
+        fs.renameSync(tmp, file);
+        const d = fs.openSync(dirname(file), 'r');
+        fs.fsyncSync(d);
+        fs.closeSync(d);
+      } else await writeFileAtomic(file, change(fs.readFileSync(file, 'utf8')));
     },
     { timeout: 0 },
   );

@@ -3,7 +3,8 @@
 //   sketch    blocks in flock(LOCK_EX) on a koffi worker thread (the kernel's own queue)
 //   townlock  withWriteLock + writeFileAtomic (non-blocking attempts, nothing parked in the kernel)
 // Both run in the same invocation, alternating, BENCH_ROUNDS times for each N in BENCH_PROCS.
-// Env: BENCH_PROCS (default "4,8"), BENCH_UPDATES (200), BENCH_ROUNDS (3).
+// Env: BENCH_PROCS (default "4,8"), BENCH_UPDATES (200), BENCH_ROUNDS (3), BENCH_SYNCWORK=1 (townlock does
+// the sketch's synchronous I/O instead of writeFileAtomic, to compare the locks alone).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { join } from 'node:path';
