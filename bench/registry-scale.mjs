@@ -1,5 +1,6 @@
 // Registry scale: open, a read after another process changed the file, get, add, list, the longest
-// event-loop block and memory, at 100, 10,000 and 100,000 machines (BENCH_SIZES to change).
+// event-loop block (the event-loop monitor during the asynchronous calls; each synchronous call's own
+// duration) and memory, at 100, 10,000 and 100,000 machines (BENCH_SIZES to change).
 // Each size runs in a fresh child process, so memory figures are that registry's alone.
 // Usage: node bench/registry-scale.mjs
 import { spawnSync } from 'node:child_process';
@@ -43,21 +44,43 @@ if (process.argv[2] === 'child') {
   t = performance.now();
   if (!reg.has('foreign')) throw new Error('the foreign write was not seen');
   const reread = performance.now() - t;
+  // The event-loop monitor covers the asynchronous calls (open, add); the synchronous ones (the read
+  // after a foreign write, get, list) block for exactly as long as they take, timed one call at a time.
+  loop.disable();
   const gets = 20_000;
+  let maxSync = reread;
   t = performance.now();
   for (let i = 0; i < gets; i++) reg.get(`m${String(i % size).padStart(6, '0')}`);
   const get = ((performance.now() - t) * 1000) / gets;
   const adds = 20;
+  loop.enable();
   t = performance.now();
   for (let i = 0; i < adds; i++) await reg.add({ name: `new${i}`, type: 'ssh', host: `n${i}` });
   const add = (performance.now() - t) / adds;
-  t = performance.now();
-  for (let i = 0; i < 5; i++) reg.list();
-  const list = (performance.now() - t) / 5;
   await new Promise((r) => setTimeout(r, 20));
   loop.disable();
+  let list = 0;
+  for (let i = 0; i < 5; i++) {
+    t = performance.now();
+    reg.list();
+    const one = performance.now() - t;
+    list += one / 5;
+    maxSync = Math.max(maxSync, one);
+  }
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ size, bytes, open, reread, get, add, list, maxBlock: loop.max / 1e6, rss }));
+  console.log(
+    JSON.stringify({
+      size,
+      bytes,
+      open,
+      reread,
+      get,
+      add,
+      list,
+      maxBlock: Math.max(loop.max / 1e6, maxSync),
+      rss,
+    }),
+  );
   process.exit(0);
 }
 

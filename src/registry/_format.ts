@@ -289,13 +289,41 @@ function readEntry(
  * concatenates the rest: this runs under the write lock for every write, so it must stay cheap.
  */
 export function serializeRegistry(state: RegistryState): Buffer {
+  const steps = serializeSteps(state);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * serializeRegistry, yielding to the event loop after every CHUNK entries it had to encode: the first
+ * write after opening a 10,000-machine registry encodes every entry once (later writes reuse them).
+ */
+export async function serializeRegistryAsync(state: RegistryState): Promise<Buffer> {
+  const steps = serializeSteps(state);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** How many entries are encoded between two yields of serializeRegistryAsync (about 5 ms of work). */
+const ENCODE_CHUNK = 500;
+
+/** The serialization, as steps: it yields after every CHUNK entries not encoded before. */
+function* serializeSteps(state: RegistryState): Generator<void, Buffer> {
   const names = sortBytewise([...state.entries.keys()]);
   const parts: Buffer[] = [];
   const version = Math.max(state.version, REGISTRY_VERSION);
   parts.push(Buffer.from(`{\n  "version": ${version},\n  "machines": ${names.length === 0 ? '{}' : '{\n'}`));
+  let encoded = 0;
   for (let i = 0; i < names.length; i++) {
     if (i > 0) parts.push(SEPARATOR);
-    parts.push(entryBytes(names[i]!, state.entries.get(names[i]!)!));
+    const entry = state.entries.get(names[i]!)!;
+    if (!entryCache.has(entry) && ++encoded % ENCODE_CHUNK === 0) yield;
+    parts.push(entryBytes(names[i]!, entry));
   }
   let tail = names.length === 0 ? '' : '\n  }';
   for (const [k, raw] of state.extra) tail += `,\n  ${quote(k)}: ${raw}`;

@@ -159,6 +159,27 @@ describe('file format', () => {
     await reg.remove('tmp');
     assert.equal(readFileSync(path, 'utf8'), original);
   });
+
+  test('a large registry (written in pieces between event-loop turns) round-trips byte for byte', async () => {
+    const path = freshPath();
+    mkdirSync(dirname(path), { recursive: true });
+    const machines: Record<string, object> = {
+      local: { name: 'local', type: 'local', host: '', key_path: '', town_path: '' },
+    };
+    for (let i = 0; i < 1234; i++) {
+      const name = `m${String(i).padStart(5, '0')}`;
+      machines[name] = { name, type: 'ssh', host: `u@${name}:22`, key_path: '/k', town_path: `/t/${i}` };
+    }
+    const original = JSON.stringify({ version: 1, machines }, null, 2);
+    writeFileSync(path, original);
+    const reg = await MachineRegistry.open(path);
+    await reg.add({ name: 'zz', type: 'ssh', host: 'zz' });
+    const withZz = JSON.parse(readFileSync(path, 'utf8'));
+    assert.equal(Object.keys(withZz.machines).length, 1236);
+    assert.deepEqual(withZz.machines.m00777, machines.m00777);
+    await reg.remove('zz');
+    assert.equal(readFileSync(path, 'utf8'), original);
+  });
 });
 
 describe('bad files are never overwritten', () => {

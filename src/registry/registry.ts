@@ -45,6 +45,7 @@ import {
   parseRegistryAsync,
   type RegistryState,
   serializeRegistry,
+  serializeRegistryAsync,
 } from './_format.js';
 import {
   type InvalidMachineError,
@@ -265,6 +266,7 @@ export class MachineRegistry extends RegistryBase {
         parse: parseRegistry,
         parseAsync: parseRegistryAsync,
         serialize: serializeRegistry,
+        serializeAsync: serializeRegistryAsync,
       },
       { io: (p, action, cause) => new RegistryIoError(p, action, cause) },
       { lockTimeout, lockDir, fsync },

@@ -41,6 +41,8 @@ export interface Codec<S> {
   parseAsync?(bytes: Buffer, path: string, previous: S): Promise<S>;
   /** The file's new content. */
   serialize(state: S): string | Buffer;
+  /** The same, yielding to the event loop between pieces of work; used for writes when given. */
+  serializeAsync?(state: S): Promise<string | Buffer>;
 }
 
 /** The errors a layer reports in its own codes. */
@@ -207,7 +209,8 @@ export class FileDocument<S> implements DocumentStore<S> {
    * the write when the bytes would not change. Call only while holding the write lock. True if it wrote.
    */
   async writeLocked(next: S, target: string): Promise<boolean> {
-    const bytes = toBuffer(this.#codec.serialize(next));
+    const { serializeAsync } = this.#codec;
+    const bytes = toBuffer(serializeAsync ? await serializeAsync(next) : this.#codec.serialize(next));
     if (this.#known.snapshot.bytes?.equals(bytes)) {
       this.#setKnown({ ...this.#known, snapshot: { state: next, bytes: this.#known.snapshot.bytes } });
       return false;
