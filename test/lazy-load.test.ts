@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { DIST, tempDir } from './multiprocess/helpers.js';
@@ -108,8 +109,8 @@ test('townlock --version and --help load no ssh2, koffi or child_process', () =>
   for (const args of HELP_ARGS) {
     const loaded = modulesLoadedBy([BIN, ...args]);
     assert.ok(
-      loaded.some((m) => m.endsWith('/dist/cli.cjs')),
-      `${args.join(' ')}: the bundle ran`,
+      loaded.some((m) => m.endsWith('/bin/townlock.js')),
+      `${args.join(' ')}: traced`,
     );
     assert.deepEqual(fromPackage(loaded, 'ssh2'), [], args.join(' '));
     assert.deepEqual(fromPackage(loaded, 'koffi'), [], args.join(' '));
@@ -117,11 +118,14 @@ test('townlock --version and --help load no ssh2, koffi or child_process', () =>
   }
 });
 
-test('machine list loads no koffi, ssh2 or child_process; lock run no ssh2', () => {
+test('machine list (output to a pipe) loads no koffi, ssh2, child_process, crypto or tty; lock run no ssh2', () => {
   const list = modulesLoadedBy([BIN, 'machine', 'list']);
+  assert.ok(list.includes('builtin:fs'), 'traced');
   assert.deepEqual(fromPackage(list, 'ssh2'), []);
   assert.deepEqual(fromPackage(list, 'koffi'), []);
-  assert.ok(!list.includes('builtin:child_process'));
+  for (const builtin of ['child_process', 'crypto', 'tty', 'fs/promises']) {
+    assert.ok(!list.includes(`builtin:${builtin}`), builtin);
+  }
   const run = modulesLoadedBy([BIN, 'lock', 'run', '-n', join(tmp.dir, 'state'), 'true']);
   assert.deepEqual(fromPackage(run, 'ssh2'), []);
   assert.notDeepEqual(fromPackage(run, 'koffi'), [], 'traced: the lock needs koffi');
@@ -148,4 +152,22 @@ test('unbundled, --help and --version load no command module; each command loads
 test("node:child_process (about 15 ms) is not loaded by import 'townlock'", () => {
   const loaded = modulesLoadedBy(['--input-type=module', '-e', "await import('townlock')"]);
   assert.ok(!loaded.includes('builtin:child_process'));
+});
+
+test('the CLI bundle runs with the code cache the build wrote, and without a usable one', () => {
+  const bin = createRequire(import.meta.url)(BIN) as {
+    compile(cache: Buffer | undefined): import('node:vm').Script;
+    load(script: import('node:vm').Script): { runMain: unknown };
+    readCache(): Buffer | undefined;
+  };
+  const cached = bin.compile(bin.readCache());
+  assert.equal(cached.cachedDataRejected, false, 'the build wrote a cache this Node accepts');
+  assert.equal(typeof bin.load(cached).runMain, 'function');
+  const refused = bin.compile(Buffer.from('not a V8 code cache'));
+  assert.equal(refused.cachedDataRejected, true);
+  assert.equal(typeof bin.load(refused).runMain, 'function');
+  // And the real thing, end to end, from a pipe: one line of output.
+  const r = spawnSync(process.execPath, [BIN, '--version'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^townlock \d+\.\d+\.\d+\n$/);
 });

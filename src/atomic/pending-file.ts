@@ -10,10 +10,10 @@
  * Not provided: locking. Two concurrent writers each replace the file whole; the last rename wins. Callers
  * that read-modify-write compose this with a lock (the registry does).
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { crypto } from '../_crypto.js';
 import { realFile } from '../_real-path.js';
 import { InvalidOptionError } from '../errors.js';
 import { ops } from './_fs-ops.js';
@@ -196,7 +196,7 @@ const FOREIGN_STALE_MS = 60 * 60 * 1000;
 export function tempPathFor(target: string, pid: number): string {
   return join(
     dirname(target),
-    `.${basename(target)}.tmp-${pid}-${hostTag()}-${randomBytes(6).toString('hex')}`,
+    `.${basename(target)}.tmp-${pid}-${hostTag()}-${crypto().randomBytes(6).toString('hex')}`,
   );
 }
 
@@ -211,7 +211,7 @@ function hostTag(): string {
     } catch {
       // no pid namespaces here (not Linux)
     }
-    tag = createHash('sha256').update(`${hostname()}\0${ns}`).digest('hex').slice(0, 8);
+    tag = crypto().createHash('sha256').update(`${hostname()}\0${ns}`).digest('hex').slice(0, 8);
   }
   return tag;
 }

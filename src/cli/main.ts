@@ -1,9 +1,8 @@
 /** The process entry point: the only place that touches process.argv, stdio, signals and exit codes. */
 import { isUtf8 } from 'node:buffer';
-import { readFileSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
-import { isatty } from 'node:tty';
 import { inForegroundProcessGroup } from './_terminal.js';
 import { runCli } from './cli.js';
 import type { CliContext, Output } from './context.js';
@@ -42,7 +41,7 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
     stderr: lazyOutput(2, () => process.stderr),
     stdin: {
       get isTTY() {
-        return isatty(0);
+        return isTerminal(0);
       },
       // process.stdin is created on first access: only machine exec reads it.
       stream: () => process.stdin,
@@ -89,6 +88,23 @@ function rawArgBytes(argv: string[]): (Buffer | undefined)[] | undefined {
   const mine = entries.slice(entries.length - argv.length);
   if (mine.some((bytes, i) => bytes.toString('utf8') !== argv[i])) return undefined;
   return mine.map((bytes) => (isUtf8(bytes) ? undefined : Buffer.from(bytes)));
+}
+
+/**
+ * Whether `fd` is a terminal. node:tty (and the node:net it loads, ~5 ms) is loaded only for a character
+ * device other than /dev/null: a pipe or a file, what scripts give townlock, is never a terminal.
+ */
+function isTerminal(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isCharacterDevice()) return false;
+    // /dev/null (a script's `>/dev/null`) is a character device too, and never a terminal.
+    const devNull = statSync('/dev/null', { throwIfNoEntry: false });
+    if (devNull?.isCharacterDevice() && devNull.rdev === stat.rdev) return false;
+  } catch {
+    return false;
+  }
+  return (createRequire('/')('node:tty') as typeof import('node:tty')).isatty(fd);
 }
 
 /** node:child_process, loaded synchronously on first use (ctx.spawn is synchronous). */
@@ -160,7 +176,7 @@ function lazyOutput(fd: 1 | 2, open: () => NodeJS.WriteStream): Output {
       });
     },
     get isTTY() {
-      return isatty(fd);
+      return isTerminal(fd);
     },
     onClosed(handler) {
       onClosed.add(handler);

@@ -9,10 +9,10 @@
  *   interactive prompt, never added under accept-new (only a host with no key at all is new).
  * - `@cert-authority` lines are ignored: host certificates are not supported.
  */
-import { createHmac } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { AlgorithmList, ServerHostKeyAlgorithm } from 'ssh2';
+import { crypto } from '../_crypto.js';
 
 /** The verdict on an offered host key. */
 export type HostKeyVerdict = 'match' | 'mismatch' | 'other-type' | 'unknown' | 'revoked';
@@ -140,7 +140,7 @@ function hostMatches(patterns: string, name: string): boolean {
   if (patterns.startsWith('|1|')) {
     const [, , salt, hash] = patterns.split('|');
     if (!salt || !hash) return false;
-    return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
+    return crypto().createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
   }
   let matched = false;
   for (const p of patterns.split(',')) {

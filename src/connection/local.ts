@@ -7,7 +7,7 @@
  * Ctrl-C does not reach them, and they have no controlling terminal; stop them with an AbortSignal.
  */
 import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { writeFileAtomic } from '../atomic/pending-file.js';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
@@ -16,6 +16,9 @@ import type { DirEntry } from './_glob.js';
 import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
 import { ConnectionError, NotFoundError, PermissionError } from './errors.js';
+
+/** node:fs/promises, loaded on the first file operation (it pulls in Node's stream stack, ~2-3 ms). */
+const fsp = () => fs.promises;
 
 /** The local machine. */
 export class LocalConnection extends BaseConnection {
@@ -27,7 +30,7 @@ export class LocalConnection extends BaseConnection {
 
   async readFile(path: string): Promise<Buffer> {
     checkString('path', path);
-    return this.#fs('readFile', path, () => fs.readFile(path));
+    return this.#fs('readFile', path, () => fsp().readFile(path));
   }
 
   async writeFile(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
@@ -37,25 +40,25 @@ export class LocalConnection extends BaseConnection {
 
   async mkdir(path: string): Promise<void> {
     checkString('path', path);
-    await this.#fs('mkdir', path, () => fs.mkdir(path, { recursive: true }));
+    await this.#fs('mkdir', path, () => fsp().mkdir(path, { recursive: true }));
   }
 
   async remove(path: string): Promise<void> {
     checkString('path', path);
     await this.#fs('remove', path, async () => {
-      const s = await fs.lstat(path);
-      await (s.isDirectory() ? fs.rmdir(path) : fs.unlink(path));
+      const s = await fsp().lstat(path);
+      await (s.isDirectory() ? fsp().rmdir(path) : fsp().unlink(path));
     });
   }
 
   async removeAll(path: string): Promise<void> {
     checkString('path', path);
-    await this.#fs('removeAll', path, () => fs.rm(path, { recursive: true, force: true }));
+    await this.#fs('removeAll', path, () => fsp().rm(path, { recursive: true, force: true }));
   }
 
   async stat(path: string): Promise<FileStat> {
     checkString('path', path);
-    const s = await this.#fs('stat', path, () => fs.stat(path));
+    const s = await this.#fs('stat', path, () => fsp().stat(path));
     return {
       name: basename(resolve(path)),
       size: s.size,
@@ -67,7 +70,7 @@ export class LocalConnection extends BaseConnection {
 
   protected async listDir(path: string): Promise<DirEntry[] | undefined> {
     try {
-      return (await fs.readdir(path, { withFileTypes: true })).map((e) => ({
+      return (await fsp().readdir(path, { withFileTypes: true })).map((e) => ({
         name: e.name,
         isDir: e.isDirectory(),
       }));

@@ -21,11 +21,11 @@
  * - ssh2 is imported when the first connection is opened, not before: constructing an SshConnection (or
  *   importing townlock) loads none of it (test/lazy-load.test.ts).
  */
-import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 // Types only: ssh2 itself (~100 ms of module loading) is imported when a connection is first opened, so
 // `import 'townlock'` and every CLI command that opens no SSH connection never load it.
 import type { Client, ClientChannel, ConnectConfig, FileEntry, SFTPWrapper, Stats } from 'ssh2';
+import { crypto } from '../_crypto.js';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
 import { abortedError, collectExec, remoteCommandLine } from './_exec.js';
 import type { DirEntry } from './_glob.js';
@@ -108,7 +108,7 @@ export class SshConnection extends BaseConnection {
     const mode = options.mode ?? (existing ? existing.mode & 0o7777 : 0o600);
     const temp = posix.join(
       posix.dirname(path),
-      `.${posix.basename(path)}.tmp-${randomBytes(6).toString('hex')}`,
+      `.${posix.basename(path)}.tmp-${crypto().randomBytes(6).toString('hex')}`,
     );
     const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
     try {
@@ -207,7 +207,7 @@ export class SshConnection extends BaseConnection {
     checkExec(command, args, options);
     if (options.signal?.aborted) throw abortedError(this.name, options.signal);
     const client = await this.#connect('exec');
-    const nonce = randomBytes(8).toString('hex');
+    const nonce = crypto().randomBytes(8).toString('hex');
     const line = reportingPid(remoteCommandLine(command, args, options), nonce);
     const channel = await this.#call<ClientChannel>('exec', undefined, (cb) => client.exec(line, cb));
     const openedAt = performance.now();
