@@ -149,9 +149,12 @@ test('unbundled, --help and --version load no command module; each command loads
   assert.deepEqual(commandModules(run), ['lock-run.js']);
 });
 
-test("node:child_process (about 15 ms) is not loaded by import 'townlock'", () => {
+test("node:child_process, node:crypto and node:fs/promises are not loaded by import 'townlock'", () => {
   const loaded = modulesLoadedBy(['--input-type=module', '-e', "await import('townlock')"]);
-  assert.ok(!loaded.includes('builtin:child_process'));
+  assert.ok(loaded.includes('builtin:fs'), 'traced');
+  for (const builtin of ['child_process', 'crypto', 'fs/promises']) {
+    assert.ok(!loaded.includes(`builtin:${builtin}`), builtin);
+  }
 });
 
 test('the CLI bundle runs with the code cache the build wrote, and without a usable one', () => {

@@ -7,9 +7,10 @@
  * throughput. The fsyncs, which take milliseconds, run on the threadpool.
  */
 import fs from 'node:fs';
-import { promisify } from 'node:util';
 
-const fsyncAsync = promisify(fs.fsync);
+/** fs.fsync as a promise (node:util's promisify would load all of node:util's lazy parts at import). */
+const fsyncAsync = (fd: number) =>
+  new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
 
 /** Each step of an atomic write; replaced one at a time by failure-injection tests. */
 export const ops = {

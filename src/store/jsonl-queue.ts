@@ -27,8 +27,8 @@
  *   overwritten.
  * Not a log: the file holds only what is pending; use JsonlLog for history.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
+import { crypto } from '../_crypto.js';
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
 import { InvalidOptionError } from '../errors.js';
@@ -166,7 +166,7 @@ export class JsonlQueue<T> {
     checkVisibility(visibility);
     const record = await this.#writes.submit((q) => {
       const now = Date.now();
-      const id = randomBytes(9).toString('base64url');
+      const id = crypto().randomBytes(9).toString('base64url');
       const i = firstVisibleLease(q.leases, now);
       if (i >= 0) {
         const again = q.leases[i]!;
@@ -349,7 +349,7 @@ const EMPTY = Buffer.alloc(0);
 
 /** The SHA-256 of `bytes`, in hex. */
 function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  return crypto().createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Opens a draft over the committed queue; each operation gets its own rollback point. */
