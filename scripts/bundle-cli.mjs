@@ -4,9 +4,13 @@
 // koffi, ssh2 and the etcd client stay outside: they are loaded only when a lock, a connection or an
 // etcd command needs them.
 // Run by `npm run build`, after tsc.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { build } from 'esbuild';
+
+const bundleLoader = createRequire(import.meta.url)('../bin/_bundle.cjs');
+// No cache from an earlier build may outlive it (a cache is also checked against the bundle's bytes).
+rmSync(bundleLoader.CACHE, { force: true });
 
 await build({
   entryPoints: ['dist/cli/main.js'],
@@ -29,9 +33,5 @@ await build({
 const bundled = readFileSync('dist/cli.cjs', 'utf8');
 if (/\bimport\(/.test(bundled)) throw new Error('dist/cli.cjs still contains import()');
 
-// V8's code cache for the bundle, taken after its top level ran (so the functions that ran are in it too):
-// bin/townlock.js compiles the bundle with it.
-const bin = createRequire(import.meta.url)('../bin/townlock.js');
-const script = bin.compile(undefined);
-bin.load(script);
-writeFileSync(bin.CACHE, script.createCachedData());
+// V8's code cache for the bundle (see bin/_bundle.cjs), which bin/townlock.js compiles it with.
+bundleLoader.writeCache();

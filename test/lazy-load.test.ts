@@ -5,11 +5,11 @@
  * modules in dist/cli/ import each command's module only when that command runs.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { DIST, tempDir } from './multiprocess/helpers.js';
 
 const tmp = tempDir('townlock-lazy-');
@@ -157,20 +157,77 @@ test("node:child_process, node:crypto and node:fs/promises are not loaded by imp
   }
 });
 
-test('the CLI bundle runs with the code cache the build wrote, and without a usable one', () => {
-  const bin = createRequire(import.meta.url)(BIN) as {
-    compile(cache: Buffer | undefined): import('node:vm').Script;
+describe('the CLI bundle\u2019s code cache (bin/_bundle.cjs)', () => {
+  const loader = createRequire(import.meta.url)(join(ROOT, 'bin', '_bundle.cjs')) as {
+    BUNDLE: string;
+    cachedDataFor(bundle: Buffer): Buffer | undefined;
+    compile(useCache?: boolean): import('node:vm').Script;
     load(script: import('node:vm').Script): { runMain: unknown };
-    readCache(): Buffer | undefined;
   };
-  const cached = bin.compile(bin.readCache());
-  assert.equal(cached.cachedDataRejected, false, 'the build wrote a cache this Node accepts');
-  assert.equal(typeof bin.load(cached).runMain, 'function');
-  const refused = bin.compile(Buffer.from('not a V8 code cache'));
-  assert.equal(refused.cachedDataRejected, true);
-  assert.equal(typeof bin.load(refused).runMain, 'function');
-  // And the real thing, end to end, from a pipe: one line of output.
-  const r = spawnSync(process.execPath, [BIN, '--version'], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^townlock \d+\.\d+\.\d+\n$/);
+
+  test('the build wrote a cache this Node accepts for this bundle, and for no other bytes', () => {
+    const script = loader.compile();
+    assert.equal(script.cachedDataRejected, false);
+    assert.equal(typeof loader.load(script).runMain, 'function');
+    const bundle = readFileSync(loader.BUNDLE);
+    assert.ok(loader.cachedDataFor(bundle));
+    const edited = Buffer.from(bundle);
+    edited[edited.length - 2] ^= 1; // same length, one bit changed
+    assert.equal(loader.cachedDataFor(edited), undefined);
+  });
+
+  /** A copy of bin/ and the bundle in a directory of its own (--version needs nothing else). */
+  const copyPackage = (name: string) => {
+    const pkg = join(tmp.dir, name);
+    cpSync(join(ROOT, 'bin'), join(pkg, 'bin'), { recursive: true });
+    mkdirSync(join(pkg, 'dist'));
+    copyFileSync(join(ROOT, 'dist', 'cli.cjs'), join(pkg, 'dist', 'cli.cjs'));
+    return pkg;
+  };
+  const version = (pkg: string) => {
+    const r = spawnSync(process.execPath, [join(pkg, 'bin', 'townlock.js'), '--version'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+
+  test('a bundle edited after its cache was made runs as edited (the cache is not used)', () => {
+    const pkg = copyPackage('edited');
+    execFileSync(process.execPath, [
+      '-e',
+      `require(${JSON.stringify(join(pkg, 'bin', '_bundle.cjs'))}).writeCache()`,
+    ]);
+    assert.match(version(pkg), /^townlock \d+\.\d+\.\d+\n$/);
+    const bundle = join(pkg, 'dist', 'cli.cjs');
+    const text = readFileSync(bundle, 'utf8');
+    // Every digit of the version a 9: VERSION = "0.1.0" becomes "9.9.9".
+    const patched = text.replace(/VERSION = "[\d.]+"/, (m) => m.replace(/\d/g, '9'));
+    assert.notEqual(patched, text);
+    assert.equal(patched.length, text.length, 'the same length: V8 alone would take the stale cache');
+    writeFileSync(bundle, patched);
+    assert.match(version(pkg), /^townlock 9+\.9+\.9+\n$/);
+  });
+
+  test('a missing, garbage or FIFO cache file: the bundle compiles as usual', () => {
+    const pkg = copyPackage('odd-caches');
+    const cache = join(pkg, 'dist', 'cli.cjs.cache');
+    assert.match(version(pkg), /^townlock /, 'no cache');
+    writeFileSync(cache, 'townlock-v8-cache 1\n{"bundle": 1}\nnot a V8 code cache');
+    assert.match(version(pkg), /^townlock /, 'garbage');
+    rmSync(cache);
+    execFileSync('mkfifo', [cache]);
+    assert.match(version(pkg), /^townlock /, 'a FIFO (nobody writes to it: reading it would hang)');
+  });
+
+  test('requiring bin/townlock.js (as a wrapper might) still runs the command', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['-e', `process.argv.splice(1, Infinity, 'townlock', '--version'); require(${JSON.stringify(BIN)})`],
+      { encoding: 'utf8' },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^townlock \d+\.\d+\.\d+\n$/);
+  });
 });

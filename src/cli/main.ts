@@ -1,6 +1,6 @@
 /** The process entry point: the only place that touches process.argv, stdio, signals and exit codes. */
 import { isUtf8 } from 'node:buffer';
-import { fstatSync, readFileSync, statSync } from 'node:fs';
+import { fstatSync, readFileSync, type Stats, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { inForegroundProcessGroup } from './_terminal.js';
@@ -95,15 +95,22 @@ function rawArgBytes(argv: string[]): (Buffer | undefined)[] | undefined {
  * device other than /dev/null: a pipe or a file, what scripts give townlock, is never a terminal.
  */
 function isTerminal(fd: number): boolean {
+  let stat: Stats;
   try {
-    const stat = fstatSync(fd);
-    if (!stat.isCharacterDevice()) return false;
-    // /dev/null (a script's `>/dev/null`) is a character device too, and never a terminal.
-    const devNull = statSync('/dev/null', { throwIfNoEntry: false });
-    if (devNull?.isCharacterDevice() && devNull.rdev === stat.rdev) return false;
+    stat = fstatSync(fd);
   } catch {
-    return false;
+    return false; // closed: not a terminal
   }
+  if (!stat.isCharacterDevice()) return false;
+  // /dev/null (a script's `>/dev/null`) is a character device too, and never a terminal. When it cannot
+  // be examined, isatty decides.
+  let devNull: Stats | undefined;
+  try {
+    devNull = statSync('/dev/null', { throwIfNoEntry: false });
+  } catch {
+    devNull = undefined;
+  }
+  if (devNull?.isCharacterDevice() && devNull.rdev === stat.rdev) return false;
   return (createRequire('/')('node:tty') as typeof import('node:tty')).isatty(fd);
 }
 
