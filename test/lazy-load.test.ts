@@ -172,7 +172,7 @@ describe('the CLI bundle\u2019s code cache (bin/_bundle.cjs)', () => {
     const bundle = readFileSync(loader.BUNDLE);
     assert.ok(loader.cachedDataFor(bundle));
     const edited = Buffer.from(bundle);
-    edited[edited.length - 2] ^= 1; // same length, one bit changed
+    edited.writeUInt8(edited.readUInt8(edited.length - 2) ^ 1, edited.length - 2); // same length, one bit changed
     assert.equal(loader.cachedDataFor(edited), undefined);
   });
 
