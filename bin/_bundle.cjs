@@ -1,10 +1,12 @@
 // Loads dist/cli.cjs, the CLI bundled into one CommonJS file, compiled with the V8 code cache the build
-// wrote beside it (dist/cli.cjs.cache): that saves most of the time V8 spends compiling the bundle on every
-// run. V8 itself checks only the Node version, its flags and the source's length, and trusts the rest, so
-// the cache file also carries the bundle's path and a copy of its bytes: it is used only for that very
-// file, byte for byte, built at that path (stack traces name the path the cache was made at). Anything
-// else (no cache, another build, a patched bundle, a moved package, a published package built elsewhere,
-// other Node flags) compiles the bundle as usual.
+// wrote beside it (dist/cli.cjs.cache): that saves most of the ~10 ms V8 spends compiling the bundle on
+// every run. V8 itself checks only the Node version, its flags and the source's length, and trusts the
+// rest, so the cache file also carries the bundle's path and a copy of its bytes: it is used only for
+// that very file, byte for byte, built at that path (stack traces name the path the cache was made at).
+// Anything else (no cache, another build, a patched bundle, a moved package, other Node flags) compiles
+// the bundle as usual. The cache is not published (package.json "files"): a registry install compiles.
+// V8 does not checksum the cached code itself: a cache damaged on disk can crash Node. The build writes
+// it atomically; delete dist/cli.cjs.cache (or rebuild) if that ever happens.
 'use strict';
 const fs = require('node:fs');
 const { createRequire } = require('node:module');
@@ -24,7 +26,9 @@ function cachedDataFor(bundle) {
   try {
     // O_NONBLOCK: a FIFO in its place must not hang the command; only a regular file is read.
     fd = fs.openSync(CACHE, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
-    if (!fs.fstatSync(fd).isFile()) return undefined;
+    const stat = fs.fstatSync(fd);
+    // A cache is the bundle plus V8's data (a fraction of it): anything far larger is not one.
+    if (!stat.isFile() || stat.size > 4 * bundle.length + 65536) return undefined;
     const file = fs.readFileSync(fd);
     const end = file.indexOf(10, MAGIC.length);
     if (end < 0 || file.toString('latin1', 0, MAGIC.length) !== MAGIC) return undefined;
@@ -41,9 +45,11 @@ function cachedDataFor(bundle) {
   }
 }
 
-/** The bundle compiled as a CommonJS module function (with the cache when `useCache`). */
-function compile(useCache = true) {
-  const bundle = fs.readFileSync(BUNDLE);
+/**
+ * The bundle (`bundle`: its bytes, read now when not given) compiled as a CommonJS module function, with
+ * the cache when `useCache`.
+ */
+function compile(useCache = true, bundle = fs.readFileSync(BUNDLE)) {
   const cachedData = useCache ? cachedDataFor(bundle) : undefined;
   return new Script(wrap(bundle.toString('utf8')), { filename: BUNDLE, cachedData });
 }
@@ -59,7 +65,7 @@ function load(script) {
 function writeCache() {
   fs.rmSync(CACHE, { force: true });
   const bundle = fs.readFileSync(BUNDLE);
-  const script = compile(false);
+  const script = compile(false, bundle); // the very bytes the cache carries, even if the file changes now
   load(script); // taken after the top level ran: the functions that ran are in the cache too
   const header = `${MAGIC}${JSON.stringify({ bundle: BUNDLE, sourceLength: bundle.length })}\n`;
   const temp = `${CACHE}.${process.pid}.tmp`;

@@ -6,6 +6,7 @@ import { constants } from 'node:os';
 import { inForegroundProcessGroup } from './_terminal.js';
 import { runCli } from './cli.js';
 import type { CliContext, Output } from './context.js';
+import { InputError } from './errors.js';
 
 /**
  * Every signal whose default action would end townlock while it holds a lock for a command (and that a
@@ -36,7 +37,15 @@ export async function runMain(argv: string[] = process.argv.slice(2)): Promise<v
   const ctx: CliContext = {
     argBytes: rawArgBytes(argv),
     env: process.env,
-    cwd: process.cwd(),
+    // Read when a command resolves a relative path: a deleted working directory fails only those
+    // commands, each with one line and exit 66, never --version or a command given absolute paths.
+    get cwd() {
+      try {
+        return process.cwd();
+      } catch (err) {
+        throw new InputError('', 'the current directory', err as NodeJS.ErrnoException);
+      }
+    },
     stdout: lazyOutput(1, () => process.stdout),
     stderr: lazyOutput(2, () => process.stderr),
     stdin: {

@@ -190,8 +190,13 @@ export interface HolderInfo {
  */
 export function executableName(): string {
   const script = process.argv[1];
-  const isScript = script !== undefined && fs.statSync(script, { throwIfNoEntry: false })?.isFile() === true;
-  return basename(isScript ? script : process.execPath).slice(0, 128);
+  let isScript = false;
+  try {
+    isScript = script !== undefined && fs.statSync(script, { throwIfNoEntry: false })?.isFile() === true;
+  } catch {
+    // ENOTDIR, ENAMETOOLONG, EACCES...: not a script this process can name (and never a reason to fail)
+  }
+  return basename(isScript ? script! : process.execPath).slice(0, 128);
 }
 
 const INFO_PREFIX = `{"pid":${process.pid},"host":${JSON.stringify(hostname())},"command":${JSON.stringify(

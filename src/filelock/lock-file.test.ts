@@ -152,6 +152,17 @@ describe('lock directories anyone could tamper with are refused', () => {
 });
 
 describe('what a holder writes', () => {
+  test('a first argument that cannot be stat\u2019ed (ENOTDIR, ENAMETOOLONG) is no reason to fail', () => {
+    const script = `const { withWriteLock, lockHolders } = await import(${JSON.stringify(join(DIST, 'filelock', 'index.js'))});
+const file = ${JSON.stringify(join(freshDir(), 'x.json'))};
+await withWriteLock(file, async () => { console.log((await lockHolders(file))[0].command); });`;
+    for (const arg of ['/etc/passwd/x', 'a'.repeat(5000)]) {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, arg], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.trim(), basename(process.execPath), 'the executable names the holder');
+    }
+  });
+
   test('holder info names the executable, never the arguments (which may hold secrets)', async () => {
     const d = freshDir();
     const file = join(d, 'secret.json');

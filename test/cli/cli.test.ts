@@ -120,6 +120,27 @@ describe('help and usage', () => {
 });
 
 describe('arguments', () => {
+  test('a deleted working directory: --version works, a relative path is one line and 66', () => {
+    const d = join(tmp.dir, 'gone');
+    const inGone = (args: string) =>
+      spawnSync(
+        'sh',
+        ['-c', `mkdir -p "${d}" && cd "${d}" && rmdir "${d}" && exec "${process.execPath}" "${BIN}" ${args}`],
+        {
+          env: { PATH: process.env.PATH, HOME: tmp.dir },
+          encoding: 'utf8',
+        },
+      );
+    const version = inGone('--version');
+    assert.equal(version.status, 0, version.stderr);
+    const run = inGone('lock run -n relative.json -- true');
+    assert.equal(run.status, 66);
+    assert.equal(
+      run.stderr,
+      'townlock: cannot open the current directory: no such file or directory [ENOENT]\n',
+    );
+  });
+
   test("lock run stops option parsing at FILE: the command's own flags reach it", () => {
     writeFileSync(join(tmp.dir, 'nums'), '10\n9\n');
     const f1 = join(tmp.dir, 'f1');
