@@ -1,5 +1,7 @@
 /** The CLI in-process, with a fake context: colour rules and output plumbing. */
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -134,4 +136,40 @@ test('machine exec: a reader gone away (EPIPE) kills the command and exits 141, 
   assert.ok(Date.now() - started < 10_000);
   assert.ok(writes >= 1);
   assert.equal(ctx.err(), '', "no message: a closed pipe is the reader's choice");
+});
+
+test('lock run: signals stay subscribed from the wait for the lock until the command has exited', async () => {
+  const { ctx } = fakeContext({});
+  let subscribed = 0;
+  let childRunning = false;
+  const gaps: string[] = [];
+  ctx.onSignal = () => {
+    subscribed++;
+    return () => {
+      subscribed--;
+      if (subscribed === 0 && childRunning) gaps.push('unsubscribed while the command ran');
+    };
+  };
+  ctx.spawn = () => {
+    // Without a subscription at this moment, a signal would take its default action (ending townlock and
+    // releasing the lock) while the command just started runs on.
+    if (subscribed === 0) gaps.push('no subscription when the command started');
+    childRunning = true;
+    const child = Object.assign(new EventEmitter(), {
+      pid: 424242,
+      exitCode: null as number | null,
+      signalCode: null,
+      kill: () => true,
+    });
+    setImmediate(() => {
+      child.emit('spawn');
+      childRunning = false;
+      child.exitCode = 0;
+      child.emit('exit', 0, null);
+    });
+    return child as unknown as ChildProcess;
+  };
+  assert.equal(await runCli(['lock', 'run', join(dir, 'signals.json'), 'true'], ctx), 0);
+  assert.deepEqual(gaps, []);
+  assert.equal(subscribed, 0, 'unsubscribed once the command ended');
 });

@@ -63,20 +63,22 @@ export const run: CommandRun = async (args, ctx, input) => {
     const what = target.kind === 'lock-file' ? 'lock file' : 'the lock file of';
     throw isOsError(err) ? new InputError(what, target.shown, err) : err;
   }
-  const stopWaiting = ctx.onSignal((signal) => abort.abort(signal));
+  const signals = signalRelay(ctx, (signal) => abort.abort(signal));
   try {
-    await lock.lock();
-  } catch (err) {
-    if (isOsError(err)) throw new InputError('lock file', lock.lockPath, err);
-    const busy = (holder: string) => `${lock.lockPath} is busy${holder}`;
-    return waitFailed(err, ctx, abort.signal, timeout, conflictCode, busy);
+    try {
+      await lock.lock();
+    } catch (err) {
+      if (isOsError(err)) throw new InputError('lock file', lock.lockPath, err);
+      const busy = (holder: string) => `${lock.lockPath} is busy${holder}`;
+      return waitFailed(err, ctx, abort.signal, timeout, conflictCode, busy);
+    }
+    try {
+      return await runChild(argv, ctx, signals);
+    } finally {
+      await lock.unlock();
+    }
   } finally {
-    stopWaiting();
-  }
-  try {
-    return await runChild(argv, ctx);
-  } finally {
-    await lock.unlock();
+    signals.stop();
   }
 };
 
@@ -148,7 +150,7 @@ interface EtcdRun {
  */
 async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: EtcdRun, ctx: CliContext) {
   const abort = new AbortController();
-  const stopWaiting = ctx.onSignal((signal) => abort.abort(signal));
+  const signals = signalRelay(ctx, (signal) => abort.abort(signal));
   let etcd: Etcd | undefined;
   try {
     let lock: EtcdLock;
@@ -162,12 +164,10 @@ async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: 
       if (abort.signal.aborted && (err as { code?: string }).code !== 'ERR_LOCK_TIMEOUT')
         return 128 + signalNumber(abort.signal.reason as NodeJS.Signals);
       return waitFailed(err, ctx, abort.signal, run.timeout, run.conflictCode, busy);
-    } finally {
-      stopWaiting();
     }
     let stopped: Promise<void> | undefined;
     try {
-      const status = await runChild(argv, ctx, {
+      const status = await runChild(argv, ctx, signals, {
         signal: lock.lost,
         onAbort: (child) => {
           printError(ctx, lock.lost.reason);
@@ -183,6 +183,7 @@ async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: 
       await lock.unlock().catch(() => {});
     }
   } finally {
+    signals.stop();
     await etcd?.close().catch(() => {});
   }
 }
@@ -245,6 +246,34 @@ interface StopOn {
   onAbort(child: ChildProcess): { clear(): void };
 }
 
+/** Where lock run's signals go: first to the wait for the lock, then to the command. */
+interface SignalRelay {
+  /** Sends the signals that come from now on to `handler`. */
+  to(handler: (signal: NodeJS.Signals) => void): void;
+  /** Unsubscribes (their default actions apply again); idempotent. */
+  stop(): void;
+}
+
+/**
+ * One subscription to the signals lock run handles, from the wait for the lock until the command ended.
+ * Switching handlers never unsubscribes in between: with no listener, Node gives a signal its default
+ * action back, and a SIGALRM or SIGTERM landing in that gap would end townlock (releasing the lock)
+ * while the command it had just started went on running unlocked.
+ */
+function signalRelay(ctx: CliContext, first: (signal: NodeJS.Signals) => void): SignalRelay {
+  let handler = first;
+  let unsubscribe: (() => void) | undefined = ctx.onSignal((signal) => handler(signal));
+  return {
+    to(next) {
+      handler = next;
+    },
+    stop() {
+      unsubscribe?.();
+      unsubscribe = undefined;
+    },
+  };
+}
+
 /** Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\\). */
 const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT']);
 
@@ -254,7 +283,12 @@ const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT']);
  * it directly, so INT and QUIT are forwarded only when townlock is not the terminal's foreground group
  * (they came from kill(1), not from the keyboard). Forwarding keeps the order signals arrived in.
  */
-function runChild([command, ...args]: string[], ctx: CliContext, stop?: StopOn): Promise<ExitCode> {
+function runChild(
+  [command, ...args]: string[],
+  ctx: CliContext,
+  signals: SignalRelay,
+  stop?: StopOn,
+): Promise<ExitCode> {
   return new Promise<ExitCode>((resolvePromise) => {
     const child = ctx.spawn(command!, args, {
       stdio: 'inherit',
@@ -266,7 +300,9 @@ function runChild([command, ...args]: string[], ctx: CliContext, stop?: StopOn):
       if (TERMINAL_SIGNALS.has(signal) && (await ctx.inForegroundProcessGroup?.())) return;
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     };
-    const stopForwarding = ctx.onSignal((signal) => {
+    // In the same synchronous step as the spawn: no signal handler can run in between (they run from the
+    // event loop), so the first signal after the command started is already forwarded.
+    signals.to((signal) => {
       forwarding = forwarding.then(() => forward(signal)).catch(() => {});
     });
     let killer: { clear(): void } | undefined;
@@ -274,7 +310,7 @@ function runChild([command, ...args]: string[], ctx: CliContext, stop?: StopOn):
       if (child.exitCode === null && child.signalCode === null) killer = stop!.onAbort(child);
     };
     const done = () => {
-      stopForwarding();
+      signals.stop();
       stop?.signal.removeEventListener('abort', onStop);
       killer?.clear();
     };
