@@ -49,7 +49,10 @@ export function validateMachine(input: unknown): Machine {
     if (typeof m.host !== 'string' || m.host === '')
       throw new InvalidMachineError('host', 'is required for ssh machines');
     const port = HOST.exec(m.host)?.[1];
-    if (!HOST.test(m.host) || (port !== undefined && (Number(port) < 1 || Number(port) > 65535))) {
+    if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+      throw new InvalidMachineError('host', `${JSON.stringify(m.host)}: port ${port} is not 1-65535`);
+    }
+    if (!HOST.test(m.host)) {
       throw new InvalidMachineError(
         'host',
         `${JSON.stringify(m.host)} must be [user@]host[:port] with no leading "-", spaces or control characters`,

@@ -120,6 +120,31 @@ describe('help and usage', () => {
 });
 
 describe('arguments', () => {
+  test('--help before the command words shows that command\u2019s (or group\u2019s) help', () => {
+    const run = tl(['--help', 'lock', 'run']);
+    assert.equal(run.code, 0);
+    assert.match(run.out, /^Usage: townlock lock run /m);
+    assert.equal(tl(['-h', 'machine', 'ls']).out, tl(['machine', 'list', '--help']).out);
+    assert.match(tl(['-h', 'machine']).out, /^Usage: townlock machine <command>/);
+    assert.match(tl(['--help', 'nope']).out, /^townlock \d/);
+  });
+
+  test('machine add names its flags in errors: a missing --host is 64, a refused value 65', () => {
+    const registry = ['--registry', freshRegistry()];
+    const noHost = tl([...registry, 'machine', 'add', 'noh', '--type', 'ssh']);
+    assert.equal(noHost.code, 64);
+    assert.match(noHost.err, /^townlock: missing --host for ssh machines; usage: /);
+    const key = tl([...registry, 'machine', 'add', 'kk', '-H', 'h', '-k', 'k\tey']);
+    assert.equal(key.code, 65);
+    assert.equal(
+      key.err,
+      'townlock: Invalid machine --key: must not contain control characters [ERR_INVALID_MACHINE]\n',
+    );
+    const port = tl([...registry, 'machine', 'add', 'p', '-H', 'u@h:99999']);
+    assert.equal(port.code, 65);
+    assert.match(port.err, /--host: "u@h:99999": port 99999 is not 1-65535 \[ERR_INVALID_MACHINE\]/);
+  });
+
   test('a deleted working directory: --version works, a relative path is one line and 66', () => {
     const d = join(tmp.dir, 'gone');
     const inGone = (args: string) =>
@@ -172,7 +197,7 @@ describe('arguments', () => {
     assert.equal(host.code, 65);
     assert.match(
       host.err,
-      /^townlock: Invalid machine host: "-oProxyCommand=x" .* \[ERR_INVALID_MACHINE\]\n$/,
+      /^townlock: Invalid machine --host: "-oProxyCommand=x" .* \[ERR_INVALID_MACHINE\]\n$/,
     );
     const wait = tl(['lock', 'run', '-w', '-1', 'f', 'true']);
     assert.equal(wait.code, 64);

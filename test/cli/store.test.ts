@@ -83,7 +83,7 @@ describe('json get / json set', () => {
     writeFileSync(f, '{"a": 1}\n');
     const none = tl(['json', 'get', f, 'b']);
     assert.equal(none.code, 1);
-    assert.match(none.err, /has no value at "b"/);
+    assert.match(none.err, /has no value at "b" \[ERR_NOT_FOUND\]\n$/);
     assert.equal(tl(['json', 'get', fresh('absent.json')]).code, 66);
 
     const bad = tl(['json', 'set', f, 'b', 'done']);

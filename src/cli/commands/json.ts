@@ -18,7 +18,7 @@ export const get: CommandRun = async (args, ctx, input) => {
   const state = await JsonFile.open<unknown>(abs, { defaults: () => ({}) });
   const found = getAt(state.read(), keys);
   if (!found) {
-    printLines(ctx.stderr, `townlock: ${file} has no value at ${JSON.stringify(path)}`);
+    printLines(ctx.stderr, `townlock: ${file} has no value at ${JSON.stringify(path)} [ERR_NOT_FOUND]`);
     return EXIT.failure;
   }
   // -r: the string itself, as jq -r prints it (escaped only on a terminal).

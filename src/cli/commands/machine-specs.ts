@@ -69,7 +69,7 @@ with an existing machine of that name are kept. Safe to run from many shells at 
         long: 'key',
         short: 'k',
         value: 'PATH',
-        help: "for ssh: private key file; it must exist (~ is expanded, a relative path made absolute); default: the ssh config's IdentityFile, the SSH agent, ~/.ssh/id_*",
+        help: "for ssh: private key file; it must exist (a relative path is made absolute; ~/... is stored as written and expanded when connecting); default: the ssh config's IdentityFile, the SSH agent, ~/.ssh/id_*",
       },
       { long: 'town', value: 'PATH', help: "where the town (the Go tool's workspace) lives on that machine" },
     ],

@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Machine } from '../../registry/machine.js';
+import { InvalidMachineError } from '../../registry/errors.js';
+import { type Machine, validateMachine } from '../../registry/machine.js';
 import { expectPositionals } from '../args.js';
 import type { CliContext } from '../context.js';
 import { EXIT, InputError, isOsError, UsageError } from '../errors.js';
@@ -55,11 +56,37 @@ export const add: CommandRun = async (args, ctx, input) => {
       `--type local takes no ${host !== undefined ? '--host' : '--key'} (the local machine is this one)`,
       `drop it, or write '--type ssh' for a machine reached over SSH`,
     );
+  checkFlags({ name, type, host, keyPath: key, townPath: town }, input.usage);
   const machine = { name, type, host, keyPath: key && keyPath(key, ctx), townPath: town } as Machine;
   await withRegistry(input, ({ registry }) => registry.add(machine));
   printLines(ctx.stdout, `added ${name}`);
   return EXIT.ok;
 };
+
+/** The flag (or argument) of `machine add` that sets each field of a machine. */
+const FLAG_OF: Record<string, string> = {
+  name: 'NAME',
+  type: '--type',
+  host: '--host',
+  keyPath: '--key',
+  townPath: '--town',
+};
+
+/**
+ * Validates what the flags give, before any file is read, naming the flag rather than the field: a
+ * missing required flag is a usage error (64), a value the registry refuses is ERR_INVALID_MACHINE (65).
+ */
+function checkFlags(machine: Record<string, string | undefined>, usage: string): void {
+  try {
+    validateMachine(machine);
+  } catch (err) {
+    if (!(err instanceof InvalidMachineError)) throw err;
+    const flag = FLAG_OF[err.field] ?? err.field;
+    if (err.detail.startsWith('is required'))
+      throw new UsageError(`missing ${flag}${err.detail.slice('is required'.length)}`, `usage: ${usage}`);
+    throw new InvalidMachineError(flag, err.detail);
+  }
+}
 
 /**
  * The key file as stored: `~` kept (expanded when connecting, as the Go tool does), a relative path made

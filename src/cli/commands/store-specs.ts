@@ -55,7 +55,7 @@ JSON) is never printed as an entry: it is reported on stderr with its byte offse
         long: 'lines',
         short: 'n',
         value: 'COUNT',
-        help: 'how many of the last entries to print first (default 10)',
+        help: 'how many of the last entries to print first (default 10); +N: from the Nth entry on',
       },
     ],
     example: 'townlock log tail -f events.jsonl',
