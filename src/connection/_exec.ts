@@ -178,8 +178,10 @@ export function collectExec(
         finish(() => reject(new ConnectionError(machine, 'exec', 'remote', e.message, { cause: e })));
         return;
       }
-      // A shell would say so on stderr: the message goes where the command's stderr would have gone.
-      const message = `${e.message}\n`;
+      // A shell would say so on stderr, in its words (not Node's "spawn x ENOENT"): the message goes where
+      // the command's stderr would have gone.
+      const command = (e as NodeJS.ErrnoException).path ?? 'command';
+      const message = `${command}: ${code === 127 ? 'command not found' : 'permission denied'}\n`;
       if (onStderr) {
         try {
           void Promise.resolve(onStderr(Buffer.from(message))).catch(() => {});

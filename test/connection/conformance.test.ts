@@ -201,7 +201,11 @@ for (const kind of kinds) {
       assert.equal(r.stdout, nasty.map((a) => `[${a}]\n`).join(''));
       const fail = await conn.exec('sh', ['-c', 'echo out; echo err >&2; exit 3']);
       assert.deepEqual(fail, { stdout: 'out\n', stderr: 'err\n', code: 3 });
-      assert.equal((await conn.exec('no-such-command-xyz')).code, 127);
+      const missing = await conn.exec('no-such-command-xyz');
+      assert.equal(missing.code, 127);
+      // In a shell's words on both sides (sh: "...: not found"; locally "...: command not found").
+      assert.match(missing.stderr, /no-such-command-xyz: (command )?not found\n$/);
+      assert.doesNotMatch(missing.stderr, /spawn|ENOENT/);
     });
 
     test('a command killed by signal N exits 128+N', async (t) => {
