@@ -110,12 +110,13 @@ function waitFailed(
   timeout: number,
   conflictCode: number,
   busy: (holder: string) => string,
+  timedOut: (err: LockTimeoutError) => string = (e) => e.message,
 ): ExitCode {
   const code = (err as { code?: string }).code;
   if (code === 'ERR_LOCK_TIMEOUT') {
     const { holderPid } = err as LockTimeoutError;
     const holder = holderPid === undefined ? '' : ` (held by pid ${holderPid})`;
-    const what = timeout < 0 ? busy(holder) : (err as Error).message;
+    const what = timeout < 0 ? busy(holder) : timedOut(err as LockTimeoutError);
     printError(ctx, Object.assign(new Error(what), { code }));
     return conflictCode;
   }
@@ -163,7 +164,9 @@ async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: 
       // A signal while connecting ends the wait as it does while waiting for the lock.
       if (abort.signal.aborted && (err as { code?: string }).code !== 'ERR_LOCK_TIMEOUT')
         return 128 + signalNumber(abort.signal.reason as NodeJS.Signals);
-      return waitFailed(err, ctx, abort.signal, run.timeout, run.conflictCode, busy);
+      // The same words for -n and -w: the name the user gave, not the key prefix.
+      const timedOut = (e: LockTimeoutError) => `${busy()}: no turn within ${e.waited} ms`;
+      return waitFailed(err, ctx, abort.signal, run.timeout, run.conflictCode, busy, timedOut);
     }
     let stopped: Promise<void> | undefined;
     try {
