@@ -139,9 +139,19 @@ export function ioMessage(path: string, action: string, cause: NodeJS.ErrnoExcep
         ? `${other ?? 'it'} is a directory`
         : cause.code === 'ENOTDIR'
           ? `a parent of ${other ?? 'it'} is not a directory`
-          : cause.message;
+          : inWords(cause, other);
   const on = other && (cause.code === 'EACCES' || cause.code === 'EPERM') ? ` on ${other}` : '';
   return `Cannot ${action} ${path}: ${why} (${cause.code ?? 'error'})${on}`;
+}
+
+/**
+ * Node's "ENOENT: no such file or directory, mkdir '/a/b'" in words: "no such file or directory (mkdir
+ * /a/b)"; the errno name follows in parentheses anyway. Any other message is kept as it is.
+ */
+function inWords(cause: NodeJS.ErrnoException, other: string | undefined): string {
+  const m = /^[A-Z][A-Z0-9_]*: (.+?), ([a-z_]+)(?: '.*')?$/s.exec(cause.message);
+  if (!m) return cause.message;
+  return other ? `${m[1]} (${m[2]} ${other})` : m[1]!;
 }
 
 /** Whether `err` is an operating-system error (ENOENT, EACCES, ...), not one of ours. */

@@ -47,6 +47,15 @@ function parallel(argvs: string[][]): Promise<{ code: number | null; err: string
 }
 
 describe('json get / json set', () => {
+  test('an OS error on write is in words, its errno once, never Node\u2019s raw text', () => {
+    const r = tl(['json', 'set', '/proc/townlock-nope/x.json', 'a', '1']);
+    assert.equal(r.code, 71);
+    assert.equal(
+      r.err,
+      'townlock: Cannot write /proc/townlock-nope/x.json: no such file or directory (mkdir /proc/townlock-nope) (ENOENT) [ERR_STORE_IO]\n',
+    );
+  });
+
   test('set creates the file and the objects along PATH; get reads values back by dot path and JSON Pointer', () => {
     const f = fresh('state.json');
     assert.equal(tl(['json', 'set', f, 'jobs.build', '{"status": "queued", "tries": 0}']).code, 0);
