@@ -45,7 +45,7 @@ torn last line left by a crash is kept, on a line of its own, for 'townlock log 
   {
     path: ['log', 'tail'],
     summary: 'Print the last entries of a JSONL log, and follow it with -f',
-    usage: ['townlock log tail [-f] [-n COUNT] FILE'],
+    usage: ['townlock log tail [-f] [-n COUNT|+N] FILE'],
     details: `Prints the last COUNT entries (default 10), one JSON per line; with -f, then every entry appended
 after them, as it arrives, until interrupted. A torn line (a crash mid-append, or a line that is not
 JSON) is never printed as an entry: it is reported on stderr with its byte offset, and tail goes on.`,
