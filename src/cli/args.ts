@@ -9,7 +9,7 @@
  *   is (`lock run FILE COMMAND...`, `machine exec NAME COMMAND...`), as flock(1) does.
  */
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { CliContext } from './context.js';
 import { UsageError } from './errors.js';
 
@@ -164,4 +164,12 @@ export function registryPath(flag: string | undefined, ctx: CliContext): string 
   if (ctx.env.TOWNLOCK_REGISTRY) return ctx.env.TOWNLOCK_REGISTRY;
   const config = ctx.env.XDG_CONFIG_HOME || join(ctx.env.HOME || homedir(), '.config');
   return join(config, 'townlock', 'machines.json');
+}
+
+/**
+ * `path` made absolute: against the working directory only when it is relative, so that a deleted
+ * working directory fails only the commands given relative paths.
+ */
+export function absolutePath(ctx: CliContext, path: string): string {
+  return isAbsolute(path) ? resolve(path) : resolve(ctx.cwd, path);
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { scratchDir } from '../../test/scratch-dir.js';
+import { FileLock } from '../filelock/index.js';
 import { runCli } from './cli.js';
 import type { CliContext, Input } from './context.js';
 import type { CommandSpec } from './spec.js';
@@ -172,4 +173,37 @@ test('lock run: signals stay subscribed from the wait for the lock until the com
   assert.equal(await runCli(['lock', 'run', join(dir, 'signals.json'), 'true'], ctx), 0);
   assert.deepEqual(gaps, []);
   assert.equal(subscribed, 0, 'unsubscribed once the command ended');
+});
+
+test('lock run: a signal after the command ended is answered once the lock is released (128+N)', async () => {
+  const { ctx } = fakeContext({});
+  const handlers = new Set<(signal: NodeJS.Signals) => void>();
+  ctx.onSignal = (handler) => {
+    handlers.add(handler);
+    return () => handlers.delete(handler);
+  };
+  ctx.spawn = () => {
+    const child = Object.assign(new EventEmitter(), {
+      pid: 424243,
+      exitCode: null as number | null,
+      signalCode: null,
+      kill: () => true,
+    });
+    setImmediate(() => {
+      child.emit('spawn');
+      child.exitCode = 3;
+      child.emit('exit', 3, null);
+      // The command has ended; the lock is not released yet: townlock must neither die nor forget it.
+      assert.equal(handlers.size, 1, 'still subscribed while the lock is released');
+      for (const handler of handlers) handler('SIGTERM');
+    });
+    return child as unknown as ChildProcess;
+  };
+  const file = join(dir, 'late-signal.json');
+  assert.equal(await runCli(['lock', 'run', file, 'true'], ctx), 143);
+  assert.equal(handlers.size, 0);
+  // And the lock was released: another holder gets it at once.
+  const after = new FileLock(file);
+  assert.equal(await after.tryLock(), true);
+  await after.unlock();
 });

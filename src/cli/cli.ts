@@ -17,7 +17,14 @@ export async function runCli(argv: string[], ctx: CliContext, commands = COMMAND
   let spec: CommandSpec | undefined;
   try {
     const global = parse(argv, GLOBAL_OPTIONS, true);
-    if (global.values.help) return print(ctx, helpFor(global.positionals[0], global.rest[0], commands));
+    if (global.values.help) {
+      // `townlock --help lock run` is `townlock lock run --help` (unknown words are the same usage errors).
+      const [words] = global.positionals;
+      if (words === undefined) return print(ctx, mainHelp(commands));
+      const name = global.rest[0];
+      const asked = name === undefined || name.startsWith('-') ? [words] : [words, name];
+      return runCli([...asked, '--help'], ctx, commands);
+    }
     if (global.values.version) return print(ctx, `townlock ${VERSION}\n`);
     const [group] = global.positionals;
     if (group === undefined) throw new UsageError('missing command', "see 'townlock --help' for the list");
@@ -59,14 +66,6 @@ export async function runCli(argv: string[], ctx: CliContext, commands = COMMAND
       err.hint ??= `see '${spec ? `townlock ${spec.path.join(' ')}` : 'townlock'} --help'`;
     return printError(ctx, err);
   }
-}
-
-/** `townlock --help [GROUP [COMMAND]]`: the help of what the words name, else the main help. */
-function helpFor(group: string | undefined, name: string | undefined, commands: CommandSpec[]): string {
-  const inGroup = commands.filter((c) => c.path[0] === group);
-  if (inGroup.length === 0) return mainHelp(commands);
-  const spec = inGroup.find((c) => c.path[1] === name || (name !== undefined && c.aliases?.includes(name)));
-  return spec ? commandHelp(spec) : groupHelp(group!, inGroup);
 }
 
 /** Writes help or version text to stdout; exit 0. */

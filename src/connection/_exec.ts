@@ -1,4 +1,5 @@
 /** Helpers shared by local and SSH exec: shell quoting and output collection. */
+import { statSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { setLongTimeout } from '../_long-timer.js';
@@ -173,23 +174,9 @@ export function collectExec(
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e) => {
-      const code = e.code === 'ENOENT' ? 127 : e.code === 'EACCES' ? 126 : undefined;
-      if (code === undefined) {
-        finish(() => reject(new ConnectionError(machine, 'exec', 'remote', e.message, { cause: e })));
-        return;
-      }
-      // A shell would say so on stderr, in its words (not Node's "spawn x ENOENT"): the message goes where
-      // the command's stderr would have gone.
-      const command = (e as NodeJS.ErrnoException).path ?? 'command';
-      const message = `${command}: ${code === 127 ? 'command not found' : 'permission denied'}\n`;
-      if (onStderr) {
-        try {
-          void Promise.resolve(onStderr(Buffer.from(message))).catch(() => {});
-        } catch {
-          // the command never ran: the exit code says enough
-        }
-      }
-      finish(() => resolve({ stdout: '', stderr: onStderr ? '' : message, code }));
+      const result = spawnFailure(e, onStderr);
+      if (result) finish(() => resolve(result));
+      else finish(() => reject(new ConnectionError(machine, 'exec', 'remote', e.message, { cause: e })));
     });
     child.on('close', (code, sig) => {
       const status = code ?? 128 + (constants.signals[sig as NodeJS.Signals] ?? 0);
@@ -205,4 +192,42 @@ export function collectExec(
       );
     });
   });
+}
+
+/**
+ * The result of a command that could not be started, as a shell reports it: 127 (not found) or 126
+ * (not executable), its words on stderr (not Node's "spawn x ENOENT"), sent where the command's stderr
+ * would have gone. Undefined for any other failure.
+ */
+export function spawnFailure(
+  e: NodeJS.ErrnoException,
+  onStderr: ExecOptions['onStderr'],
+  command?: string,
+): ExecResult | undefined {
+  const code = e.code === 'ENOENT' ? 127 : e.code === 'EACCES' || e.code === 'ENOTDIR' ? 126 : undefined;
+  if (code === undefined) return undefined;
+  const message = `${shellWords(e, command)}\n`;
+  if (onStderr) {
+    try {
+      void Promise.resolve(onStderr(Buffer.from(message))).catch(() => {});
+    } catch {
+      // the command never ran: the exit code says enough
+    }
+  }
+  return { stdout: '', stderr: onStderr ? '' : message, code };
+}
+
+/** What a shell says when it cannot run a command: "x: command not found", "/a/x: is a directory"... */
+function shellWords(e: NodeJS.ErrnoException, given?: string): string {
+  const command = e.path ?? given ?? 'command';
+  if (e.code === 'ENOENT')
+    return `${command}: ${command.includes('/') ? 'no such file or directory' : 'command not found'}`;
+  if (e.code === 'ENOTDIR') return `${command}: not a directory`;
+  let directory = false;
+  try {
+    directory = command.includes('/') && statSync(command).isDirectory();
+  } catch {
+    // it went away meanwhile: permission denied is still what happened
+  }
+  return `${command}: ${directory ? 'is a directory' : 'permission denied'}`;
 }

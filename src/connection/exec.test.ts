@@ -175,3 +175,24 @@ describe('the pid marker filter', () => {
     assert.equal(f.pass(Buffer.from(`\n${line}z`)).toString(), '\nz');
   });
 });
+
+describe('a local command that cannot be started', () => {
+  test('is reported as a shell would: 127 or 126, in its words on stderr', async () => {
+    const { LocalConnection } = await import('./local.js');
+    const local = new LocalConnection();
+    const cases: [string, number, string][] = [
+      ['no-such-command-xyz', 127, 'no-such-command-xyz: command not found\n'],
+      ['/no/such/dir/x', 127, '/no/such/dir/x: no such file or directory\n'],
+      ['/tmp', 126, '/tmp: is a directory\n'],
+      ['/etc/passwd/x', 126, '/etc/passwd/x: not a directory\n'],
+    ];
+    for (const [command, code, stderr] of cases) {
+      assert.deepEqual(await local.exec(command), { stdout: '', stderr, code }, command);
+    }
+    const streamed: Buffer[] = [];
+    const viaCallback = await local.exec('/etc/passwd/x', [], { onStderr: (b) => void streamed.push(b) });
+    assert.deepEqual(viaCallback, { stdout: '', stderr: '', code: 126 });
+    assert.equal(Buffer.concat(streamed).toString(), '/etc/passwd/x: not a directory\n');
+    await local.close();
+  });
+});

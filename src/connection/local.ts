@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { writeFileAtomic } from '../atomic/pending-file.js';
 import { BaseConnection, type BaseConnectionOptions } from './_base.js';
-import { abortedError, collectExec } from './_exec.js';
+import { abortedError, collectExec, spawnFailure } from './_exec.js';
 import type { DirEntry } from './_glob.js';
 import { checkExec, checkString, checkWriteFile } from './_validate.js';
 import type { ExecOptions, ExecResult, FileStat } from './connection.js';
@@ -86,12 +86,20 @@ export class LocalConnection extends BaseConnection {
     // everything it started, not just the child itself.
     // node:child_process costs ~15 ms to load: only exec needs it, so importing townlock does not.
     const { spawn } = await import('node:child_process');
-    const child = spawn(command, args, {
-      cwd: options.cwd,
-      env: { ...process.env, ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: process.platform !== 'win32',
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(command, args, {
+        cwd: options.cwd,
+        env: { ...process.env, ...options.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: process.platform !== 'win32',
+      });
+    } catch (err) {
+      // Some failures (ENOTDIR: a path through a file) are thrown here rather than emitted.
+      const failed = spawnFailure(err as NodeJS.ErrnoException, options.onStderr, command);
+      if (failed) return failed;
+      throw err;
+    }
     const running = {
       stdin: child.stdin,
       stdout: child.stdout,

@@ -84,20 +84,22 @@ function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile:
     } else p = text;
   }
   if (p.includes('\0')) throw new InvalidOptionError('path', path, 'a path without NUL bytes');
-  const cwd = kind.bytes ? Buffer.from(process.cwd()).toString('latin1') : process.cwd();
+  // Read only for a relative path: with absolute paths, a deleted working directory changes nothing.
+  const cwd = () => (kind.bytes ? Buffer.from(process.cwd()).toString('latin1') : process.cwd());
+  const absolute = (q: string) => (q.startsWith('/') ? posix.resolve(q) : posix.resolve(cwd(), q));
   if (isLockFile) {
-    const abs = posix.resolve(cwd, p);
+    const abs = absolute(p);
     if (abs === '/') throw new InvalidOptionError('path', path, 'a lock file, not /');
     const lockPath = posix.join(realDir(kind, posix.dirname(abs)), posix.basename(abs));
     const shown = kind.display(lockPath);
     const key = kind.bytes ? `\0${lockPath}` : lockPath;
     return { path: shown, lockPath: shown, fsLockPath: kind.fs(lockPath), key, createDirs: false };
   }
-  const real = realTarget(kind, posix.resolve(cwd, p), 0);
+  const real = realTarget(kind, absolute(p), 0);
   const dir =
     lockDir === undefined
       ? posix.join(posix.dirname(real), '.gastown', 'locks')
-      : realDir(kind, posix.resolve(cwd, lockDir));
+      : realDir(kind, absolute(lockDir));
   const lockPath = posix.join(dir, `${posix.basename(real)}.lock`);
   return {
     path: kind.display(real),

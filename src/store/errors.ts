@@ -139,19 +139,22 @@ export function ioMessage(path: string, action: string, cause: NodeJS.ErrnoExcep
         ? `${other ?? 'it'} is a directory`
         : cause.code === 'ENOTDIR'
           ? `a parent of ${other ?? 'it'} is not a directory`
-          : inWords(cause, other);
+          : inWords(cause, path);
   const on = other && (cause.code === 'EACCES' || cause.code === 'EPERM') ? ` on ${other}` : '';
   return `Cannot ${action} ${path}: ${why} (${cause.code ?? 'error'})${on}`;
 }
 
 /**
- * Node's "ENOENT: no such file or directory, mkdir '/a/b'" in words: "no such file or directory (mkdir
- * /a/b)"; the errno name follows in parentheses anyway. Any other message is kept as it is.
+ * Node's "ENOENT: no such file or directory, mkdir '/a/b'" in words, "no such file or directory, mkdir
+ * /a/b": the system call always (uv_cwd is not the file), its path when it is not `subject`, and the
+ * destination of a rename or link. The errno name follows in parentheses, so a leading one is dropped.
  */
-function inWords(cause: NodeJS.ErrnoException, other: string | undefined): string {
-  const m = /^[A-Z][A-Z0-9_]*: (.+?), ([a-z_]+)(?: '.*')?$/s.exec(cause.message);
-  if (!m) return cause.message;
-  return other ? `${m[1]} (${m[2]} ${other})` : m[1]!;
+function inWords(cause: NodeJS.ErrnoException, subject: string): string {
+  const m = /^[A-Z][A-Z0-9_]*: (.+?), ([a-z_]+)(?: '(.*?)')?(?: -> '(.*)')?$/s.exec(cause.message);
+  if (!m) return cause.message.replace(/^[A-Z][A-Z0-9_]*: /, '');
+  const [, text, syscall, from, to] = m;
+  const where = from === undefined || from === subject ? '' : ` ${from}`;
+  return `${text}, ${syscall}${where}${to === undefined ? '' : ` -> ${to}`}`;
 }
 
 /** Whether `err` is an operating-system error (ENOENT, EACCES, ...), not one of ours. */

@@ -126,7 +126,9 @@ describe('arguments', () => {
     assert.match(run.out, /^Usage: townlock lock run /m);
     assert.equal(tl(['-h', 'machine', 'ls']).out, tl(['machine', 'list', '--help']).out);
     assert.match(tl(['-h', 'machine']).out, /^Usage: townlock machine <command>/);
-    assert.match(tl(['--help', 'nope']).out, /^townlock \d/);
+    // Unknown words are the same usage errors as without --help in front.
+    assert.equal(tl(['--help', 'nope']).code, 64);
+    assert.equal(tl(['--help', 'lock', 'nosuch']).code, 64);
   });
 
   test('machine add names its flags in errors: a missing --host is 64, a refused value 65', () => {
@@ -140,6 +142,9 @@ describe('arguments', () => {
       key.err,
       'townlock: Invalid machine --key: must not contain control characters [ERR_INVALID_MACHINE]\n',
     );
+    const emptyKey = tl([...registry, 'machine', 'add', 'ek', '-H', 'h', '--key', '']);
+    assert.equal(emptyKey.code, 64);
+    assert.match(emptyKey.err, /^townlock: --key needs a key file, got ''; /);
     const port = tl([...registry, 'machine', 'add', 'p', '-H', 'u@h:99999']);
     assert.equal(port.code, 65);
     assert.match(port.err, /--host: "u@h:99999": port 99999 is not 1-65535 \[ERR_INVALID_MACHINE\]/);

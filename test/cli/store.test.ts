@@ -52,7 +52,7 @@ describe('json get / json set', () => {
     assert.equal(r.code, 71);
     assert.equal(
       r.err,
-      'townlock: Cannot write /proc/townlock-nope/x.json: no such file or directory (mkdir /proc/townlock-nope) (ENOENT) [ERR_STORE_IO]\n',
+      'townlock: Cannot write /proc/townlock-nope/x.json: no such file or directory, mkdir /proc/townlock-nope (ENOENT) [ERR_STORE_IO]\n',
     );
   });
 

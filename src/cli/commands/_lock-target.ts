@@ -8,9 +8,10 @@
  * - a directory is a DIR for status and clean, and refused by run (and with -L or --protect).
  */
 import fs from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { type FsPath, type LockTarget, resolveLockTarget } from '../../filelock/_target.js';
-import type { ParsedArgs } from '../args.js';
+import { absolutePath, type ParsedArgs } from '../args.js';
+import type { CliContext } from '../context.js';
 import { InputError, isOsError, UsageError } from '../errors.js';
 import type { CommandInput } from '../spec.js';
 
@@ -29,7 +30,7 @@ export type LockArgument =
 export function lockArgument(
   args: ParsedArgs,
   index: number,
-  cwd: string,
+  ctx: CliContext,
   input: CommandInput,
   allowDir: boolean,
 ): LockArgument {
@@ -48,10 +49,10 @@ export function lockArgument(
       '-L and --protect cannot be used together',
       '-L FILE locks FILE itself; --protect FILE locks .gastown/locks/FILE.lock',
     );
-  const shown = resolve(cwd, arg);
+  const shown = absolutePath(ctx, arg);
   // A name that is not valid UTF-8 is used as the bytes it is, never as its lossy decoding.
   const bytes = input.bytesOf(args.positionalIndexes[index]!);
-  const path: FsPath = bytes ? absoluteBytes(bytes, cwd) : shown;
+  const path: FsPath = bytes ? absoluteBytes(bytes, ctx) : shown;
   const isDir = statOf(path, shown)?.isDirectory() ?? false;
   if (!isDir && arg.endsWith('/')) throw new InputError('directory', shown, enoent()); // a DIR/ that does not exist
   if (isDir) {
@@ -87,9 +88,9 @@ function statOf(path: FsPath, shown: string): fs.Stats | undefined {
   }
 }
 
-/** `bytes` made absolute against `cwd`, still as bytes. */
-function absoluteBytes(bytes: Buffer, cwd: string): Buffer {
-  return bytes[0] === 0x2f ? bytes : Buffer.concat([Buffer.from(`${cwd}/`), bytes]);
+/** `bytes` made absolute against the working directory, still as bytes. */
+function absoluteBytes(bytes: Buffer, ctx: CliContext): Buffer {
+  return bytes[0] === 0x2f ? bytes : Buffer.concat([Buffer.from(`${ctx.cwd}/`), bytes]);
 }
 
 /** `dir/name` for a hint, without doubling a trailing slash. */
@@ -98,8 +99,10 @@ function slashJoin(dir: string, name: string): string {
 }
 
 /** The argument of status and clean: FILE or DIR, the current directory when absent. */
-export function targetOf(args: ParsedArgs, cwd: string, input: CommandInput): LockArgument {
-  return args.positionals.length === 0 ? { kind: 'dir', path: cwd } : lockArgument(args, 0, cwd, input, true);
+export function targetOf(args: ParsedArgs, ctx: CliContext, input: CommandInput): LockArgument {
+  return args.positionals.length === 0
+    ? { kind: 'dir', path: ctx.cwd }
+    : lockArgument(args, 0, ctx, input, true);
 }
 
 /**

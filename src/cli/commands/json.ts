@@ -1,7 +1,6 @@
 /** `townlock json get|set`: JSON state files with JsonFile's guarantees, from a shell. */
-import { resolve } from 'node:path';
 import { JsonFile } from '../../store/json-file.js';
-import { expectPositionals } from '../args.js';
+import { absolutePath, expectPositionals } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
 import { printDocument, printJson, printLines } from '../output.js';
 import type { CommandRun } from '../spec.js';
@@ -12,7 +11,7 @@ export const get: CommandRun = async (args, ctx, input) => {
   if (args.positionals.length === 0) throw new UsageError('missing FILE', `usage: ${input.usage}`);
   if (args.positionals.length > 2) expectPositionals(args, ['FILE', 'PATH'], input.usage);
   const [file, path = ''] = args.positionals as [string, string?];
-  const abs = resolve(ctx.cwd, file);
+  const abs = absolutePath(ctx, file);
   const keys = pathKeys(path);
   requireInput(abs);
   const state = await JsonFile.open<unknown>(abs, { defaults: () => ({}) });
@@ -35,7 +34,7 @@ export const set: CommandRun = async (args, ctx, input) => {
   ];
   const keys = pathKeys(path);
   const value = args.values.string ? text : parseValue(text, 'VALUE');
-  const state = await JsonFile.open<unknown>(resolve(ctx.cwd, file), { defaults: () => ({}) });
+  const state = await JsonFile.open<unknown>(absolutePath(ctx, file), { defaults: () => ({}) });
   // An empty PATH replaces the whole document; otherwise the change is made on the latest version.
   if (keys.length === 0) await state.set(value);
   else await state.update((draft) => void setAt(draft, keys, value));

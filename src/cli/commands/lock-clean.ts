@@ -8,7 +8,7 @@ import { existingLockFile, targetOf } from './_lock-target.js';
 
 export const run: CommandRun = async (args, ctx, input) => {
   if (args.positionals.length > 1) expectPositionals(args, ['FILE|DIR'], input.usage);
-  const target = targetOf(args, ctx.cwd, input);
+  const target = targetOf(args, ctx, input);
   if (target.kind === 'dir') {
     const removed = await cleanStaleLocks(target.path);
     printLines(

@@ -43,7 +43,7 @@ export const run: CommandRun = async (args, ctx, input) => {
   }
   if (values['kill-after'] !== undefined)
     throw new UsageError('--kill-after applies only with --etcd', 'a file lock cannot be lost while held');
-  const target = lockArgument(args, 0, ctx.cwd, input, false);
+  const target = lockArgument(args, 0, ctx, input, false);
   if (target.kind === 'dir') throw new Error('lockArgument returned a directory for lock run');
   // As flock(1): the directory FILE is in must exist (a typo never creates a tree of directories);
   // only .gastown/locks inside it is created.
@@ -63,8 +63,7 @@ export const run: CommandRun = async (args, ctx, input) => {
     const what = target.kind === 'lock-file' ? 'lock file' : 'the lock file of';
     throw isOsError(err) ? new InputError(what, target.shown, err) : err;
   }
-  const signals = signalRelay(ctx, (signal) => abort.abort(signal));
-  try {
+  return underSignals(ctx, abort, async (signals) => {
     try {
       await lock.lock();
     } catch (err) {
@@ -77,9 +76,7 @@ export const run: CommandRun = async (args, ctx, input) => {
     } finally {
       await lock.unlock();
     }
-  } finally {
-    signals.stop();
-  }
+  });
 };
 
 /** Throws InputError (66) unless the directory that holds `path` exists. */
@@ -151,7 +148,21 @@ interface EtcdRun {
  */
 async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: EtcdRun, ctx: CliContext) {
   const abort = new AbortController();
-  const signals = signalRelay(ctx, (signal) => abort.abort(signal));
+  return underSignals(ctx, abort, (signals) =>
+    lockAndRunOnEtcd(target, name, argv, run, ctx, abort, signals),
+  );
+}
+
+/** runOnEtcd's body, under its signal subscription. */
+async function lockAndRunOnEtcd(
+  target: EtcdTarget,
+  name: string,
+  argv: string[],
+  run: EtcdRun,
+  ctx: CliContext,
+  abort: AbortController,
+  signals: SignalRelay,
+): Promise<ExitCode> {
   let etcd: Etcd | undefined;
   try {
     let lock: EtcdLock;
@@ -186,7 +197,6 @@ async function runOnEtcd(target: EtcdTarget, name: string, argv: string[], run: 
       await lock.unlock().catch(() => {});
     }
   } finally {
-    signals.stop();
     await etcd?.close().catch(() => {});
   }
 }
@@ -249,12 +259,36 @@ interface StopOn {
   onAbort(child: ChildProcess): { clear(): void };
 }
 
-/** Where lock run's signals go: first to the wait for the lock, then to the command. */
+/** Where lock run's signals go: first to the wait for the lock, then to the command, then nowhere yet. */
 interface SignalRelay {
   /** Sends the signals that come from now on to `handler`. */
   to(handler: (signal: NodeJS.Signals) => void): void;
+  /** The command ended: a signal now only notes itself, to be answered once the lock is released. */
+  afterCommand(): void;
+  /** The first signal that came after the command ended. */
+  readonly late: NodeJS.Signals | undefined;
   /** Unsubscribes (their default actions apply again); idempotent. */
   stop(): void;
+}
+
+/**
+ * Runs lock run's `body` under one signal subscription (see signalRelay): first a signal ends the wait
+ * (through `abort`), then it is forwarded to the command; one that comes after the command ended, while
+ * the lock is released (on etcd: the key deleted, the session closed), ends townlock once that is done,
+ * with 128+N, as dying of it would have, but without leaving the lock held until its lease runs out.
+ */
+async function underSignals(
+  ctx: CliContext,
+  abort: AbortController,
+  body: (signals: SignalRelay) => Promise<ExitCode>,
+): Promise<ExitCode> {
+  const signals = signalRelay(ctx, (signal) => abort.abort(signal));
+  try {
+    const code = await body(signals);
+    return signals.late === undefined ? code : 128 + signalNumber(signals.late);
+  } finally {
+    signals.stop();
+  }
 }
 
 /**
@@ -265,10 +299,19 @@ interface SignalRelay {
  */
 function signalRelay(ctx: CliContext, first: (signal: NodeJS.Signals) => void): SignalRelay {
   let handler = first;
+  let late: NodeJS.Signals | undefined;
   let unsubscribe: (() => void) | undefined = ctx.onSignal((signal) => handler(signal));
   return {
     to(next) {
       handler = next;
+    },
+    afterCommand() {
+      handler = (signal) => {
+        late ??= signal;
+      };
+    },
+    get late() {
+      return late;
     },
     stop() {
       unsubscribe?.();
@@ -277,8 +320,8 @@ function signalRelay(ctx: CliContext, first: (signal: NodeJS.Signals) => void): 
   };
 }
 
-/** Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\\). */
-const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT']);
+/** Signals a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\\, a hangup). */
+const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT', 'SIGHUP']);
 
 /**
  * Runs argv with inherited stdio, forwarding signals; resolves with its exit status (shell style). The
@@ -296,7 +339,7 @@ function runChild(
     const child = ctx.spawn(command!, args, {
       stdio: 'inherit',
       env: ctx.env as NodeJS.ProcessEnv,
-      cwd: ctx.cwd,
+      cwd: workingDirectory(ctx),
     });
     let forwarding = Promise.resolve();
     const forward = async (signal: NodeJS.Signals) => {
@@ -313,7 +356,7 @@ function runChild(
       if (child.exitCode === null && child.signalCode === null) killer = stop!.onAbort(child);
     };
     const done = () => {
-      signals.stop();
+      signals.afterCommand();
       stop?.signal.removeEventListener('abort', onStop);
       killer?.clear();
     };
@@ -330,6 +373,15 @@ function runChild(
       resolvePromise(code ?? 128 + signalNumber(signal ?? 'SIGTERM'));
     });
   });
+}
+
+/** Where the command runs: townlock's own directory, or (deleted, unreadable) wherever the process is. */
+function workingDirectory(ctx: CliContext): string | undefined {
+  try {
+    return ctx.cwd;
+  } catch {
+    return undefined; // the command inherits the directory townlock is in, deleted or not
+  }
 }
 
 /** The number of a signal, for the 128+N exit status. */

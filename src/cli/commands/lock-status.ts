@@ -19,7 +19,7 @@ interface LockStatus {
 
 export const run: CommandRun = async (args, ctx, input) => {
   if (args.positionals.length > 1) expectPositionals(args, ['FILE|DIR'], input.usage);
-  const target = targetOf(args, ctx.cwd, input);
+  const target = targetOf(args, ctx, input);
   let statuses: LockStatus[];
   if (target.kind === 'dir') {
     const dir = lockDirOf(target.path);

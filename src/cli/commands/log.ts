@@ -2,8 +2,8 @@
 
 import fs from 'node:fs';
 import { constants } from 'node:os';
-import { resolve } from 'node:path';
 import { JsonlLog, type TornLine } from '../../store/jsonl-log.js';
+import { absolutePath } from '../args.js';
 import { EXIT, UsageError } from '../errors.js';
 import { printJsonLine, printWarning } from '../output.js';
 import type { CommandRun } from '../spec.js';
@@ -16,7 +16,7 @@ export const append: CommandRun = async (args, ctx, input) => {
     throw new UsageError(file === undefined ? 'missing FILE' : 'missing JSON', `usage: ${input.usage}`);
   }
   const entries = texts.map((t, i) => (args.values.string ? t : parseValue(t, `entry ${i + 1}`)));
-  const log = await JsonlLog.open(resolve(ctx.cwd, file));
+  const log = await JsonlLog.open(absolutePath(ctx, file));
   await log.append(entries.length === 1 ? [entries[0]] : entries);
   return EXIT.ok;
 };
@@ -35,7 +35,7 @@ export const tail: CommandRun = async (args, ctx, input) => {
       "write e.g. '-n 20' (the last 20) or '-n +1' (from the first)",
     );
   }
-  const abs = resolve(ctx.cwd, file);
+  const abs = absolutePath(ctx, file);
   if (!args.values.follow) requireInput(abs);
   // With -f, a signal ends the follow cleanly from the start (also one that comes during the first pass).
   const stop = new AbortController();

@@ -3,7 +3,6 @@
  * file in the Go tool's format and any registry (a file or etcd), the way to migrate. Entries are copied
  * whole: fields this version does not know, and entries that are not valid machines, arrive as they were.
  */
-import { resolve } from 'node:path';
 import { EtcdTxnTooLargeError } from '../../etcd/errors.js';
 import {
   type Entry,
@@ -13,7 +12,7 @@ import {
   serializeRegistry,
 } from '../../registry/_format.js';
 import { MachineRegistry, transferOf } from '../../registry/registry.js';
-import { expectPositionals } from '../args.js';
+import { absolutePath, expectPositionals } from '../args.js';
 import type { CliContext } from '../context.js';
 import { EXIT } from '../errors.js';
 import { printDocument, printLines, printWarning } from '../output.js';
@@ -31,7 +30,7 @@ interface Copied {
 
 export const importFile: CommandRun = async (args, ctx, input) => {
   const [file] = expectPositionals(args, ['FILE'], input.usage) as [string];
-  const source = await readRegistryFile(resolve(ctx.cwd, file));
+  const source = await readRegistryFile(absolutePath(ctx, file));
   const entries = copiedEntries(source, ctx, file);
   const { copied, where, parts } = await withRegistry(input, async ({ registry, where }) => {
     const transfer = transferOf(registry);
@@ -88,7 +87,7 @@ export const exportFile: CommandRun = async (args, ctx, input) => {
   }
   // Into a registry file: the same locked read-modify-write as any registry write, so the Go tool and
   // other townlock processes never see half of it, and a FILE that is not a registry is never overwritten.
-  const target = await MachineRegistry.open(resolve(ctx.cwd, file));
+  const target = await MachineRegistry.open(absolutePath(ctx, file));
   const entries = new Map(state.entries);
   const copied = await transferOf(target).change((current, put) => copy(entries, current, put, true));
   printLines(ctx.stdout, `exported ${count(entries.size)} to ${file}: ${summary(copied)}`);

@@ -1,10 +1,10 @@
 /** `townlock machine list|show|add|remove`: read and change the registry. */
 import fs from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { InvalidMachineError } from '../../registry/errors.js';
 import { type Machine, validateMachine } from '../../registry/machine.js';
-import { expectPositionals } from '../args.js';
+import { absolutePath, expectPositionals } from '../args.js';
 import type { CliContext } from '../context.js';
 import { EXIT, InputError, isOsError, UsageError } from '../errors.js';
 import { printJson, printLines, printTable, printWarning } from '../output.js';
@@ -49,6 +49,13 @@ export const show: CommandRun = async (args, ctx, input) => {
 export const add: CommandRun = async (args, ctx, input) => {
   const [name] = expectPositionals(args, ['NAME'], input.usage);
   const { type: typeFlag, host, key, town } = args.values as Record<string, string | undefined>;
+  for (const [flag, value, what] of [
+    ['--host', host, '[USER@]HOST[:PORT]'],
+    ['--key', key, 'a key file'],
+    ['--town', town, 'a path'],
+  ] as const) {
+    if (value === '') throw new UsageError(`${flag} needs ${what}, got ''`, `usage: ${input.usage}`);
+  }
   const type = typeFlag ?? (host !== undefined ? 'ssh' : undefined);
   if (!type) throw new UsageError('missing --type (local or ssh)', `usage: ${input.usage}`);
   if (type === 'local' && (host !== undefined || key !== undefined))
@@ -96,7 +103,7 @@ function checkFlags(machine: Record<string, string | undefined>, usage: string):
 function keyPath(key: string, ctx: CliContext): string {
   const home = ctx.env.HOME || homedir();
   const expanded =
-    key === '~' ? home : key.startsWith('~/') ? join(home, key.slice(2)) : resolve(ctx.cwd, key);
+    key === '~' ? home : key.startsWith('~/') ? join(home, key.slice(2)) : absolutePath(ctx, key);
   try {
     if (!fs.statSync(expanded).isFile())
       throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
