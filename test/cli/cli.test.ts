@@ -150,7 +150,7 @@ describe('arguments', () => {
     assert.match(port.err, /--host: "u@h:99999": port 99999 is not 1-65535 \[ERR_INVALID_MACHINE\]/);
   });
 
-  test('a deleted working directory: --version works, a relative path is one line and 66', () => {
+  test('a deleted working directory: --version and absolute paths work, a relative path is one line and 66', () => {
     const d = join(tmp.dir, 'gone');
     const inGone = (args: string) =>
       spawnSync(
@@ -163,6 +163,9 @@ describe('arguments', () => {
       );
     const version = inGone('--version');
     assert.equal(version.status, 0, version.stderr);
+    const absolute = inGone(`lock run -n "${join(tmp.dir, 'abs-from-gone.json')}" -- echo ran`);
+    assert.equal(absolute.status, 0, absolute.stderr);
+    assert.equal(absolute.stdout, 'ran\n', 'absolute paths need no working directory');
     const run = inGone('lock run -n relative.json -- true');
     assert.equal(run.status, 66);
     assert.equal(
