@@ -41,7 +41,11 @@ function cachedDataFor(bundle) {
   } catch {
     return undefined;
   } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    try {
+      if (fd !== undefined) fs.closeSync(fd);
+    } catch {
+      // a failed close of the cache must not stop the command
+    }
   }
 }
 
