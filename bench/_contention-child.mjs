@@ -20,20 +20,9 @@ function change(text) {
   return JSON.stringify(doc);
 }
 
-/** The sketch: blocks in flock(LOCK_EX) on a koffi worker thread, then does the work synchronously. */
-const lockPath = lockPathFor(file);
-fs.mkdirSync(dirname(lockPath), { recursive: true });
-const fd = fs.openSync(lockPath, 'a+');
-const blockingFlock = () =>
-  new Promise((resolve, reject) =>
-    flock.async(fd, LOCK_EX, (err, r) => (err || r !== 0 ? reject(err ?? new Error('flock')) : resolve())),
-  );
+/** The update's write done synchronously: temp file, fsync, rename, directory fsync (the sketch's way). */
 let tmpSeq = 0;
-const sketch = async () => {
-  const t0 = now();
-  await blockingFlock();
-  const waited = now() - t0;
-  const text = change(fs.readFileSync(file, 'utf8'));
+function writeSync(text) {
   const tmp = `${file}.tmp-${process.pid}-${tmpSeq++}`;
   const out = fs.openSync(tmp, 'w');
   fs.writeSync(out, text);
@@ -43,6 +32,21 @@ const sketch = async () => {
   const d = fs.openSync(dirname(file), 'r'); // the same durability as writeFileAtomic: the rename too
   fs.fsyncSync(d);
   fs.closeSync(d);
+}
+
+/** The sketch: blocks in flock(LOCK_EX) on a koffi worker thread, then does the work synchronously. */
+const lockPath = lockPathFor(file);
+fs.mkdirSync(dirname(lockPath), { recursive: true });
+const fd = fs.openSync(lockPath, 'a+');
+const blockingFlock = () =>
+  new Promise((resolve, reject) =>
+    flock.async(fd, LOCK_EX, (err, r) => (err || r !== 0 ? reject(err ?? new Error('flock')) : resolve())),
+  );
+const sketch = async () => {
+  const t0 = now();
+  await blockingFlock();
+  const waited = now() - t0;
+  writeSync(change(fs.readFileSync(file, 'utf8')));
   flock(fd, LOCK_UN);
   return waited;
 };
@@ -54,18 +58,9 @@ const townlock = async () => {
     file,
     async () => {
       waited = now() - t0;
-      if (process.env.BENCH_SYNCWORK) {
-        const text = change(fs.readFileSync(file, 'utf8'));
-        const tmp = `${file}.tmp-${process.pid}-${tmpSeq++}`;
-        const out = fs.openSync(tmp, 'w');
-        fs.writeSync(out, text);
-        fs.fsyncSync(out);
-        fs.closeSync(out);
-        fs.renameSync(tmp, file);
-        const d = fs.openSync(dirname(file), 'r');
-        fs.fsyncSync(d);
-        fs.closeSync(d);
-      } else await writeFileAtomic(file, change(fs.readFileSync(file, 'utf8')));
+      const text = change(fs.readFileSync(file, 'utf8'));
+      if (process.env.BENCH_SYNCWORK) writeSync(text);
+      else await writeFileAtomic(file, text);
     },
     { timeout: 0 },
   );

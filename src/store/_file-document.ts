@@ -18,8 +18,6 @@
  * files of writers that died are removed. A file that does not parse is never overwritten.
  */
 import fs from 'node:fs';
-import { dirname } from 'node:path';
-import { mkdirDurable } from '../atomic/_mkdir.js';
 import { removeStaleTempFiles, writeFileAtomic } from '../atomic/pending-file.js';
 import { heldInContext } from '../filelock/_holds.js';
 import { resolveLockTarget } from '../filelock/_target.js';
@@ -27,6 +25,7 @@ import { FileLock } from '../filelock/lock.js';
 import { type FileLockOptions, resolveLockOptions } from '../filelock/options.js';
 import type { DocumentStore, Snapshot } from './_document.js';
 import type { ApplyBatch } from './_group-commit.js';
+import { withTargetWriteLock } from './_target-lock.js';
 
 /** How a document's state is read from and written to bytes. */
 export interface Codec<S> {
@@ -170,19 +169,17 @@ export class FileDocument<S> implements DocumentStore<S> {
    * one file and writing another would lose data. For composite stores too (the queue and its leases).
    */
   async withWriteLock<T>(fn: (target: string) => Promise<T>): Promise<T> {
-    for (;;) {
-      let outcome: { value: T } | undefined;
-      try {
-        const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
-        await mkdirDurable(dirname(lock.path), this.#fsync);
-        outcome = await lock.withLock(async () =>
-          this.#target('write').path === lock.path ? { value: await fn(lock.path) } : undefined,
-        );
-      } catch (err) {
-        // OS errors of the lock itself too: a lockDir that is a file, a lock name too long.
-        throw this.#wrap('write', err);
-      }
-      if (outcome) return outcome.value;
+    try {
+      return await withTargetWriteLock(
+        this.path,
+        this.#lockOptions,
+        this.#fsync,
+        () => this.#target('write').path,
+        fn,
+      );
+    } catch (err) {
+      // OS errors of the lock itself too: a lockDir that is a file, a lock name too long.
+      throw this.#wrap('write', err);
     }
   }
 

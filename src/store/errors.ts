@@ -1,4 +1,7 @@
 /** Errors thrown by the store module (JsonFile, JsonlLog, JsonlQueue); the registry has its own codes. */
+
+import { JsonParseError } from '../atomic/errors.js';
+import { parseJson } from '../atomic/read-json.js';
 import { TownlockError } from '../errors.js';
 
 /** The file is not valid for this store; it is never overwritten (`ERR_STORE_CORRUPT`). */
@@ -161,4 +164,19 @@ function inWords(cause: NodeJS.ErrnoException, subject: string): string {
 export function isOsError(err: unknown): err is NodeJS.ErrnoException {
   const code = (err as NodeJS.ErrnoException)?.code;
   return typeof code === 'string' && code.startsWith('E') && !code.startsWith('ERR_');
+}
+
+/** `text` parsed as JSON; invalid JSON is StoreCorruptError with its line, column and position. */
+export function parseStoreJson(text: string, path: string): unknown {
+  try {
+    return parseJson(text, path);
+  } catch (err) {
+    if (!(err instanceof JsonParseError)) throw err;
+    throw new StoreCorruptError(
+      path,
+      `invalid JSON at line ${err.line}, column ${err.column} (position ${err.position})`,
+      err.position,
+      err,
+    );
+  }
 }

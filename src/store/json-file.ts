@@ -21,14 +21,13 @@
  */
 import { resolve } from 'node:path';
 import { jsonProblem, nestsDeeperThan } from '../atomic/_json-scan.js';
-import { JsonParseError } from '../atomic/errors.js';
-import { parseJson } from '../atomic/read-json.js';
 import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_TIMEOUT } from '../filelock/options.js';
 import { FileDocument } from './_file-document.js';
 import { type Draft, GroupCommit } from './_group-commit.js';
 import { jsonText } from './_jsonl.js';
 import {
+  parseStoreJson,
   StoreCorruptError,
   StoreInvalidError,
   StoreIoError,
@@ -225,18 +224,7 @@ function beginDraft<T>(base: T, validate: (value: unknown) => void, path: string
 function parseDocument(bytes: Buffer, path: string): unknown {
   const text = bytes.toString('utf8');
   if (text.trim() === '') throw new StoreCorruptError(path, 'the file is empty', 0);
-  let value: unknown;
-  try {
-    value = parseJson(text, path);
-  } catch (err) {
-    if (!(err instanceof JsonParseError)) throw err;
-    throw new StoreCorruptError(
-      path,
-      `invalid JSON at line ${err.line}, column ${err.column} (position ${err.position})`,
-      err.position,
-      err,
-    );
-  }
+  const value = parseStoreJson(text, path);
   if (nestsDeeperThan(value, MAX_DEPTH)) {
     throw new StoreCorruptError(path, `nesting deeper than ${MAX_DEPTH} levels`, depthPosition(text));
   }

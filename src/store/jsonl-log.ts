@@ -35,6 +35,7 @@ import { resolveLockTarget } from '../filelock/_target.js';
 import { FileLock } from '../filelock/lock.js';
 import { type ApplyBatch, GroupCommit } from './_group-commit.js';
 import { lineOf, parseLine, splitLines } from './_jsonl.js';
+import { withTargetWriteLock } from './_target-lock.js';
 import { isOsError, LogTornError, StoreIoError, StoreReentrantError } from './errors.js';
 
 const CHUNK = 64 * 1024;
@@ -423,18 +424,16 @@ export class JsonlLog<T> {
    * lock name too long) are ERR_STORE_IO.
    */
   async #underWriteLock<R>(fn: (target: string) => Promise<R>): Promise<R> {
-    for (;;) {
-      let outcome: { value: R } | undefined;
-      try {
-        const lock = new FileLock(this.path, { ...this.#lockOptions, type: 'exclusive' });
-        await mkdirDurable(dirname(lock.path), this.#fsync);
-        outcome = await lock.withLock(async () =>
-          this.#target('write').path === lock.path ? { value: await fn(lock.path) } : undefined,
-        );
-      } catch (err) {
-        throw this.#io('write', err);
-      }
-      if (outcome) return outcome.value;
+    try {
+      return await withTargetWriteLock(
+        this.path,
+        this.#lockOptions,
+        this.#fsync,
+        () => this.#target('write').path,
+        fn,
+      );
+    } catch (err) {
+      throw this.#io('write', err);
     }
   }
 

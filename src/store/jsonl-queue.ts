@@ -29,8 +29,6 @@
  */
 import { resolve } from 'node:path';
 import { crypto } from '../_crypto.js';
-import { JsonParseError } from '../atomic/errors.js';
-import { parseJson } from '../atomic/read-json.js';
 import { InvalidOptionError } from '../errors.js';
 import { resolveLockTarget } from '../filelock/_target.js';
 import type { DocumentStore, Snapshot } from './_document.js';
@@ -40,6 +38,7 @@ import { lineOf, parseLine, splitLines } from './_jsonl.js';
 import {
   isOsError,
   LeaseExpiredError,
+  parseStoreJson,
   StoreCorruptError,
   StoreIoError,
   StoreReentrantError,
@@ -439,18 +438,7 @@ function serializeQueue(tasks: readonly string[]): string {
 
 /** Parses the leases file; invalid JSON is ERR_STORE_CORRUPT with its position. */
 function parseLeases(bytes: Buffer, path: string): LeasesFile {
-  let data: unknown;
-  try {
-    data = parseJson(bytes.toString('utf8'), path);
-  } catch (err) {
-    if (!(err instanceof JsonParseError)) throw err;
-    throw new StoreCorruptError(
-      path,
-      `invalid JSON at line ${err.line}, column ${err.column} (position ${err.position})`,
-      err.position,
-      err,
-    );
-  }
+  const data = parseStoreJson(bytes.toString('utf8'), path);
   const { leases, pending } = (data ?? {}) as { leases?: unknown; pending?: unknown };
   const shape = 'expected {"leases": [{id, line, expiresAt, deliveries}], "pending"?: {queue, leases}}';
   if (!isLeaseList(leases)) throw new StoreCorruptError(path, shape);

@@ -71,7 +71,7 @@ describe('multi-process registry', () => {
     const dist = mutatedDist(
       tmp.dir,
       'dist-no-lock',
-      'store/_file-document.js',
+      'store/_target-lock.js',
       /await lock\.withLock\(/,
       'await ((fn) => fn())(',
     );

@@ -21,12 +21,12 @@ const M = Number(process.env.TOWNLOCK_STORE_OPS ?? 50);
 const KILLS = Number(process.env.TOWNLOCK_STORE_KILLS ?? 100);
 const QUEUE_KILLS = Number(process.env.TOWNLOCK_QUEUE_KILLS ?? 20);
 
-/** A copy of dist/ whose file store takes no lock (the queue's writes go through it too). */
+/** A copy of dist/ whose stores write without the lock (the queue's writes and the log's go through it). */
 const lockless = () =>
   mutatedDist(
     tmp.dir,
     'dist-store-no-lock',
-    'store/_file-document.js',
+    'store/_target-lock.js',
     /await lock\.withLock\(/g,
     'await ((fn) => fn())(',
   );
