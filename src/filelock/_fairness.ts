@@ -1,156 +1,317 @@
 /**
- * Fair turns between townlock processes that contend for one lock.
+ * Fair turns between townlock processes that contend for one lock: a queue of waiters, each woken alone.
  *
- * Without this, the process that just released wins again: its next caller is already running while the
- * others still have to be woken, so one process runs ahead and the rest starve (measured: p99 wait 5x
- * the kernel's own blocking queue). Nothing here parks a thread in flock() (such a wait cannot be
- * cancelled), and nothing here is needed for exclusion: it only decides who tries first.
+ * Without this, the process that just released wins again (its next caller is already running while the
+ * others still have to be woken), and waking every waiter on each release makes them all compete for the
+ * CPU the holder needs. Nothing here parks a thread in flock() (such a wait cannot be cancelled), and
+ * nothing here is needed for exclusion: it only decides who is woken to try.
  *
- * - A process waiting at the OS level announces itself: it holds a shared flock on `<lock file>.wait`
- *   for as long as it waits (the kernel drops it if the process dies).
- * - A releaser probes that file with a non-blocking exclusive flock. If it cannot get it, other townlock
- *   processes are waiting, so this process's next attempt on that lock yields: it waits up to YIELD_MS
- *   for a waiter to take the lock (the taker touches the wait file, which wakes the yielder at once),
- *   then tries, and if the lock is busy it waits, announced, like everyone else. Turns go round.
- * - flock(1), the Go tool and Python neither announce nor yield; they still exclude and are excluded
- *   exactly as before. A wait file that cannot be created or locked just leaves the old behaviour.
+ * - A process that has to wait at the OS level takes a place in the queue: a file of its own (a "bell")
+ *   in `<lock file>.waiters/`, named by a ticket (monotonic clock, then pid), on which it holds an
+ *   exclusive flock while it waits (the kernel drops it if the process dies) and which it watches.
+ * - A releaser lists that directory after its unlock and rings the oldest bell whose owner still holds
+ *   it, by unlinking it: the owner's watch reports the change, and an unlinked bell cannot be rung twice.
+ *   A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is unlinked too,
+ *   which wakes that waiter if it lives, and the next bell is rung as well.
+ * - A waiter takes its place before its last attempt ahead of every sleep, so a release after a failed
+ *   attempt always finds its bell (or an older one, whose owner then holds the lock and rings on release).
+ *   A rung waiter that loses the lock to a newcomer takes its place again under its old ticket, and
+ *   attempts once more before it sleeps. A waiter that gives up after being rung passes the ring on.
+ *   A shared taker rings the next waiter too, so queued readers go together.
+ * - A releaser that rang someone owes a turn: its next attempt on that lock, within YIELD_MS, starts by
+ *   queueing behind the others instead of taking the lock ahead of the waiter it woke.
+ * - Every waiter still polls with backoff, so a ring that never comes (a flock(1), Go or Python holder
+ *   rings nothing; a rung waiter killed before it woke) delays it by at most `maxRetryDelay`. A waiter
+ *   woken by its timer leaves the attempt to an older live waiter, which polls too (so the queue order
+ *   holds between rings), but for at most DEFER_LIMIT_MS: an older waiter that stopped attempting (a
+ *   suspended process) delays the queue, it never strands it. Bells of dead waiters are removed by
+ *   whoever probes them.
+ * - flock(1), the Go tool and Python neither queue nor ring; they still exclude and are excluded exactly
+ *   as before. A waiters directory that cannot be made or used leaves a waiter polling, woken by the
+ *   touch every townlock release gives the lock file.
  */
-import fs from 'node:fs';
+import fs, { type FSWatcher } from 'node:fs';
 import { closeQuietly } from './_lock-file.js';
 import type { FsPath, LockTarget } from './_target.js';
-import { closeSoon, pause, watchQuietly } from './_wait.js';
-import type { LockBackend } from './backend.js';
+import { closeSoon, watchQuietly } from './_wait.js';
+import type { LockBackend, LockType } from './backend.js';
 
-/** Longest a releaser yields to announced waiters before trying again itself, in ms. */
-export const YIELD_MS = 10;
+/**
+ * How long after ringing a waiter this process's next attempt on that lock queues behind it before it
+ * tries regardless, in ms: the bound for a rung waiter that never takes the lock (it hung, or died before
+ * it woke). A live one takes it within a wake-up, well under a millisecond on an idle machine.
+ */
+export const YIELD_MS = 100;
 
-const OPEN_EXISTING = fs.constants.O_RDWR | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
-const OPEN_CREATE = OPEN_EXISTING | fs.constants.O_CREAT;
+/**
+ * Longest a waiter woken by its timer leaves the attempt to an older waiter that does not take the lock
+ * (see Place.isBehind), in ms.
+ */
+export const DEFER_LIMIT_MS = 1000;
 
-/** The announcement file of a lock file: `<lock file>.wait`. */
-export function waitFileOf(lockPath: FsPath): FsPath {
-  return typeof lockPath === 'string' ? `${lockPath}.wait` : Buffer.concat([lockPath, Buffer.from('.wait')]);
+/** Longest run of bells one release unlinks as abandoned before it gives up ringing (bounds its cost). */
+const MAX_DEAD_PER_RING = 16;
+
+const OPEN_PROBE = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
+const OPEN_BELL =
+  fs.constants.O_RDWR |
+  fs.constants.O_CREAT |
+  fs.constants.O_EXCL |
+  (fs.constants.O_NOFOLLOW ?? 0) |
+  (fs.constants.O_NONBLOCK ?? 0);
+
+/** A bell's name: a 20-digit ticket, the owner's pid, `.bell`. Anything else in the directory is ignored. */
+const BELL_NAME = /^\d{20}-\d+\.bell$/;
+
+/** The queue directory of a lock file: `<lock file>.waiters`. */
+export function waitersDirOf(lockPath: FsPath): FsPath {
+  return join(lockPath, '.waiters');
 }
 
-/** A releaser's note to yield its next turn on one lock. */
-interface Yield {
-  /** performance.now() after which the yield is over. */
-  until: number;
-  /** The wait file's mtime when the note was made: a later one means a waiter took the lock. */
-  mtimeMs: number;
+/** `a` followed by `b` (a Buffer stays a Buffer: names that are not UTF-8). */
+function join(a: FsPath, b: string): FsPath {
+  return typeof a === 'string' ? a + b : Buffer.concat([a, Buffer.from(b)]);
 }
 
-const yields = new Map<string, Yield>();
+/** A new ticket: later tickets sort after earlier ones on this host (the monotonic clock is system-wide). */
+function newTicket(): string {
+  return process.hrtime.bigint().toString().padStart(20, '0');
+}
 
-/** A waiter's announcement: a shared flock on the wait file, held while it waits. */
-export class Announcement {
+/** Releases of this process that rang a waiter, by lock key: performance.now() until which a turn is owed. */
+const owed = new Map<string, number>();
+
+/** A waiter's place in the queue of one lock (see the module comment). */
+export class Place {
   readonly #backend: LockBackend;
-  readonly #path: FsPath;
+  readonly #dir: FsPath;
   readonly #mode: number;
+  #name: string | undefined;
   #fd: number | undefined;
+  #watcher: FSWatcher | undefined;
+  /** The bell changed (it is rung when it has no links left). */
+  #changed = false;
+  /** Taking a place failed: this waiter polls (and watches the lock file) instead. */
+  #unusable = false;
 
   constructor(backend: LockBackend, target: LockTarget, mode: number) {
     this.#backend = backend;
-    this.#path = waitFileOf(target.fsLockPath);
+    this.#dir = waitersDirOf(target.fsLockPath);
     this.#mode = mode;
   }
 
-  /** Announces, if not done yet (a releaser probing at that instant makes it fail; the next call retries). */
-  announce(): void {
-    if (this.#fd !== undefined) return;
+  /** The bell's watcher while this waiter has a place; undefined without one. */
+  get watcher(): FSWatcher | undefined {
+    return this.#watcher;
+  }
+
+  /**
+   * Takes a place, or takes it again after a ring (same ticket: the waiter keeps its turn). Returns true
+   * when it made a bell now: the caller must then attempt before it sleeps, or a release in between would
+   * have found no bell to ring.
+   */
+  enter(): boolean {
+    if (this.#unusable) return false;
+    if (this.#fd !== undefined) {
+      if (!this.#changed) return false;
+      this.#changed = false;
+      try {
+        if (fs.fstatSync(this.#fd).nlink > 0) return false; // changed, but not rung: still in place
+      } catch {
+        // treat as rung
+      }
+      this.#drop();
+    }
+    this.#name ??= `${newTicket()}-${process.pid}.bell`;
+    const path = join(this.#dir, `/${this.#name}`);
     let fd: number | undefined;
     try {
-      fd = fs.openSync(this.#path, OPEN_CREATE, this.#mode);
-      if (!fs.fstatSync(fd).isFile() || !this.#backend.tryLock(fd, 'shared')) {
-        closeQuietly(fd);
-        return;
-      }
+      fd = openBell(this.#dir, path, this.#mode);
+      if (!this.#backend.tryLock(fd, 'exclusive')) throw new Error('bell busy');
+      const watcher = watchQuietly(path);
+      if (!watcher) throw new Error('no watch');
+      watcher.on('change', () => {
+        this.#changed = true;
+      });
       this.#fd = fd;
+      this.#watcher = watcher;
+      return true;
     } catch {
-      // Fairness is best effort: without a usable wait file this waiter simply does not announce.
-      if (fd !== undefined) closeQuietly(fd);
-    }
-  }
-
-  /** The waiter holds the lock now: wake a yielding releaser (touch), then withdraw. */
-  taken(): void {
-    if (this.#fd !== undefined) {
-      try {
-        this.#backend.touch(this.#fd);
-      } catch {
-        // only a wake-up
+      // Fairness is best effort: without a place this waiter polls.
+      if (fd !== undefined) {
+        unlinkQuietly(path);
+        closeQuietly(fd);
       }
+      this.#unusable = true;
+      return false;
     }
-    this.withdraw();
   }
 
-  /** Stops announcing (closing the descriptor drops the shared flock). */
-  withdraw(): void {
+  /**
+   * Whether a waiter that still waits took its place before this one: a waiter woken by its timer rather
+   * than a ring then leaves the attempt to it, instead of taking the lock from the waiter just rung. Bells
+   * nobody holds are removed on the way, so a dead waiter is never waited for; the oldest live waiter is
+   * never behind anyone and keeps polling, so a missed ring delays the queue, never strands it.
+   */
+  isBehind(): boolean {
+    if (this.#fd === undefined || this.#changed || this.#name === undefined) return false;
+    for (const name of bellNames(this.#dir)) {
+      if (name >= this.#name) return false;
+      const state = probeBell(this.#backend, join(this.#dir, `/${name}`), false);
+      if (state === 'waiting') return true;
+    }
+    return false;
+  }
+
+  /**
+   * Leaves the queue. A waiter that did not get the lock (`took` false) and finds its bell already rung
+   * passes the ring to the next waiter; one that took a shared lock rings the next waiter too.
+   */
+  leave(took: LockType | undefined): void {
     if (this.#fd === undefined) return;
-    closeQuietly(this.#fd);
+    // Rung (or removed as abandoned, which a waiter that holds its bell cannot be): no links left. Asked
+    // of the descriptor, as an unlink's ENOENT would cost an exception on the way to the lock.
+    let rung: boolean;
+    try {
+      rung = fs.fstatSync(this.#fd).nlink === 0;
+    } catch {
+      rung = false;
+    }
+    if (!rung) unlinkQuietly(join(this.#dir, `/${this.#name}`));
+    this.#drop();
+    if ((rung && took === undefined) || took === 'shared') ringNext(this.#backend, this.#dir);
+  }
+
+  /** Closes the bell (dropping its flock) and its watcher. */
+  #drop(): void {
+    if (this.#watcher) closeSoon(this.#watcher);
+    this.#watcher = undefined;
+    if (this.#fd !== undefined) closeQuietly(this.#fd);
     this.#fd = undefined;
   }
 }
 
-/**
- * Whether townlock processes may wait for `target`: its wait file exists (a waiter creates it before it
- * sleeps, and it stays). When it does not, a release needs neither the wake-up touch nor the fairness
- * probe: a waiter announces itself before its last attempt ahead of sleeping (see waitForOsLock), so a
- * release that saw no wait file came before that attempt, which then finds the lock free. (existsSync
- * throws nothing: a failed open would cost ~10 µs of exception on every uncontended release.)
- */
-export function mayHaveWaiters(target: LockTarget): boolean {
-  return fs.existsSync(waitFileOf(target.fsLockPath));
+/** Opens a new bell exclusively, making the queue directory (0o775 less the umask, as lock directories) once. */
+function openBell(dir: FsPath, path: FsPath, mode: number): number {
+  for (let made = false; ; made = true) {
+    try {
+      const fd = fs.openSync(path, OPEN_BELL, mode);
+      // The directory must be a real one: a symlink planted in its place would send bells anywhere.
+      if (fs.lstatSync(dir).isDirectory()) return fd;
+      closeQuietly(fd);
+      throw new Error('not a directory');
+    } catch (err) {
+      if (made || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      try {
+        fs.mkdirSync(dir, { mode: 0o775 });
+      } catch (mkdirErr) {
+        if ((mkdirErr as NodeJS.ErrnoException).code !== 'EEXIST') throw mkdirErr;
+      }
+    }
+  }
+}
+
+function unlinkQuietly(path: FsPath): void {
+  try {
+    fs.unlinkSync(path);
+  } catch {
+    // gone already
+  }
 }
 
 /**
- * After this process released `target` (and saw its wait file): if townlock processes announced they
- * wait, yield the next turn.
+ * Whether townlock processes may wait for `target`: its waiters directory exists (the first waiter makes
+ * it, and it stays). When it does not, a release needs neither a ring nor a touch: a waiter takes its
+ * place before its last attempt ahead of sleeping, so a release that saw no directory came before that
+ * attempt, which then finds the lock free. (existsSync throws nothing: a failed call would cost ~10 µs
+ * of exception on every uncontended release.)
+ */
+export function mayHaveWaiters(target: LockTarget): boolean {
+  return fs.existsSync(waitersDirOf(target.fsLockPath));
+}
+
+/**
+ * After this process released `target` (and saw its waiters directory): rings the oldest waiter, and if
+ * one was rung, owes it a turn.
  */
 export function noteRelease(backend: LockBackend, target: LockTarget): void {
-  const path = waitFileOf(target.fsLockPath);
-  let fd: number;
+  if (ringNext(backend, waitersDirOf(target.fsLockPath))) owed.set(target.key, performance.now() + YIELD_MS);
+}
+
+/**
+ * Rings the oldest bell in `dir` whose owner still waits; returns whether one was rung. Bells nobody holds
+ * are unlinked on the way (at most MAX_DEAD_PER_RING per call). Never throws: a ring is only a wake-up.
+ */
+export function ringNext(backend: LockBackend, dir: FsPath): boolean {
+  let dead = 0;
+  for (const name of bellNames(dir)) {
+    const state = probeBell(backend, join(dir, `/${name}`), true);
+    if (state === 'waiting') return true;
+    if (state === 'abandoned' && ++dead >= MAX_DEAD_PER_RING) return false;
+  }
+  return false;
+}
+
+/**
+ * Removes the bells in the queue directory `dir` that no waiter holds, then the directory if that left it
+ * empty (for cleanStaleLocks). A waiter whose bell or directory goes meanwhile is only woken: it makes
+ * them again.
+ */
+export function removeAbandonedBells(backend: LockBackend, dir: FsPath): void {
   try {
-    fd = fs.openSync(path, OPEN_EXISTING);
+    if (!fs.lstatSync(dir).isDirectory()) return; // never through a symlink, never a file
   } catch {
     return;
   }
+  for (const name of bellNames(dir)) probeBell(backend, join(dir, `/${name}`), false);
   try {
-    if (backend.tryLock(fd, 'exclusive')) {
-      backend.unlock(fd);
-      return; // nobody waits
-    }
-    yields.set(target.key, { until: performance.now() + YIELD_MS, mtimeMs: fs.fstatSync(fd).mtimeMs });
+    fs.rmdirSync(dir);
   } catch {
-    // a probe that fails tells nothing: no yield
-  } finally {
-    closeQuietly(fd);
+    // not empty (someone waits), or gone already
+  }
+}
+
+/** The bells in `dir`, oldest first (none when it cannot be read). */
+function bellNames(dir: FsPath): string[] {
+  try {
+    return (fs.readdirSync(dir) as string[]).filter((n) => BELL_NAME.test(n)).sort();
+  } catch {
+    return [];
   }
 }
 
 /**
- * Before this process's first attempt on `target`: if it owes announced waiters a turn, waits until one
- * of them takes the lock, YIELD_MS passed, or the caller's deadline or abort comes. Synchronous no-op
- * (returns undefined) when nothing is owed, so the uncontended path pays one map lookup.
+ * Asks whether the bell at `path` has a waiting owner; unlinks it when rung (`ring`) or abandoned. With
+ * `ring`, the unlink (the ring, or the removal of an abandoned bell, which wakes its owner if it lives)
+ * comes first and the question after: the probe's descriptor still names the unlinked bell. 'gone' when
+ * it left the queue or someone else rang or removed it.
  */
-export function yieldTurn(
-  target: LockTarget,
-  deadline: number,
-  signal: AbortSignal | undefined,
-): Promise<unknown> | undefined {
-  const owed = yields.get(target.key);
-  if (!owed) return undefined;
-  yields.delete(target.key);
-  const until = Math.min(owed.until, deadline);
-  if (until <= performance.now()) return undefined;
-  const path = waitFileOf(target.fsLockPath);
-  const watcher = watchQuietly(path);
-  const current = fs.statSync(path, { throwIfNoEntry: false });
-  if (!current || current.mtimeMs !== owed.mtimeMs) {
-    if (watcher) closeSoon(watcher);
-    return undefined; // a waiter took the lock already
+function probeBell(backend: LockBackend, path: FsPath, ring: boolean): 'waiting' | 'abandoned' | 'gone' {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, OPEN_PROBE);
+  } catch {
+    return 'gone';
   }
-  return pause(until - performance.now(), watcher, signal, target.lockPath).finally(() => {
-    if (watcher) closeSoon(watcher);
-  });
+  try {
+    if (ring) fs.unlinkSync(path);
+    const waiting = fs.fstatSync(fd).isFile() && !backend.tryLock(fd, 'exclusive');
+    if (!waiting && !ring) fs.unlinkSync(path);
+    return waiting ? 'waiting' : 'abandoned';
+  } catch {
+    return 'gone';
+  } finally {
+    closeQuietly(fd); // also drops the probe's lock on an abandoned bell
+  }
+}
+
+/**
+ * Whether this process owes waiters a turn on `target` (it rang one less than YIELD_MS ago): its next
+ * attempt then queues before it tries. Clears the debt.
+ */
+export function owesTurn(target: LockTarget): boolean {
+  const until = owed.get(target.key);
+  if (until === undefined) return false;
+  owed.delete(target.key);
+  return until > performance.now();
 }

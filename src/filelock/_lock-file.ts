@@ -265,14 +265,23 @@ export function parseHolderInfo(content: string): HolderInfo | undefined {
 }
 
 /**
- * Releases the lock, then, when townlock processes may be waiting (`wake`: the lock's wait file exists,
- * see _fairness.ts), touches the file so that those watching it wake at once; then parks the descriptor
- * for reuse. The touch comes after the unlock, or the woken waiter would find the lock still held.
+ * Releases the lock; then, when townlock processes may be waiting (see _fairness.ts), runs `wake` (which
+ * rings the next waiter) and touches the file, so that waiters watching it (those without a place in the
+ * queue) wake at once; then parks the descriptor for reuse. Both come after the unlock, or the woken
+ * waiter would find the lock still held; the ring comes first, as it is what the next holder waits for.
  */
-export function releaseAndWake(backend: LockBackend, key: string, held: LockFd, wake = true): void {
+export function releaseAndWake(
+  backend: LockBackend,
+  key: string,
+  held: LockFd,
+  wake: false | (() => void),
+): void {
   try {
     backend.unlock(held.fd);
-    if (wake) backend.touch(held.fd);
+    if (wake) {
+      wake();
+      backend.touch(held.fd);
+    }
   } catch (err) {
     closeQuietly(held.fd);
     throw err;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { type Child, hasTool, reapAll, requireTool, start } from '../../test/multiprocess/helpers.js';
@@ -59,6 +59,30 @@ describe('what cleanStaleLocks may touch', () => {
     for (const name of ['Cargo.lock', 'yarn.lock', 'Gemfile.lock']) {
       assert.equal(readFileSync(join(d, name), 'utf8'), name);
     }
+  });
+
+  test("waiters' queues: abandoned bells and then the empty directory go, a waiting one's bell stays", async (t) => {
+    if (!requireTool(t, 'flock')) return;
+    const d = project();
+    const lockFile = await used(join(d, 'q.json'));
+    const queue = `${lockFile}.waiters`;
+    mkdirSync(queue);
+    const dead = join(queue, '00000000000000000001-1.bell');
+    const live = join(queue, '00000000000000000002-2.bell');
+    writeFileSync(dead, '');
+    writeFileSync(join(queue, 'notes.txt'), 'not a bell'); // not ours: stays
+    const waiter = start('flock', ['-x', live, '-c', 'echo queued; read line']);
+    await waiter.waitFor('queued');
+    assert.equal(await cleanStaleLocks(d), 1);
+    assert.equal(existsSync(dead), false, 'the abandoned bell was removed');
+    assert.equal(existsSync(live), true, "a waiter's bell stays");
+    assert.equal(existsSync(join(queue, 'notes.txt')), true);
+    waiter.send('go');
+    assert.equal(await waiter.exited(), 0);
+    rmSync(join(queue, 'notes.txt'));
+    assert.equal(await cleanStaleLocks(d), 0);
+    assert.equal(existsSync(queue), false, 'the empty queue directory went');
+    await withWriteLock(join(d, 'q.json'), () => {}); // and locking still works
   });
 
   test('the lock directory itself may be given; a missing dir or a file is refused with ERR_LOCK_DIR', async () => {

@@ -2,7 +2,8 @@
  * cleanStaleLocks: remove lock files nobody uses, without ever breaking mutual exclusion.
  *
  * What it touches: only `*.lock` regular files inside a townlock lock directory, `<dir>/.gastown/locks`
- * (or that directory given directly). Anything else (a project's `Cargo.lock`, a directory that does
+ * (or that directory given directly), and the waiters' queues beside them (`*.lock.waiters/`: bells no
+ * waiter holds, then the directory when empty; `*.lock.wait` files of earlier versions). Anything else (a project's `Cargo.lock`, a directory that does
  * not exist, a file) is left alone or refused with `ERR_LOCK_DIR`.
  *
  * Why deleting is delicate: a process that opened a lock file before it was unlinked locks the deleted
@@ -30,6 +31,7 @@ import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidOptionError, UnsupportedPlatformError } from '../errors.js';
+import { removeAbandonedBells } from './_fairness.js';
 import { closeIdleDescriptors, closeQuietly, isCurrent, type LockFd } from './_lock-file.js';
 import { canListOpeners, idKey, openLockFiles } from './_openers.js';
 import { type FsPath, fsBasename, fsDirname, resolveLockTarget } from './_target.js';
@@ -71,7 +73,11 @@ export async function cleanStaleLocks(dir: string, options: CleanOptions = {}): 
   const names = fs.readdirSync(lockDir, { encoding: 'buffer' });
   const pathOf = (name: Buffer): FsPath =>
     isUtf8(name) ? join(lockDir, name.toString()) : Buffer.concat([Buffer.from(`${lockDir}/`), name]);
-  for (const name of names) if (endsWith(name, '.lock.wait')) removeWaitFile(backend, pathOf(name));
+  for (const name of names) {
+    // A waiters' file of earlier versions, and the queue directory of today's (see _fairness.ts).
+    if (endsWith(name, '.lock.wait')) removeWaitFile(backend, pathOf(name));
+    else if (endsWith(name, '.lock.waiters')) removeAbandonedBells(backend, pathOf(name));
+  }
   const lockPaths = names.filter((n) => endsWith(n, '.lock')).map(pathOf);
   let removed = 0;
   for (let i = 0; i < lockPaths.length; i += ROUND) {
@@ -207,7 +213,7 @@ function lockIfUnused(
 }
 
 /**
- * Deletes a waiters' announcement file (see _fairness.ts) that no waiter holds. Nothing depends on it for
+ * Deletes a waiters' announcement file of earlier versions (a shared flock on `<lock>.wait`) that no waiter holds. Nothing depends on it for
  * exclusion, so no straggler protocol: a waiter announcing on the deleted file only loses its turn.
  */
 function removeWaitFile(backend: LockBackend, path: FsPath): void {

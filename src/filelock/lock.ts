@@ -22,7 +22,7 @@
 import type { FSWatcher } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import { Announcement, mayHaveWaiters, noteRelease, yieldTurn } from './_fairness.js';
+import { DEFER_LIMIT_MS, mayHaveWaiters, noteRelease, owesTurn, Place, YIELD_MS } from './_fairness.js';
 import { dropIfIdle, Hold, heldInContext, lockQueue, runInHold } from './_holds.js';
 import type { LocalQueue } from './_local-queue.js';
 import {
@@ -198,14 +198,15 @@ export class FileLock implements Lock {
     }
     let held: LockFd | undefined;
     try {
-      // This process released last while others waited: let one of them go first (see _fairness.ts).
-      const owed = yieldTurn(this.#target, deadline, signal);
-      if (owed) await owed;
-      const attempt = attemptOsLock(backend, this.#target, this.#options, takeLockFd(this.#target, mode));
+      // This process rang a waiter when it released last: queue behind it rather than take the lock
+      // before it wakes (see _fairness.ts). A single attempt (tryLock) owes nothing.
+      const queueFirst = owesTurn(this.#target) && deadline > performance.now();
+      const fd = takeLockFd(this.#target, mode);
+      const attempt = queueFirst ? { open: fd } : attemptOsLock(backend, this.#target, this.#options, fd);
       held =
         'locked' in attempt
           ? attempt.locked
-          : await waitForOsLock(backend, this.#target, this.#options, deadline, attempt.open);
+          : await waitForOsLock(backend, this.#target, this.#options, deadline, attempt.open, queueFirst);
     } finally {
       if (!held) {
         queue.release(type);
@@ -219,9 +220,9 @@ export class FileLock implements Lock {
     return new Hold(key, type, undefined, () => {
       cancelInfo?.();
       try {
+        // Unlock, ring the next waiter, then touch the lock file for waiters without a place in the queue.
         const waiters = mayHaveWaiters(target);
-        releaseAndWake(backend, key, fd, waiters);
-        if (waiters) noteRelease(backend, target);
+        releaseAndWake(backend, key, fd, waiters && (() => noteRelease(backend, target)));
       } finally {
         queue.release(type);
         dropIfIdle(key, queue);
@@ -278,9 +279,11 @@ function attemptOsLock(
 }
 
 /**
- * Waits for the OS lock on `fd` until the deadline: woken by the lock file changing (a townlock holder
- * touches it on release) or by backoff polling. Returns the locked descriptor, or undefined at the
- * deadline; closes `fd` on every path that does not return it.
+ * Waits for the OS lock on `fd` until the deadline, with a place in the lock's queue of waiters (see
+ * _fairness.ts): woken when a townlock releaser rings this waiter, or by backoff polling (a foreign
+ * holder rings nobody). With `queueFirst` (this process owes a turn), it sleeps in its place before its
+ * first attempt. Returns the locked descriptor, or undefined at the deadline; closes `fd` on every path
+ * that does not return it.
  */
 async function waitForOsLock(
   backend: LockBackend,
@@ -288,48 +291,73 @@ async function waitForOsLock(
   options: ResolvedLockOptions,
   deadline: number,
   fd: LockFd,
+  queueFirst: boolean,
 ): Promise<LockFd | undefined> {
   const { fsLockPath, lockPath } = target;
+  const { signal } = options;
   let current: LockFd | undefined = fd;
-  let watcher: FSWatcher | undefined;
+  // Only without a place in the queue: every townlock release touches the lock file.
+  let lockWatcher: FSWatcher | undefined;
   let delay = options.retryDelay;
-  const announcement = new Announcement(backend, target, options.mode);
-  // The first attempt here follows the announcement at once: a holder that released before it saw no
-  // wait file and did not touch the lock file (mayHaveWaiters), so this attempt is what finds it free.
-  let first = true;
+  const place = new Place(backend, target, options.mode);
+  let took: LockType | undefined;
+  /**
+   * Takes (or, after a ring this waiter lost to a newcomer, takes again) its place, or else watches the
+   * lock file. True when a wake-up source was made just now: an attempt must then come before any sleep,
+   * or a release in between would have found nothing to wake.
+   */
+  const prepareWake = (): boolean => {
+    const fresh = place.enter();
+    if (place.watcher) return fresh;
+    if (lockWatcher) return false;
+    lockWatcher = watchQuietly(fsLockPath);
+    return lockWatcher !== undefined;
+  };
+  let mustAttempt = prepareWake() && !queueFirst;
+  let deferringSince: number | undefined;
+  let yielding = queueFirst;
   try {
     for (;;) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) return undefined;
-      announcement.announce(); // so the holder's process yields its next turn to us, and wakes us
-      watcher ??= watchQuietly(fsLockPath);
-      if (!first) {
+      const watcher = place.watcher ?? lockWatcher;
+      if (yielding) {
+        yielding = false;
+        await pause(Math.min(YIELD_MS, remaining), watcher, signal, lockPath);
+      } else if (!mustAttempt) {
         const jittered = delay * (0.75 + Math.random() * 0.5);
-        const woken = await pause(Math.min(jittered, remaining), watcher, options.signal, lockPath);
-        if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
-      } else if (options.signal?.aborted) {
-        await pause(0, watcher, options.signal, lockPath); // rejects as an aborted wait does
+        const woken = await pause(Math.min(jittered, remaining), watcher, signal, lockPath);
+        if (!woken) {
+          delay = Math.min(delay * 2, options.maxRetryDelay);
+          // The attempt is the older waiter's (see _fairness.ts), for a while: one that stopped attempting
+          // (a process suspended while it waits) must not hold the queue up after a foreign holder left.
+          deferringSince ??= performance.now();
+          if (performance.now() - deferringSince < DEFER_LIMIT_MS && place.isBehind()) continue;
+        }
+        deferringSince = undefined;
+      } else if (signal?.aborted) {
+        await pause(0, watcher, signal, lockPath); // rejects as an aborted wait does
       }
-      first = false;
       const before: LockFd = current;
       const attempt = attemptOsLock(backend, target, options, current);
       current = undefined;
       if ('locked' in attempt) {
-        announcement.taken();
+        took = options.type;
         return attempt.locked;
       }
       current = attempt.open;
-      if (current !== before) {
+      if (current !== before && lockWatcher) {
         // The file was replaced: watch the new one.
-        watcher?.close();
-        watcher = undefined;
+        closeSoon(lockWatcher);
+        lockWatcher = undefined;
       }
+      mustAttempt = prepareWake();
     }
   } finally {
-    announcement.withdraw();
+    place.leave(took);
     // Closing an inotify watch waits for an RCU grace period (about 0.3 ms measured here); on the way to
     // handing over a lock that would be pure handoff latency, so the close runs after the caller resumes.
-    if (watcher) closeSoon(watcher);
+    if (lockWatcher) closeSoon(lockWatcher);
     if (current) closeQuietly(current.fd);
   }
 }

@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { FileLock, lockHolders, lockPathFor, withWriteLock } from '../../src/filelock/index.js';
-import { DIST, fixture, mutatedDist, reapAll, requireTool, start, tempDir } from './helpers.js';
+import { type Child, DIST, fixture, mutatedDist, reapAll, requireTool, start, tempDir } from './helpers.js';
 
 const M = Number(process.env.TOWNLOCK_STRESS_M ?? 150);
 const tmp = tempDir();
@@ -314,22 +314,39 @@ describe('cleanStaleLocks beside flock(1), which does not re-check the inode', (
 });
 
 describe('fair turns between processes', () => {
+  /** The bells in a lock's queue (see src/filelock/_fairness.ts), oldest first. */
+  const bells = (lockPath: string): string[] => {
+    try {
+      return readdirSync(`${lockPath}.waiters`)
+        .filter((n) => n.endsWith('.bell'))
+        .sort();
+    } catch {
+      return [];
+    }
+  };
+  /** Waits until `n` waiters have their place in the queue (an effect only visible by looking). */
+  const queued = async (lockPath: string, n: number): Promise<void> => {
+    const end = Date.now() + 10_000;
+    while (bells(lockPath).length < n) {
+      if (Date.now() > end) throw new Error(`${n} waiters never queued: ${bells(lockPath).join(' ')}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  /** A waiter process that polls only every minute: within a test, only a ring wakes it. */
+  const ringOnly = (file: string, type = 'exclusive') =>
+    fixture('hold.mjs', [file, type], { HOLD_RETRY_DELAY: '60000' });
+
   /**
-   * This process holds the lock while another process waits (announced), releases, and at once asks
+   * This process holds the lock while another process waits (queued), releases, and at once asks
    * again. Returns who got the lock next: the waiter ("waiter") or this process barging in ("me").
    */
   const nextAfterRelease = async (dist: string): Promise<string> => {
     const file = freshFile();
     const lock = new FileLock(file, { timeout: 20_000 });
     await lock.lock();
-    const waiter = fixture('hold.mjs', [file], { TOWNLOCK_DIST: dist });
+    const waiter = fixture('hold.mjs', [file], { TOWNLOCK_DIST: dist, HOLD_RETRY_DELAY: '60000' });
     await waiter.waitFor('busy');
-    // Announced once it holds the .wait file shared (an effect only visible by looking).
-    const end = Date.now() + 10_000;
-    while (spawnSync('flock', ['-n', '-x', `${lock.lockPath}.wait`, 'true']).status === 0) {
-      if (Date.now() > end) throw new Error('the waiter never announced itself');
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await queued(lock.lockPath, 1);
     await lock.unlock();
     const first = await Promise.race([
       lock.lock().then(() => 'me'),
@@ -343,13 +360,132 @@ describe('fair turns between processes', () => {
     return first;
   };
 
-  test('a process that releases while another waits lets it go first', async (t) => {
-    if (!requireTool(t, 'flock')) return;
+  test('a process that releases while another waits lets it go first', async () => {
     assert.equal(await nextAfterRelease(DIST), 'waiter');
   });
 
-  test('control: without fair turns the releaser barges in again', async (t) => {
+  test('waiters get the lock in the order they queued, each woken by the release before it', async () => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const waiters: Child[] = [];
+    for (let i = 0; i < 4; i++) {
+      const w = ringOnly(file);
+      await w.waitFor('busy');
+      await queued(lock.lockPath, i + 1);
+      waiters.push(w);
+    }
+    const order: number[] = [];
+    await lock.unlock();
+    for (let turn = 0; turn < 4; turn++) {
+      // The next holder: whichever still waiting says "held" (each holds until told to release).
+      const waiting = [0, 1, 2, 3].filter((i) => !order.includes(i));
+      const next = await Promise.race(waiting.map((i) => waiters[i]!.waitFor('held', 10_000).then(() => i)));
+      order.push(next);
+      waiters[next]!.send('release');
+      assert.equal(await waiters[next]!.exited(), 0);
+    }
+    assert.deepEqual(order, [0, 1, 2, 3]);
+    assert.deepEqual(bells(lock.lockPath), [], 'every waiter left the queue');
+  });
+
+  test('a queued waiter killed with -9 is skipped: the next one is rung', async () => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const doomed = ringOnly(file);
+    await doomed.waitFor('busy');
+    await queued(lock.lockPath, 1);
+    const next = ringOnly(file);
+    await next.waitFor('busy');
+    await queued(lock.lockPath, 2);
+    doomed.proc.kill('SIGKILL');
+    await doomed.exited();
+    await lock.unlock(); // rings the dead bell's owner in vain, removes it, rings the next
+    await next.waitFor('held', 10_000);
+    next.send('release');
+    assert.equal(await next.exited(), 0);
+    assert.deepEqual(bells(lock.lockPath), []);
+  });
+
+  test('a waiter that gives up just after its ring passes the ring on', async () => {
+    const file = freshFile();
+    const holder = fixture('hold.mjs', [file]);
+    await holder.waitFor('held');
+    const lockPath = new FileLock(file).lockPath;
+    const abort = new AbortController();
+    const first = new FileLock(file, {
+      timeout: 20_000,
+      retryDelay: 60_000,
+      maxRetryDelay: 60_000,
+      signal: abort.signal,
+    }).lock();
+    await queued(lockPath, 1);
+    const [firstBell] = bells(lockPath);
+    const second = ringOnly(file);
+    await second.waitFor('busy');
+    await queued(lockPath, 2);
+    holder.send('release');
+    // The holder's release rings the first waiter (this process): its bell goes. This process watches
+    // for that without letting its event loop turn (which would hand it the lock), then aborts the wait:
+    // the ring must reach the second waiter all the same.
+    const end = Date.now() + 10_000;
+    while (bells(lockPath).includes(firstBell!)) {
+      if (Date.now() > end) throw new Error('the first waiter was never rung');
+    }
+    abort.abort();
+    await assert.rejects(first, { code: 'ERR_LOCK_ABORTED' });
+    await second.waitFor('held', 10_000);
+    second.send('release');
+    assert.equal(await second.exited(), 0);
+  });
+
+  test('queued readers are woken together behind a writer', async () => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const readers: Child[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = ringOnly(file, 'shared');
+      await r.waitFor('busy');
+      await queued(lock.lockPath, i + 1);
+      readers.push(r);
+    }
+    await lock.unlock();
+    // All three hold at once: none releases before every one said "held".
+    for (const r of readers) await r.waitFor('held', 10_000);
+    for (const r of readers) r.send('release');
+    for (const r of readers) assert.equal(await r.exited(), 0);
+  });
+
+  test('a waiter stuck behind a waiter that never attempts, after a holder that rings nobody, still gets the lock', async (t) => {
     if (!requireTool(t, 'flock')) return;
+    const file = freshFile();
+    const lockPath = new FileLock(file).lockPath;
+    await withWriteLock(file, () => {});
+    const holder = start('flock', ['-x', lockPath, '-c', 'echo held; read line']);
+    await holder.waitFor('held');
+    // A bell older than any real ticket, held by a process that never locks: a waiter that is suspended.
+    mkdirSync(`${lockPath}.waiters`, { recursive: true });
+    const ghost = start('flock', [
+      '-x',
+      `${lockPath}.waiters/00000000000000000001-1.bell`,
+      '-c',
+      'echo queued; read line',
+    ]);
+    await ghost.waitFor('queued');
+    const started = Date.now();
+    const waiting = withWriteLock(file, () => 'got it', { timeout: 15_000, maxRetryDelay: 20 });
+    await queued(lockPath, 2);
+    holder.send('go'); // flock(1) releases without a ring: only polling can notice, past the ghost
+    assert.equal(await waiting, 'got it');
+    t.diagnostic(`waited ${Date.now() - started} ms behind the ghost`);
+    ghost.send('go');
+    assert.equal(await ghost.exited(), 0);
+    assert.equal(await holder.exited(), 0);
+  });
+
+  test('control: without fair turns the releaser barges in again', async () => {
     const unfair = mutatedDist(
       tmp.dir,
       'dist-no-fair-turns',
@@ -364,8 +500,10 @@ describe('fair turns between processes', () => {
     const file = freshFile();
     const lock = new UnfairLock(file, { timeout: 20_000 });
     await lock.lock();
-    const waiter = fixture('hold.mjs', [file], { TOWNLOCK_DIST: unfair });
+    // The waiter polls once a minute: without a ring, nothing wakes it before this process asks again.
+    const waiter = fixture('hold.mjs', [file], { TOWNLOCK_DIST: unfair, HOLD_RETRY_DELAY: '60000' });
     await waiter.waitFor('busy');
+    await queued(lock.lockPath, 1);
     await lock.unlock();
     const first = await Promise.race([
       lock.lock().then(() => 'me'),
@@ -373,23 +511,29 @@ describe('fair turns between processes', () => {
     ]);
     assert.equal(first, 'me');
     await lock.unlock();
-    waiter.send('release');
-    await waiter.exited();
+    // (afterEach kills the waiter, which no ring will ever wake)
   });
 
-  test('a waiter that announced itself and then never takes the lock does not stall the releaser', async (t) => {
+  test('a queued waiter that never takes the lock does not stall the releaser', async (t) => {
     if (!requireTool(t, 'flock')) return;
     const file = freshFile();
     const lock = new FileLock(file, { timeout: 5_000 });
     await lock.withLock(() => {}); // creates the lock file
-    // A process holding the announcement (shared lock on the .wait file) but never locking: a waiter
-    // that hung, or whose wake-up was lost. The releaser yields to it, but only for a bounded time.
-    const ghost = start('flock', ['-s', `${lock.lockPath}.wait`, '-c', 'echo announced; read line']);
-    await ghost.waitFor('announced');
+    // A process holding a bell but never locking: a waiter that hung. The first release rings it (and
+    // owes it a turn, for a bounded time); the bell is gone after that ring.
+    mkdirSync(`${lock.lockPath}.waiters`, { recursive: true });
+    const ghost = start('flock', [
+      '-x',
+      `${lock.lockPath}.waiters/00000000000000000001-1.bell`,
+      '-c',
+      'echo queued; read line',
+    ]);
+    await ghost.waitFor('queued');
     for (let i = 0; i < 20; i++) {
-      await lock.lock(); // each release sees a waiter; each next lock waits at most one yield
+      await lock.lock();
       await lock.unlock();
     }
+    assert.deepEqual(bells(lock.lockPath), [], 'the ring took the hung waiter off the queue');
     ghost.send('go');
     assert.equal(await ghost.exited(), 0);
   });

@@ -128,9 +128,9 @@ describe('multi-process registry', () => {
     const path = freshPath();
     await runWriters(path, 2, 6);
     const lockDir = join(dirname(path), '.gastown', 'locks');
-    // The lock file, and the waiters' announcement file if the writers ever had to wait for each other.
+    // The lock file, and the waiters' queue directory if the writers ever had to wait for each other.
     assert.deepEqual(
-      readdirSync(lockDir).filter((n) => n !== 'machines.json.lock.wait'),
+      readdirSync(lockDir).filter((n) => n !== 'machines.json.lock.waiters'),
       ['machines.json.lock'],
     );
     assert.equal(await cleanStaleLocks(lockDir), 1);
