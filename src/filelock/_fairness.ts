@@ -11,24 +11,29 @@
  *   exclusive flock while it waits (the kernel drops it if the process dies) and which it watches.
  * - A releaser lists that directory after its unlock and rings the oldest bell whose owner still holds
  *   it, by unlinking it: the owner's watch reports the change, and an unlinked bell cannot be rung twice.
- *   A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is unlinked too,
- *   which wakes that waiter if it lives, and the next bell is rung as well.
- * - A waiter takes its place before its last attempt ahead of every sleep, so a release after a failed
- *   attempt always finds its bell (or an older one, whose owner then holds the lock and rings on release).
- *   A rung waiter that loses the lock to a newcomer takes its place again under its old ticket, and
- *   attempts once more before it sleeps. A waiter that gives up after being rung passes the ring on.
- *   A shared taker rings the next waiter too, so queued readers go together.
+ *   A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is unlinked too
+ *   (which wakes that waiter if it lives) and the next bell is asked. At most MAX_PROBES bells per release.
+ * - A waiter makes its bell before the attempt that precedes each sleep, so a release after a failed
+ *   attempt always finds its bell (or an older one, whose owner then takes the lock and rings on release,
+ *   or loses it to a newcomer who does). A rung waiter that loses the lock to a newcomer takes its place
+ *   again under its old ticket, and attempts once more before it sleeps. A waiter leaving the queue
+ *   unlinks its bell before closing it; finding it already unlinked, it was rung, and one that gives up
+ *   (timeout, abort) then passes the ring on. A shared taker rings the next waiter too, so queued readers
+ *   go together. The order is strict among exclusive waiters; a reader may overtake a queued writer while
+ *   other readers hold the lock (the writer could not have it anyway), as with flock itself.
  * - A releaser that rang someone owes a turn: its next attempt on that lock, within YIELD_MS, starts by
  *   queueing behind the others instead of taking the lock ahead of the waiter it woke.
  * - Every waiter still polls with backoff, so a ring that never comes (a flock(1), Go or Python holder
- *   rings nothing; a rung waiter killed before it woke) delays it by at most `maxRetryDelay`. A waiter
- *   woken by its timer leaves the attempt to an older live waiter, which polls too (so the queue order
- *   holds between rings), but for at most DEFER_LIMIT_MS: an older waiter that stopped attempting (a
- *   suspended process) delays the queue, it never strands it. Bells of dead waiters are removed by
- *   whoever probes them.
+ *   rings nothing; a rung waiter killed before it woke) delays it by about `maxRetryDelay` at most. A
+ *   waiter woken by its timer leaves the attempt to an older live waiter, which polls too (so the queue
+ *   order holds between rings), but only for DEFER_LIMIT_MS at a time: an older waiter that stopped
+ *   attempting (a suspended process) delays the queue, it never strands it. Bells of dead waiters are
+ *   removed by whoever probes them.
  * - flock(1), the Go tool and Python neither queue nor ring; they still exclude and are excluded exactly
- *   as before. A waiters directory that cannot be made or used leaves a waiter polling, woken by the
- *   touch every townlock release gives the lock file.
+ *   as before. Each townlock release that finds the queue directory also touches the lock file, which
+ *   wakes the waiters that watch it: those without a place (a queue directory they cannot use), and,
+ *   when the lock file is writable by group or others, every waiter, since another user may be unable to
+ *   unlink their bells. Without a queue directory a waiter is woken by polling alone.
  */
 import fs, { type FSWatcher } from 'node:fs';
 import { closeQuietly } from './_lock-file.js';
@@ -49,8 +54,12 @@ export const YIELD_MS = 100;
  */
 export const DEFER_LIMIT_MS = 1000;
 
-/** Longest run of bells one release unlinks as abandoned before it gives up ringing (bounds its cost). */
-const MAX_DEAD_PER_RING = 16;
+/**
+ * Most bells one release (or one deferral check) looks at. Abandoned bells are removed as they are found,
+ * so a queue of dead waiters is cleared over a few releases; only entries nobody can remove (planted by
+ * someone who may write the lock directory) keep costing.
+ */
+const MAX_PROBES = 64;
 
 const OPEN_PROBE = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
 const OPEN_BELL =
@@ -137,7 +146,7 @@ export class Place {
       this.#watcher = watcher;
       return true;
     } catch {
-      // Fairness is best effort: without a place this waiter polls.
+      // Fairness is best effort: without a place this waiter polls (and watches the lock file).
       if (fd !== undefined) {
         unlinkQuietly(path);
         closeQuietly(fd);
@@ -155,29 +164,36 @@ export class Place {
    */
   isBehind(): boolean {
     if (this.#fd === undefined || this.#changed || this.#name === undefined) return false;
+    let probes = 0;
     for (const name of bellNames(this.#dir)) {
-      if (name >= this.#name) return false;
-      const state = probeBell(this.#backend, join(this.#dir, `/${name}`), false);
-      if (state === 'waiting') return true;
+      if (name >= this.#name || ++probes > MAX_PROBES) return false;
+      if (probeBell(this.#backend, join(this.#dir, `/${name}`), false) === 'waiting') return true;
     }
     return false;
   }
 
   /**
-   * Leaves the queue. A waiter that did not get the lock (`took` false) and finds its bell already rung
-   * passes the ring to the next waiter; one that took a shared lock rings the next waiter too.
+   * Leaves the queue. A waiter that did not get the lock (`took` undefined) and finds its bell rung passes
+   * the ring to the next waiter; one that took a shared lock rings the next waiter too.
    */
   leave(took: LockType | undefined): void {
     if (this.#fd === undefined) return;
-    // Rung (or removed as abandoned, which a waiter that holds its bell cannot be): no links left. Asked
-    // of the descriptor, as an unlink's ENOENT would cost an exception on the way to the lock.
+    // Rung: no links left, or (a ring landing now) gone when this waiter unlinks it; a ring after that
+    // finds no bell and rings the next one. Unlinked before the close, so no ringer takes a bell that
+    // was closed for one that was abandoned. The fstat first spares a taker the cost of an ENOENT.
     let rung: boolean;
     try {
       rung = fs.fstatSync(this.#fd).nlink === 0;
     } catch {
       rung = false;
     }
-    if (!rung) unlinkQuietly(join(this.#dir, `/${this.#name}`));
+    if (!rung) {
+      try {
+        fs.unlinkSync(join(this.#dir, `/${this.#name}`));
+      } catch (err) {
+        rung = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      }
+    }
     this.#drop();
     if ((rung && took === undefined) || took === 'shared') ringNext(this.#backend, this.#dir);
   }
@@ -191,22 +207,22 @@ export class Place {
   }
 }
 
-/** Opens a new bell exclusively, making the queue directory (0o775 less the umask, as lock directories) once. */
+/**
+ * Opens a new bell exclusively in the queue directory, making the directory (0o775 less the umask, as lock
+ * directories) when missing. The directory is checked first: through a symlink planted in its place, a
+ * bell would be created anywhere.
+ */
 function openBell(dir: FsPath, path: FsPath, mode: number): number {
-  for (let made = false; ; made = true) {
+  for (let tries = 0; ; tries++) {
+    const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+    if (st && !st.isDirectory()) throw new Error('not a directory');
     try {
-      const fd = fs.openSync(path, OPEN_BELL, mode);
-      // The directory must be a real one: a symlink planted in its place would send bells anywhere.
-      if (fs.lstatSync(dir).isDirectory()) return fd;
-      closeQuietly(fd);
-      throw new Error('not a directory');
+      if (!st) fs.mkdirSync(dir, { mode: 0o775 });
+      return fs.openSync(path, OPEN_BELL, mode);
     } catch (err) {
-      if (made || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      try {
-        fs.mkdirSync(dir, { mode: 0o775 });
-      } catch (mkdirErr) {
-        if ((mkdirErr as NodeJS.ErrnoException).code !== 'EEXIST') throw mkdirErr;
-      }
+      // Made by a racing waiter, or removed by cleanStaleLocks meanwhile: look again, a few times.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (tries >= 2 || (code !== 'EEXIST' && code !== 'ENOENT')) throw err;
     }
   }
 }
@@ -221,13 +237,13 @@ function unlinkQuietly(path: FsPath): void {
 
 /**
  * Whether townlock processes may wait for `target`: its waiters directory exists (the first waiter makes
- * it, and it stays). When it does not, a release needs neither a ring nor a touch: a waiter takes its
- * place before its last attempt ahead of sleeping, so a release that saw no directory came before that
- * attempt, which then finds the lock free. (existsSync throws nothing: a failed call would cost ~10 µs
- * of exception on every uncontended release.)
+ * it; cleanStaleLocks removes it only when empty). Asked after the unlock: a waiter makes the directory
+ * and its bell before the attempt that precedes each sleep, and if that attempt failed it came before
+ * this unlock, so this finds the directory. (lstat without throwing: no exception on the uncontended
+ * path; a symlink in its place is no queue.)
  */
 export function mayHaveWaiters(target: LockTarget): boolean {
-  return fs.existsSync(waitersDirOf(target.fsLockPath));
+  return fs.lstatSync(waitersDirOf(target.fsLockPath), { throwIfNoEntry: false })?.isDirectory() === true;
 }
 
 /**
@@ -235,19 +251,22 @@ export function mayHaveWaiters(target: LockTarget): boolean {
  * one was rung, owes it a turn.
  */
 export function noteRelease(backend: LockBackend, target: LockTarget): void {
-  if (ringNext(backend, waitersDirOf(target.fsLockPath))) owed.set(target.key, performance.now() + YIELD_MS);
+  if (!ringNext(backend, waitersDirOf(target.fsLockPath))) return;
+  const now = performance.now();
+  // Debts of locks this process never asked for again expire unused: drop them before the map grows.
+  if (owed.size >= 256) for (const [key, until] of owed) if (until <= now) owed.delete(key);
+  owed.set(target.key, now + YIELD_MS);
 }
 
 /**
  * Rings the oldest bell in `dir` whose owner still waits; returns whether one was rung. Bells nobody holds
- * are unlinked on the way (at most MAX_DEAD_PER_RING per call). Never throws: a ring is only a wake-up.
+ * are unlinked on the way; at most MAX_PROBES bells are looked at. Never throws: a ring is only a wake-up.
  */
 export function ringNext(backend: LockBackend, dir: FsPath): boolean {
-  let dead = 0;
+  let probes = 0;
   for (const name of bellNames(dir)) {
-    const state = probeBell(backend, join(dir, `/${name}`), true);
-    if (state === 'waiting') return true;
-    if (state === 'abandoned' && ++dead >= MAX_DEAD_PER_RING) return false;
+    if (++probes > MAX_PROBES) return false;
+    if (probeBell(backend, join(dir, `/${name}`), true) === 'waiting') return true;
   }
   return false;
 }
@@ -281,10 +300,10 @@ function bellNames(dir: FsPath): string[] {
 }
 
 /**
- * Asks whether the bell at `path` has a waiting owner; unlinks it when rung (`ring`) or abandoned. With
- * `ring`, the unlink (the ring, or the removal of an abandoned bell, which wakes its owner if it lives)
- * comes first and the question after: the probe's descriptor still names the unlinked bell. 'gone' when
- * it left the queue or someone else rang or removed it.
+ * Asks whether the bell at `path` has a waiting owner (it holds its flock): 'waiting', and then, with
+ * `ring`, rings it by unlinking it. A bell nobody holds is 'abandoned' and unlinked (which wakes its
+ * owner, if it lives and is about to lock it: it then polls). 'gone' when it left the queue, someone
+ * else rang or removed it first, or it cannot be opened or unlinked.
  */
 function probeBell(backend: LockBackend, path: FsPath, ring: boolean): 'waiting' | 'abandoned' | 'gone' {
   let fd: number;
@@ -294,9 +313,9 @@ function probeBell(backend: LockBackend, path: FsPath, ring: boolean): 'waiting'
     return 'gone';
   }
   try {
-    if (ring) fs.unlinkSync(path);
     const waiting = fs.fstatSync(fd).isFile() && !backend.tryLock(fd, 'exclusive');
-    if (!waiting && !ring) fs.unlinkSync(path);
+    if (waiting && !ring) return 'waiting';
+    fs.unlinkSync(path);
     return waiting ? 'waiting' : 'abandoned';
   } catch {
     return 'gone';

@@ -265,23 +265,16 @@ export function parseHolderInfo(content: string): HolderInfo | undefined {
 }
 
 /**
- * Releases the lock; then, when townlock processes may be waiting (see _fairness.ts), runs `wake` (which
- * rings the next waiter) and touches the file, so that waiters watching it (those without a place in the
- * queue) wake at once; then parks the descriptor for reuse. Both come after the unlock, or the woken
- * waiter would find the lock still held; the ring comes first, as it is what the next holder waits for.
+ * Releases the lock; then runs `wake`, which rings the next waiter when townlock processes may be waiting
+ * (see _fairness.ts) and says so, and if it did, touches the file, so that waiters watching it (those
+ * without a place in the queue) wake at once; then parks the descriptor for reuse. Both come after the
+ * unlock: the woken waiter would find the lock still held, and a waiter that queued after the check but
+ * failed its attempt before the unlock would be missed.
  */
-export function releaseAndWake(
-  backend: LockBackend,
-  key: string,
-  held: LockFd,
-  wake: false | (() => void),
-): void {
+export function releaseAndWake(backend: LockBackend, key: string, held: LockFd, wake: () => boolean): void {
   try {
     backend.unlock(held.fd);
-    if (wake) {
-      wake();
-      backend.touch(held.fd);
-    }
+    if (wake()) backend.touch(held.fd);
   } catch (err) {
     closeQuietly(held.fd);
     throw err;

@@ -24,16 +24,19 @@ export function closeSoon(watcher: FSWatcher): void {
   setImmediate(() => watcher.close());
 }
 
-/** Sleeps up to `ms`, ending early (true) if the lock file changes. */
+/** Sleeps up to `ms`, ending early (true) if a watched file changes. */
 export function pause(
   ms: number,
-  watcher: FSWatcher | undefined,
+  watchers: FSWatcher | undefined | readonly (FSWatcher | undefined)[],
   signal: AbortSignal | undefined,
   lockPath: string,
 ) {
+  const list = Array.isArray(watchers) ? watchers : [watchers];
   const onChange = (wake: () => void) => {
-    watcher?.on('change', wake);
-    return () => watcher?.off('change', wake);
+    for (const w of list) w?.on('change', wake);
+    return () => {
+      for (const w of list) w?.off('change', wake);
+    };
   };
   return waitEvent(onChange, ms, signal, lockPath);
 }

@@ -6,9 +6,9 @@
  *   on promises; the process then takes the OS lock (flock / LockFileEx) on its own descriptor, so other
  *   processes, worker threads, util-linux flock(1), Python's fcntl.flock and the Go tool are excluded.
  * - No thread ever blocks in the kernel: the backend makes single non-blocking attempts and this file waits
- *   between them, woken early when a townlock holder releases (it touches the lock file, waiters watch it)
- *   and otherwise polling with exponential backoff up to `maxRetryDelay`, so a foreign or crashed holder is
- *   noticed within that cap.
+ *   between them, woken early when a townlock holder releases (it rings the oldest waiter in the lock's
+ *   queue, see _fairness.ts) and otherwise polling with exponential backoff up to `maxRetryDelay`, so a
+ *   foreign or crashed holder is noticed within that cap.
  * - Lock files are never deleted on unlock. Deleting them lets two processes hold "the lock" on two
  *   different inodes; instead every acquirer checks after locking that the path still names the inode it
  *   locked, and retries if not, which makes {@link cleanStaleLocks} safe.
@@ -16,10 +16,11 @@
  *   the next turn of the event loop (closing an inotify watch waits for the kernel).
  *
  * Not guaranteed
- * - Fairness between processes: the kernel decides which waiter wins a released lock.
+ * - Strict fairness between processes: townlock waiters are woken in the order they queued (_fairness.ts),
+ *   but a newcomer's first attempt, or a foreign holder (flock(1)), may still take a free lock first.
  * - Protection from code that ignores the lock: these are advisory locks.
  */
-import type { FSWatcher } from 'node:fs';
+import fs, { type FSWatcher } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import type { Lock } from '../lock.js';
 import { DEFER_LIMIT_MS, mayHaveWaiters, noteRelease, owesTurn, Place, YIELD_MS } from './_fairness.js';
@@ -220,9 +221,13 @@ export class FileLock implements Lock {
     return new Hold(key, type, undefined, () => {
       cancelInfo?.();
       try {
-        // Unlock, ring the next waiter, then touch the lock file for waiters without a place in the queue.
-        const waiters = mayHaveWaiters(target);
-        releaseAndWake(backend, key, fd, waiters && (() => noteRelease(backend, target)));
+        // Unlock; then, if townlock processes may wait, ring the next one and touch the lock file for
+        // waiters without a place in the queue.
+        releaseAndWake(backend, key, fd, () => {
+          if (!mayHaveWaiters(target)) return false;
+          noteRelease(backend, target);
+          return true;
+        });
       } finally {
         queue.release(type);
         dropIfIdle(key, queue);
@@ -295,9 +300,15 @@ async function waitForOsLock(
 ): Promise<LockFd | undefined> {
   const { fsLockPath, lockPath } = target;
   const { signal } = options;
+  if (deadline <= performance.now()) {
+    closeQuietly(fd.fd); // a single attempt (tryLock) that failed: no place in the queue
+    return undefined;
+  }
   let current: LockFd | undefined = fd;
-  // Only without a place in the queue: every townlock release touches the lock file.
+  // Without a place in the queue, or when the lock file is shared between users (who may be unable to
+  // ring each other's bells): every townlock release touches the lock file.
   let lockWatcher: FSWatcher | undefined;
+  const sharedAcrossUsers = (fs.fstatSync(fd.fd).mode & 0o022) !== 0;
   let delay = options.retryDelay;
   const place = new Place(backend, target, options.mode);
   let took: LockType | undefined;
@@ -308,35 +319,37 @@ async function waitForOsLock(
    */
   const prepareWake = (): boolean => {
     const fresh = place.enter();
-    if (place.watcher) return fresh;
-    if (lockWatcher) return false;
+    if ((place.watcher && !sharedAcrossUsers) || lockWatcher) return fresh;
     lockWatcher = watchQuietly(fsLockPath);
-    return lockWatcher !== undefined;
+    return fresh || lockWatcher !== undefined;
   };
   let mustAttempt = prepareWake() && !queueFirst;
-  let deferringSince: number | undefined;
+  // While this waiter leaves its timer's attempts to an older waiter: until when it may (see below).
+  let deferUntil: number | undefined;
   let yielding = queueFirst;
   try {
     for (;;) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) return undefined;
-      const watcher = place.watcher ?? lockWatcher;
+      const watchers = [place.watcher, lockWatcher];
       if (yielding) {
         yielding = false;
-        await pause(Math.min(YIELD_MS, remaining), watcher, signal, lockPath);
+        await pause(Math.min(YIELD_MS, remaining), watchers, signal, lockPath);
       } else if (!mustAttempt) {
         const jittered = delay * (0.75 + Math.random() * 0.5);
-        const woken = await pause(Math.min(jittered, remaining), watcher, signal, lockPath);
+        const deferLeft = deferUntil === undefined ? jittered : Math.max(0, deferUntil - performance.now());
+        const woken = await pause(Math.min(jittered, remaining, deferLeft), watchers, signal, lockPath);
         if (!woken) {
           delay = Math.min(delay * 2, options.maxRetryDelay);
           // The attempt is the older waiter's (see _fairness.ts), for a while: one that stopped attempting
           // (a process suspended while it waits) must not hold the queue up after a foreign holder left.
-          deferringSince ??= performance.now();
-          if (performance.now() - deferringSince < DEFER_LIMIT_MS && place.isBehind()) continue;
+          const now = performance.now();
+          deferUntil ??= now + DEFER_LIMIT_MS;
+          if (now < deferUntil && place.isBehind()) continue;
         }
-        deferringSince = undefined;
+        deferUntil = undefined;
       } else if (signal?.aborted) {
-        await pause(0, watcher, signal, lockPath); // rejects as an aborted wait does
+        await pause(0, watchers, signal, lockPath); // rejects as an aborted wait does
       }
       const before: LockFd = current;
       const attempt = attemptOsLock(backend, target, options, current);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { FileLock, lockHolders, lockPathFor, withWriteLock } from '../../src/filelock/index.js';
@@ -438,6 +438,140 @@ describe('fair turns between processes', () => {
     await second.waitFor('held', 10_000);
     second.send('release');
     assert.equal(await second.exited(), 0);
+  });
+
+  test('a release looks for waiters after its unlock: one that queues meanwhile is not missed', async () => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const waiter = fixture('hold.mjs', [file], { HOLD_RETRY_DELAY: '60000', HOLD_STEP: '1' });
+    await waiter.waitFor('busy'); // its single attempt failed; it waits (queues, tries again) when told
+    const queue = `${lock.lockPath}.waiters`;
+    const lstat = fs.lstatSync;
+    let staged = false;
+    // The release's look for the queue directory answers as of the moment it was asked (no queue yet),
+    // but only once the waiter has queued and tried (the widest possible race): were the look before the
+    // unlock, that try would fail, and the waiter, polling once a minute, would wait for a ring that
+    // never comes.
+    const hooked = ((path: fs.PathLike, options?: fs.StatSyncOptions) => {
+      const answer = lstat(path, options as fs.StatSyncOptions);
+      if (!staged && String(path) === queue) {
+        staged = true;
+        assert.equal(answer, undefined, 'no queue yet');
+        waiter.send('wait');
+        const end = Date.now() + 10_000;
+        while (!fs.existsSync(queue) && Date.now() < end);
+        const settle = Date.now() + 100;
+        while (Date.now() < settle); // the waiter's attempt right after queueing
+      }
+      return answer;
+    }) as typeof fs.lstatSync;
+    const mutable = fs as { lstatSync: typeof fs.lstatSync };
+    mutable.lstatSync = hooked;
+    try {
+      await lock.unlock();
+    } finally {
+      mutable.lstatSync = lstat;
+    }
+    assert.ok(staged, 'the release looked for the queue');
+    await waiter.waitFor('held', 10_000);
+    waiter.send('release');
+    assert.equal(await waiter.exited(), 0);
+  });
+
+  test('a queue full of dead waiters: they are removed and the live one behind them is rung', async () => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    mkdirSync(`${lock.lockPath}.waiters`);
+    // Bells older than any real ticket that nobody holds: waiters killed while they waited.
+    for (let i = 1; i <= 40; i++) {
+      writeFileSync(`${lock.lockPath}.waiters/${String(i).padStart(20, '0')}-${i}.bell`, '');
+    }
+    const waiter = ringOnly(file);
+    await waiter.waitFor('busy');
+    await queued(lock.lockPath, 41);
+    await lock.unlock();
+    await waiter.waitFor('held', 10_000);
+    assert.deepEqual(bells(lock.lockPath), [], 'the dead bells were removed, the live one rung');
+    waiter.send('release');
+    assert.equal(await waiter.exited(), 0);
+  });
+
+  test('a symlink in place of the queue directory is not followed: waiters poll, nothing outside is touched', async () => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const outside = join(tmp.dir, `outside${++seq}`);
+    mkdirSync(outside);
+    const planted = '00000000000000000001-1.bell';
+    writeFileSync(join(outside, planted), 'keep');
+    symlinkSync(outside, `${lock.lockPath}.waiters`);
+    const waiter = fixture('hold.mjs', [file]);
+    await waiter.waitFor('busy');
+    await lock.unlock();
+    await waiter.waitFor('held', 10_000);
+    waiter.send('release');
+    assert.equal(await waiter.exited(), 0);
+    await lock.lock(); // and this process's own release
+    await lock.unlock();
+    assert.deepEqual(readdirSync(outside), [planted]);
+    assert.equal(readFileSync(join(outside, planted), 'utf8'), 'keep');
+  });
+
+  test('a lock shared between users: a waiter whose bell the releaser may not unlink is woken all the same', async (t) => {
+    if (process.getuid?.() !== 0) {
+      if (process.env.CI) throw new Error('CI runs as root: this test needs root to run a holder as nobody');
+      t.skip('needs root (to run a holder as nobody)');
+      return;
+    }
+    if (!requireTool(t, 'runuser')) return;
+    const dir = join(tmp.dir, `shared${++seq}`);
+    mkdirSync(dir);
+    chmodSync(tmp.dir, 0o755);
+    chmodSync(dir, 0o1777); // like /tmp: anyone may create files, only owners may remove them
+    const lockFile = join(dir, 'shared.lock');
+    writeFileSync(lockFile, '');
+    chmodSync(lockFile, 0o666);
+    const holder = start('runuser', [
+      '-u',
+      'nobody',
+      '--',
+      'env',
+      `TOWNLOCK_DIST=${DIST}`,
+      'HOLD_IS_LOCK_FILE=1',
+      process.execPath,
+      join(DIST, '..', 'test', 'multiprocess', 'fixtures', 'hold.mjs'),
+      lockFile,
+    ]);
+    await holder.waitFor('held');
+    // This process (root) waits with a bell in a queue directory root made (0775): nobody cannot unlink
+    // it. Polling once a minute, only the touch of the lock file can wake it within the test.
+    const guard = AbortSignal.timeout(10_000);
+    const waiting = new FileLock(lockFile, {
+      isLockFile: true,
+      timeout: 0,
+      retryDelay: 60_000,
+      maxRetryDelay: 60_000,
+      signal: guard,
+    }).lock();
+    await queued(lockFile, 1);
+    holder.send('release');
+    await holder.waitFor('released');
+    await waiting; // ERR_LOCK_ABORTED after 10 s if nothing woke it
+    assert.equal(await holder.exited(), 0);
+  });
+
+  test('a failed tryLock takes no place in the queue', async () => {
+    const file = freshFile();
+    const holder = fixture('hold.mjs', [file]);
+    await holder.waitFor('held');
+    const lock = new FileLock(file);
+    assert.equal(await lock.tryLock(), false);
+    assert.equal(await new FileLock(file, { timeout: -1 }).tryLock(), false);
+    assert.equal(fs.existsSync(`${lock.lockPath}.waiters`), false);
+    holder.send('release');
+    assert.equal(await holder.exited(), 0);
   });
 
   test('queued readers are woken together behind a writer', async () => {
