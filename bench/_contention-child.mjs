@@ -1,7 +1,8 @@
 // One process of the contention benchmark (argv: impl, file, updates, startAt). At startAt (absolute ms)
 // it starts `updates` read-modify-writes of the JSON file, each under the exclusive lock, and prints one
-// JSON line: its lock waits (ms), start and finish times. With BENCH_SYNCWORK=1 the townlock side does
-// the sketch's synchronous I/O instead of writeFileAtomic: the two sides then differ only in the lock.
+// JSON line: its lock waits (ms), start and finish times (after a warm-up that is not timed). With
+// BENCH_SYNCWORK=1 the townlock side does the sketch's synchronous I/O instead of writeFileAtomic: the
+// two sides then differ only in the lock.
 import fs from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -68,6 +69,19 @@ const townlock = async () => {
 };
 
 const update = impl === 'sketch' ? sketch : townlock;
+// Warm-up, the same for both sides, before the start: one locked write of a private file, so that
+// loading what the first update needs (the lock backend, which the sketch loads at import; node:crypto
+// for writeFileAtomic's temp names) is not timed as everyone's wait.
+const warm = `${file}.warm-${process.pid}`;
+if (impl === 'sketch') {
+  const w = fs.openSync(warm, 'a+');
+  await new Promise((resolve) => flock.async(w, LOCK_EX, resolve));
+  fs.writeFileSync(`${warm}.json`, '{}');
+  flock(w, LOCK_UN);
+  fs.closeSync(w);
+} else {
+  await withWriteLock(warm, () => writeFileAtomic(`${warm}.json`, '{}'));
+}
 await sleep(Math.max(0, Number(startAt) - now()));
 const start = now();
 const waits = [];
