@@ -30,10 +30,12 @@
  *   attempting (a suspended process) delays the queue, it never strands it. Bells of dead waiters are
  *   removed by whoever probes them.
  * - flock(1), the Go tool and Python neither queue nor ring; they still exclude and are excluded exactly
- *   as before. Each townlock release that finds the queue directory also touches the lock file, which
- *   wakes the waiters that watch it: those without a place (a queue directory they cannot use), and,
- *   when the lock file is writable by group or others, every waiter, since another user may be unable to
- *   unlink their bells. Without a queue directory a waiter is woken by polling alone.
+ *   as before. A townlock release that finds the queue directory but rings nobody (no live bell, or a
+ *   queue it may not use: only its owner's processes and root's use a queue) touches the lock file
+ *   instead, which wakes the waiters that watch it: those without a place, and, when the lock file is
+ *   writable by group or others, every waiter, since another user may be unable to ring them; those with
+ *   a place then leave the attempt to older waiters, as after a timer. Without a queue directory a waiter
+ *   is woken by polling alone.
  */
 import fs, { type FSWatcher } from 'node:fs';
 import { closeQuietly } from './_lock-file.js';
@@ -133,27 +135,38 @@ export class Place {
     }
     this.#name ??= `${newTicket()}-${process.pid}.bell`;
     const path = join(this.#dir, `/${this.#name}`);
-    let fd: number | undefined;
-    try {
-      fd = openBell(this.#dir, path, this.#mode);
-      if (!this.#backend.tryLock(fd, 'exclusive')) throw new Error('bell busy');
-      const watcher = watchQuietly(path);
-      if (!watcher) throw new Error('no watch');
-      watcher.on('change', () => {
-        this.#changed = true;
-      });
-      this.#fd = fd;
-      this.#watcher = watcher;
-      return true;
-    } catch {
+    // Twice: cleanStaleLocks may take a bell made a moment ago (before its flock) for an abandoned one.
+    for (let tries = 0; tries < 2; tries++) {
+      let fd: number | undefined;
+      try {
+        fd = openBell(this.#dir, path, this.#mode);
+        if (!this.#backend.tryLock(fd, 'exclusive')) throw new Error('bell busy');
+        const watcher = watchQuietly(path);
+        if (watcher && fs.fstatSync(fd).nlink > 0) {
+          watcher.on('change', () => {
+            this.#changed = true;
+          });
+          this.#fd = fd;
+          this.#watcher = watcher;
+          return true;
+        }
+        if (watcher) closeSoon(watcher);
+      } catch {
+        // below
+      }
       // Fairness is best effort: without a place this waiter polls (and watches the lock file).
       if (fd !== undefined) {
         unlinkQuietly(path);
         closeQuietly(fd);
       }
-      this.#unusable = true;
-      return false;
     }
+    this.#unusable = true;
+    return false;
+  }
+
+  /** True when the last wake-up came from this waiter's bell (a ring), not from a timer or the lock file. */
+  get rung(): boolean {
+    return this.#changed;
   }
 
   /**
@@ -187,21 +200,25 @@ export class Place {
     } catch {
       rung = false;
     }
+    let gone = rung;
     if (!rung) {
       try {
         fs.unlinkSync(join(this.#dir, `/${this.#name}`));
+        gone = true;
       } catch (err) {
-        rung = (err as NodeJS.ErrnoException).code === 'ENOENT';
+        rung = gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
       }
     }
-    this.#drop(true);
+    // A taker's bell, gone from the queue, is closed after the caller resumes; any other at once, so a
+    // wait that ends without the lock leaves no descriptor behind.
+    this.#drop(took !== undefined && gone);
     if ((rung && took === undefined) || took === 'shared') ringNext(this.#backend, this.#dir);
   }
 
   /**
-   * Closes the bell (dropping its flock) and its watcher. `later`: at the next turn of the event loop, as
-   * the bell has left the queue already (unlinked): closing the last descriptor of an unlinked file frees
-   * its inode, tens of microseconds that would otherwise lie between a taker's lock and its caller.
+   * Closes the bell (dropping its flock) and its watcher. `later` (only for a bell already unlinked): at
+   * the next turn of the event loop, as closing the last descriptor of an unlinked file frees its inode,
+   * tens of microseconds that would otherwise lie between a taker's lock and its caller.
    */
   #drop(later = false): void {
     if (this.#watcher) closeSoon(this.#watcher);
@@ -222,7 +239,7 @@ export class Place {
 function openBell(dir: FsPath, path: FsPath, mode: number): number {
   for (let tries = 0; ; tries++) {
     const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-    if (st && !st.isDirectory()) throw new Error('not a directory');
+    if (st && !trusted(st)) throw new Error('not a queue directory of ours');
     try {
       if (!st) fs.mkdirSync(dir, { mode: 0o775 });
       return fs.openSync(path, OPEN_BELL, mode);
@@ -253,16 +270,31 @@ export function mayHaveWaiters(target: LockTarget): boolean {
   return fs.lstatSync(waitersDirOf(target.fsLockPath), { throwIfNoEntry: false })?.isDirectory() === true;
 }
 
+const euid = process.geteuid?.();
+
+/**
+ * Whether a queue directory is one this process may list and unlink in: a real directory (a symlink is
+ * never followed) that this user or root owns. Another user's could be renamed away and replaced by a
+ * link between this check and the use of its path; such a queue is left to its owner's processes (a
+ * waiter then polls, and is woken by the touch of the lock file).
+ */
+function trusted(st: fs.Stats | undefined): boolean {
+  return st?.isDirectory() === true && (euid === undefined || st.uid === euid || st.uid === 0);
+}
+
 /**
  * After this process released `target` (and saw its waiters directory): rings the oldest waiter, and if
- * one was rung, owes it a turn.
+ * one was rung, owes it a turn and returns true. False when nobody could be rung (no live bell, or a queue
+ * this process may not use): the caller then touches the lock file instead.
  */
-export function noteRelease(backend: LockBackend, target: LockTarget): void {
-  if (!ringNext(backend, waitersDirOf(target.fsLockPath))) return;
+export function noteRelease(backend: LockBackend, target: LockTarget): boolean {
+  const dir = waitersDirOf(target.fsLockPath);
+  if (!trusted(fs.lstatSync(dir, { throwIfNoEntry: false })) || !ringNext(backend, dir)) return false;
   const now = performance.now();
   // Debts of locks this process never asked for again expire unused: drop them before the map grows.
   if (owed.size >= 256) for (const [key, until] of owed) if (until <= now) owed.delete(key);
   owed.set(target.key, now + YIELD_MS);
+  return true;
 }
 
 /**
@@ -284,11 +316,7 @@ export function ringNext(backend: LockBackend, dir: FsPath): boolean {
  * them again.
  */
 export function removeAbandonedBells(backend: LockBackend, dir: FsPath): void {
-  try {
-    if (!fs.lstatSync(dir).isDirectory()) return; // never through a symlink, never a file
-  } catch {
-    return;
-  }
+  if (!trusted(fs.lstatSync(dir, { throwIfNoEntry: false }))) return; // never through a symlink, never a file
   for (const name of bellNames(dir)) probeBell(backend, join(dir, `/${name}`), false);
   try {
     fs.rmdirSync(dir);

@@ -266,10 +266,10 @@ export function parseHolderInfo(content: string): HolderInfo | undefined {
 
 /**
  * Releases the lock; then runs `wake`, which rings the next waiter when townlock processes may be waiting
- * (see _fairness.ts) and says so, and if it did, touches the file, so that waiters watching it (those
- * without a place in the queue) wake at once; then parks the descriptor for reuse. Both come after the
- * unlock: the woken waiter would find the lock still held, and a waiter that queued after the check but
- * failed its attempt before the unlock would be missed.
+ * (see _fairness.ts) and returns true when waiters may be waiting but none could be rung: then it touches
+ * the file, so that waiters watching it wake at once; then parks the descriptor for reuse. Both come
+ * after the unlock: the woken waiter would find the lock still held, and a waiter that queued after the
+ * check but failed its attempt before the unlock would be missed.
  */
 export function releaseAndWake(backend: LockBackend, key: string, held: LockFd, wake: () => boolean): void {
   try {

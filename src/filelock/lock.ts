@@ -201,7 +201,7 @@ export class FileLock implements Lock {
     try {
       // This process rang a waiter when it released last: queue behind it rather than take the lock
       // before it wakes (see _fairness.ts). A single attempt (tryLock) owes nothing.
-      const queueFirst = owesTurn(this.#target) && deadline > performance.now();
+      const queueFirst = deadline > performance.now() && owesTurn(this.#target);
       const fd = takeLockFd(this.#target, mode);
       const attempt = queueFirst ? { open: fd } : attemptOsLock(backend, this.#target, this.#options, fd);
       held =
@@ -221,13 +221,9 @@ export class FileLock implements Lock {
     return new Hold(key, type, undefined, () => {
       cancelInfo?.();
       try {
-        // Unlock; then, if townlock processes may wait, ring the next one and touch the lock file for
-        // waiters without a place in the queue.
-        releaseAndWake(backend, key, fd, () => {
-          if (!mayHaveWaiters(target)) return false;
-          noteRelease(backend, target);
-          return true;
-        });
+        // Unlock; then, if townlock processes may wait, ring the next one, or, if none could be rung,
+        // touch the lock file for the waiters that watch it (see _fairness.ts).
+        releaseAndWake(backend, key, fd, () => mayHaveWaiters(target) && !noteRelease(backend, target));
       } finally {
         queue.release(type);
         dropIfIdle(key, queue);
@@ -306,7 +302,7 @@ async function waitForOsLock(
   }
   let current: LockFd | undefined = fd;
   // Without a place in the queue, or when the lock file is shared between users (who may be unable to
-  // ring each other's bells): every townlock release touches the lock file.
+  // ring each other's bells): a townlock release that rings nobody touches the lock file.
   let lockWatcher: FSWatcher | undefined;
   const sharedAcrossUsers = (fs.fstatSync(fd.fd).mode & 0o022) !== 0;
   let delay = options.retryDelay;
@@ -339,9 +335,10 @@ async function waitForOsLock(
         const jittered = delay * (0.75 + Math.random() * 0.5);
         const deferLeft = deferUntil === undefined ? jittered : Math.max(0, deferUntil - performance.now());
         const woken = await pause(Math.min(jittered, remaining, deferLeft), watchers, signal, lockPath);
-        if (!woken) {
-          delay = Math.min(delay * 2, options.maxRetryDelay);
-          // The attempt is the older waiter's (see _fairness.ts), for a while: one that stopped attempting
+        if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
+        if (!woken || !place.rung) {
+          // Woken by the timer or by the lock file (a release, or a holder's info line), not by a ring:
+          // the attempt is the older waiter's (see _fairness.ts), for a while: one that stopped attempting
           // (a process suspended while it waits) must not hold the queue up after a foreign holder left.
           const now = performance.now();
           deferUntil ??= now + DEFER_LIMIT_MS;

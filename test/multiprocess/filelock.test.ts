@@ -4,7 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import fs, { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import fs, {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { FileLock, lockHolders, lockPathFor, withWriteLock } from '../../src/filelock/index.js';
@@ -364,29 +374,127 @@ describe('fair turns between processes', () => {
     assert.equal(await nextAfterRelease(DIST), 'waiter');
   });
 
-  test('waiters get the lock in the order they queued, each woken by the release before it', async () => {
+  for (const [mode, n] of [
+    [0o644, 4],
+    [0o664, 8],
+  ] as const) {
+    test(`${n} waiters get the lock in the order they queued, each woken by the release before it (lock file ${mode.toString(8)})`, async () => {
+      const file = freshFile();
+      const lock = new FileLock(file, { timeout: 20_000 });
+      await lock.lock();
+      // 664: the lock file is shared with the group, so every waiter also watches it (see _fairness.ts).
+      chmodSync(lock.lockPath, mode);
+      const waiters: Child[] = [];
+      for (let i = 0; i < n; i++) {
+        const w = ringOnly(file);
+        await w.waitFor('busy');
+        await queued(lock.lockPath, i + 1);
+        waiters.push(w);
+      }
+      const order: number[] = [];
+      await lock.unlock();
+      for (let turn = 0; turn < n; turn++) {
+        // The next holder: whichever still waiting says "held" (each holds until told to release).
+        const waiting = waiters.map((_, i) => i).filter((i) => !order.includes(i));
+        const next = await Promise.race(
+          waiting.map((i) => waiters[i]!.waitFor('held', 10_000).then(() => i)),
+        );
+        order.push(next);
+        waiters[next]!.send('release');
+        assert.equal(await waiters[next]!.exited(), 0);
+      }
+      assert.deepEqual(
+        order,
+        waiters.map((_, i) => i),
+      );
+      assert.deepEqual(bells(lock.lockPath), [], 'every waiter left the queue');
+    });
+  }
+
+  test('a waiter whose new bell and queue directory are removed at once (lock clean) takes its place again', async () => {
+    const file = freshFile();
+    const holder = fixture('hold.mjs', [file]);
+    await holder.waitFor('held');
+    const lockPath = new FileLock(file).lockPath;
+    const queue = `${lockPath}.waiters`;
+    const open = fs.openSync;
+    let staged = false;
+    // The first bell this process makes is taken away before it is locked, with its directory: what
+    // cleanStaleLocks does to a bell it finds unlocked (it cannot tell one being made from an abandoned one).
+    const hooked = ((path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode) => {
+      const fd = open(path, flags as fs.OpenMode, mode);
+      if (!staged && String(path).startsWith(`${queue}/`)) {
+        staged = true;
+        fs.unlinkSync(path);
+        fs.rmdirSync(queue);
+      }
+      return fd;
+    }) as typeof fs.openSync;
+    const mutable = fs as { openSync: typeof fs.openSync };
+    mutable.openSync = hooked;
+    let waiting: Promise<void>;
+    try {
+      waiting = new FileLock(file, { timeout: 20_000, retryDelay: 60_000, maxRetryDelay: 60_000 }).lock();
+      await queued(lockPath, 1);
+    } finally {
+      mutable.openSync = open;
+    }
+    assert.ok(staged);
+    holder.send('release'); // rings the bell made again; polling once a minute, nothing else wakes it
+    await waiting;
+    assert.equal(await holder.exited(), 0);
+  });
+
+  test('a wait that times out leaves no descriptor open when it rejects', async (t) => {
+    if (!existsSync('/proc/self/fd')) {
+      t.skip('needs Linux /proc to list descriptors');
+      return;
+    }
+    const file = freshFile();
+    const holder = fixture('hold.mjs', [file]);
+    await holder.waitFor('held');
+    const lockPath = new FileLock(file).lockPath;
+    const open = () =>
+      readdirSync('/proc/self/fd')
+        .map((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`);
+          } catch {
+            return '';
+          }
+        })
+        .filter((target) => target.startsWith(lockPath));
+    let atRejection: string[] | undefined;
+    await new FileLock(file, { timeout: 300 }).lock().catch(() => {
+      atRejection = open();
+    });
+    assert.deepEqual(atRejection, [], 'no lock file or bell descriptor at rejection');
+    holder.send('release');
+    assert.equal(await holder.exited(), 0);
+  });
+
+  test('a queue directory another user owns is not used: nothing in it is created or removed', async (t) => {
+    if (process.getuid?.() !== 0) {
+      if (process.env.CI)
+        throw new Error('CI runs as root: this test needs root to give a directory to nobody');
+      t.skip('needs root (to give a directory to nobody)');
+      return;
+    }
     const file = freshFile();
     const lock = new FileLock(file, { timeout: 20_000 });
     await lock.lock();
-    const waiters: Child[] = [];
-    for (let i = 0; i < 4; i++) {
-      const w = ringOnly(file);
-      await w.waitFor('busy');
-      await queued(lock.lockPath, i + 1);
-      waiters.push(w);
-    }
-    const order: number[] = [];
+    const queue = `${lock.lockPath}.waiters`;
+    mkdirSync(queue);
+    const planted = join(queue, '00000000000000000001-1.bell'); // unlocked: would be removed as abandoned
+    writeFileSync(planted, '');
+    chownSync(queue, 65534, 65534);
+    const waiter = fixture('hold.mjs', [file]);
+    await waiter.waitFor('busy');
     await lock.unlock();
-    for (let turn = 0; turn < 4; turn++) {
-      // The next holder: whichever still waiting says "held" (each holds until told to release).
-      const waiting = [0, 1, 2, 3].filter((i) => !order.includes(i));
-      const next = await Promise.race(waiting.map((i) => waiters[i]!.waitFor('held', 10_000).then(() => i)));
-      order.push(next);
-      waiters[next]!.send('release');
-      assert.equal(await waiters[next]!.exited(), 0);
-    }
-    assert.deepEqual(order, [0, 1, 2, 3]);
-    assert.deepEqual(bells(lock.lockPath), [], 'every waiter left the queue');
+    await waiter.waitFor('held', 10_000); // by polling (or the touch of the lock file)
+    waiter.send('release');
+    assert.equal(await waiter.exited(), 0);
+    assert.deepEqual(readdirSync(queue), ['00000000000000000001-1.bell']);
   });
 
   test('a queued waiter killed with -9 is skipped: the next one is rung', async () => {
