@@ -9,18 +9,21 @@
  * - A process that has to wait at the OS level takes a place in the queue: a file of its own (a "bell")
  *   in `<lock file>.waiters/`, named by a ticket (monotonic clock, then pid), on which it holds an
  *   exclusive flock while it waits (the kernel drops it if the process dies) and which it watches.
- * - A releaser lists that directory after its unlock and rings the oldest bell whose owner still holds
- *   it, by unlinking it: the owner's watch reports the change, and an unlinked bell cannot be rung twice.
- *   A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is unlinked too
- *   (which wakes that waiter if it lives) and the next bell is asked. At most MAX_PROBES bells per release.
- * - A waiter makes its bell before the attempt that precedes each sleep, so a release after a failed
- *   attempt always finds its bell (or an older one, whose owner then takes the lock and rings on release,
- *   or loses it to a newcomer who does). A rung waiter that loses the lock to a newcomer takes its place
- *   again under its old ticket, and attempts once more before it sleeps. A waiter leaving the queue
- *   unlinks its bell before closing it; finding it already unlinked, it was rung, and one that gives up
- *   (timeout, abort) then passes the ring on. A shared taker rings the next waiter too, so queued readers
- *   go together. The order is strict among exclusive waiters; a reader may overtake a queued writer while
- *   other readers hold the lock (the writer could not have it anyway), as with flock itself.
+ * - A releaser, after its unlock, rings the oldest bell whose owner still holds it, by touching it (its
+ *   times): the owner's watch reports the change. It finds that bell by listing the directory, or, when it
+ *   had to wait for the lock itself, it found and opened it during its hold (a bell older than one that
+ *   waited then cannot appear later: tickets only grow), so the ring follows the unlock within a few
+ *   system calls. A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is
+ *   unlinked (which wakes that waiter if it lives) and the next bell is asked. At most MAX_PROBES bells
+ *   per release.
+ * - A bell stays in the queue until its owner leaves (it unlinks it, then closes it), so waiters behind a
+ *   rung one see it there. A waiter makes its bell before the attempt that precedes each sleep, so a
+ *   release after a failed attempt always finds it (or an older one, whose owner then takes the lock and
+ *   rings on release, or loses it to a newcomer who does). A waiter that leaves without the lock (timeout,
+ *   abort) rings the next waiter, in case a ring meant for it came; a shared taker rings the next waiter
+ *   too, so queued readers go together. Two releasers may ring one bell (shared holders): one wake-up is
+ *   wasted, none is lost, as the rung waiter stays first. The order is strict among exclusive waiters; a
+ *   reader may overtake a queued writer while other readers hold the lock, as with flock itself.
  * - A releaser that rang someone owes a turn: its next attempt on that lock, within YIELD_MS, starts by
  *   queueing behind the others instead of taking the lock ahead of the waiter it woke.
  * - Every waiter still polls with backoff, so a ring that never comes (a flock(1), Go or Python holder
@@ -64,6 +67,8 @@ export const DEFER_LIMIT_MS = 1000;
 const MAX_PROBES = 64;
 
 const OPEN_PROBE = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
+// Read-write: touching a file's times through a descriptor needs write access (or ownership).
+const OPEN_RING = fs.constants.O_RDWR | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
 const OPEN_BELL =
   fs.constants.O_RDWR |
   fs.constants.O_CREAT |
@@ -100,7 +105,7 @@ export class Place {
   #name: string | undefined;
   #fd: number | undefined;
   #watcher: FSWatcher | undefined;
-  /** The bell changed (it is rung when it has no links left). */
+  /** The bell changed since the last takeRing(): rung (or removed, when it has no links left). */
   #changed = false;
   /** Taking a place failed: this waiter polls (and watches the lock file) instead. */
   #unusable = false;
@@ -117,19 +122,18 @@ export class Place {
   }
 
   /**
-   * Takes a place, or takes it again after a ring (same ticket: the waiter keeps its turn). Returns true
-   * when it made a bell now: the caller must then attempt before it sleeps, or a release in between would
-   * have found no bell to ring.
+   * Takes a place, or takes it again if its bell was removed (by cleanStaleLocks or a prober that took it
+   * for abandoned while it was being made; same ticket: the waiter keeps its turn). Returns true when it
+   * made a bell now: the caller must then attempt before it sleeps, or a release in between would have
+   * found no bell to ring.
    */
   enter(): boolean {
     if (this.#unusable) return false;
     if (this.#fd !== undefined) {
-      if (!this.#changed) return false;
-      this.#changed = false;
       try {
-        if (fs.fstatSync(this.#fd).nlink > 0) return false; // changed, but not rung: still in place
+        if (fs.fstatSync(this.#fd).nlink > 0) return false; // still in place
       } catch {
-        // treat as rung
+        // make it again
       }
       this.#drop();
     }
@@ -164,9 +168,11 @@ export class Place {
     return false;
   }
 
-  /** True when the last wake-up came from this waiter's bell (a ring), not from a timer or the lock file. */
-  get rung(): boolean {
-    return this.#changed;
+  /** Whether the bell was rung since the last call (the wake-up came from it, not a timer or the lock file). */
+  takeRing(): boolean {
+    const rung = this.#changed;
+    this.#changed = false;
+    return rung;
   }
 
   /**
@@ -176,7 +182,7 @@ export class Place {
    * never behind anyone and keeps polling, so a missed ring delays the queue, never strands it.
    */
   isBehind(): boolean {
-    if (this.#fd === undefined || this.#changed || this.#name === undefined) return false;
+    if (this.#fd === undefined || this.#name === undefined) return false;
     let probes = 0;
     for (const name of bellNames(this.#dir)) {
       if (name >= this.#name || ++probes > MAX_PROBES) return false;
@@ -186,48 +192,49 @@ export class Place {
   }
 
   /**
-   * Leaves the queue. A waiter that did not get the lock (`took` undefined) and finds its bell rung passes
-   * the ring to the next waiter; one that took a shared lock rings the next waiter too.
+   * Leaves the queue: unlinks the bell, then closes it. A waiter that did not get the lock (`took`
+   * undefined) rings the next waiter, as a ring may have been meant for it; one that took a shared lock
+   * rings the next waiter too.
    */
   leave(took: LockType | undefined): void {
     if (this.#fd === undefined) return;
-    // Rung: no links left, or (a ring landing now) gone when this waiter unlinks it; a ring after that
-    // finds no bell and rings the next one. Unlinked before the close, so no ringer takes a bell that
-    // was closed for one that was abandoned. The fstat first spares a taker the cost of an ENOENT.
-    let rung: boolean;
-    try {
-      rung = fs.fstatSync(this.#fd).nlink === 0;
-    } catch {
-      rung = false;
-    }
-    let gone = rung;
-    if (!rung) {
+    const path = join(this.#dir, `/${this.#name}`);
+    if (took === 'exclusive') {
+      // The unlink and close wait for the next turn of the event loop: each costs tens of microseconds
+      // (closing the last descriptor of an unlinked file frees its inode) that would lie between the lock
+      // and its caller. Its flock goes now (a microsecond), so that meanwhile other processes take the
+      // bell for an abandoned one (they remove it; no ring is spent on it) and this process's own release
+      // skips it (it is in `leaving`).
+      const name = this.#name!;
+      const fd = this.#fd;
       try {
-        fs.unlinkSync(join(this.#dir, `/${this.#name}`));
-        gone = true;
-      } catch (err) {
-        rung = gone = (err as NodeJS.ErrnoException).code === 'ENOENT';
+        this.#backend.unlock(fd);
+      } catch {
+        // closed at the next turn all the same
       }
+      leaving.add(name);
+      if (this.#watcher) closeSoon(this.#watcher);
+      this.#watcher = undefined;
+      this.#fd = undefined;
+      setImmediate(() => {
+        unlinkQuietly(path);
+        closeQuietly(fd);
+        leaving.delete(name);
+      });
+      return;
     }
-    // A taker's bell, gone from the queue, is closed after the caller resumes; any other at once, so a
-    // wait that ends without the lock leaves no descriptor behind.
-    this.#drop(took !== undefined && gone);
-    if ((rung && took === undefined) || took === 'shared') ringNext(this.#backend, this.#dir);
+    // Any other wait ends with its bell gone and closed: no descriptor left behind once it settles.
+    unlinkQuietly(path);
+    this.#drop();
+    ringNext(this.#backend, this.#dir);
   }
 
-  /**
-   * Closes the bell (dropping its flock) and its watcher. `later` (only for a bell already unlinked): at
-   * the next turn of the event loop, as closing the last descriptor of an unlinked file frees its inode,
-   * tens of microseconds that would otherwise lie between a taker's lock and its caller.
-   */
-  #drop(later = false): void {
+  /** Closes the bell (dropping its flock) and its watcher. */
+  #drop(): void {
     if (this.#watcher) closeSoon(this.#watcher);
     this.#watcher = undefined;
-    const fd = this.#fd;
+    if (this.#fd !== undefined) closeQuietly(this.#fd);
     this.#fd = undefined;
-    if (fd === undefined) return;
-    if (later) setImmediate(closeQuietly, fd);
-    else closeQuietly(fd);
   }
 }
 
@@ -260,14 +267,15 @@ function unlinkQuietly(path: FsPath): void {
 }
 
 /**
- * Whether townlock processes may wait for `target`: its waiters directory exists (the first waiter makes
- * it; cleanStaleLocks removes it only when empty). Asked after the unlock: a waiter makes the directory
+ * Whether townlock processes may wait for `target`: the stats of its waiters directory if it exists (the
+ * first waiter makes it; cleanStaleLocks removes it only when empty), else undefined. Asked after the unlock: a waiter makes the directory
  * and its bell before the attempt that precedes each sleep, and if that attempt failed it came before
  * this unlock, so this finds the directory. (lstat without throwing: no exception on the uncontended
  * path; a symlink in its place is no queue.)
  */
-export function mayHaveWaiters(target: LockTarget): boolean {
-  return fs.lstatSync(waitersDirOf(target.fsLockPath), { throwIfNoEntry: false })?.isDirectory() === true;
+export function mayHaveWaiters(target: LockTarget): fs.Stats | undefined {
+  const st = fs.lstatSync(waitersDirOf(target.fsLockPath), { throwIfNoEntry: false });
+  return st?.isDirectory() ? st : undefined;
 }
 
 const euid = process.geteuid?.();
@@ -283,13 +291,50 @@ function trusted(st: fs.Stats | undefined): boolean {
 }
 
 /**
- * After this process released `target` (and saw its waiters directory): rings the oldest waiter, and if
- * one was rung, owes it a turn and returns true. False when nobody could be rung (no live bell, or a queue
- * this process may not use): the caller then touches the lock file instead.
+ * After this process released `target` (and saw its waiters directory, `queue`): rings the oldest waiter (the one
+ * `hint` holds open, if it still waits), and if one was rung, owes it a turn and returns true. False when
+ * nobody could be rung (no live bell, or a queue this process may not use): the caller then touches the
+ * lock file instead.
  */
-export function noteRelease(backend: LockBackend, target: LockTarget): boolean {
+export function noteRelease(
+  backend: LockBackend,
+  target: LockTarget,
+  queue: fs.Stats,
+  hint?: RingHint,
+): boolean {
   const dir = waitersDirOf(target.fsLockPath);
-  if (!trusted(fs.lstatSync(dir, { throwIfNoEntry: false })) || !ringNext(backend, dir)) return false;
+  const prepared = hint?.take();
+  let rung: string | undefined;
+  if (prepared) {
+    try {
+      // Still queued (linked) and still waiting (its flock held): ring it.
+      if (fs.fstatSync(prepared.fd).nlink > 0 && !backend.tryLock(prepared.fd, 'exclusive')) {
+        backend.touch(prepared.fd);
+        rung = prepared.name;
+      }
+    } catch {
+      // ask the directory instead
+    } finally {
+      closeQuietly(prepared.fd);
+    }
+  }
+  if (rung === undefined) {
+    if (!trusted(queue)) return false;
+    rung = ringNext(backend, dir);
+    if (rung === undefined) {
+      lastRung.delete(target.key);
+      return false;
+    }
+  }
+  // The same waiter first again at this process's next release: it did not take the lock when rung (it
+  // hangs, is suspended, or lost it to a newcomer). Ring the one after it too, and owe no turn: a turn
+  // owed to a waiter that does not take it would delay every release of this process by YIELD_MS.
+  if (lastRung.get(target.key) === rung) {
+    ringNext(backend, dir, rung);
+    return true;
+  }
+  if (lastRung.size >= 256) lastRung.clear();
+  lastRung.set(target.key, rung);
   const now = performance.now();
   // Debts of locks this process never asked for again expire unused: drop them before the map grows.
   if (owed.size >= 256) for (const [key, until] of owed) if (until <= now) owed.delete(key);
@@ -297,17 +342,101 @@ export function noteRelease(backend: LockBackend, target: LockTarget): boolean {
   return true;
 }
 
+/** The bell each lock's last release of this process rang, by lock key. */
+const lastRung = new Map<string, string>();
+
 /**
- * Rings the oldest bell in `dir` whose owner still waits; returns whether one was rung. Bells nobody holds
- * are unlinked on the way; at most MAX_PROBES bells are looked at. Never throws: a ring is only a wake-up.
+ * A release's ring prepared during the hold: at the next turn of the event loop after a lock that had to
+ * wait, the oldest waiting bell is found and opened, so that the release only asks it and touches it
+ * (see the module comment). Nothing is found when nobody waits yet; a lock released within the same turn
+ * finds nothing either, and its release lists the directory as usual.
  */
-export function ringNext(backend: LockBackend, dir: FsPath): boolean {
+export class RingHint {
+  readonly #backend: LockBackend;
+  readonly #dir: FsPath;
+  #bell: { fd: number; name: string } | undefined;
+  /** Watches the queue directory while nobody waits yet, to find the first waiter when it queues. */
+  #watcher: FSWatcher | undefined;
+  #done = false;
+
+  constructor(backend: LockBackend, target: LockTarget) {
+    this.#backend = backend;
+    this.#dir = waitersDirOf(target.fsLockPath);
+    setImmediate(() => {
+      if (this.#done || !trusted(fs.lstatSync(this.#dir, { throwIfNoEntry: false }))) return;
+      if (this.#look()) return;
+      // Nobody waits yet: the first to queue during this hold is the one to ring.
+      this.#watcher = watchQuietly(this.#dir);
+      this.#watcher?.on('change', (_event: string, name: unknown) => {
+        if (!this.#done && typeof name === 'string' && BELL_NAME.test(name) && this.#look()) this.#unwatch();
+      });
+      this.#look(); // a waiter that queued before the watch began
+    });
+  }
+
+  /** Finds and opens the oldest waiting bell; true if found. */
+  #look(): boolean {
+    if (this.#bell) return true;
+    let probes = 0;
+    for (const name of bellNames(this.#dir)) {
+      if (++probes > MAX_PROBES) return false;
+      const fd = openQuietly(join(this.#dir, `/${name}`), OPEN_RING);
+      if (fd === undefined) continue;
+      try {
+        if (fs.fstatSync(fd).isFile() && !this.#backend.tryLock(fd, 'exclusive')) {
+          this.#bell = { fd, name };
+          return true;
+        }
+      } catch {
+        // not a bell to ring
+      }
+      closeQuietly(fd); // abandoned ones are the release's to remove
+    }
+    return false;
+  }
+
+  #unwatch(): void {
+    if (this.#watcher) closeSoon(this.#watcher);
+    this.#watcher = undefined;
+  }
+
+  /** The opened bell and its name, now the caller's to close; undefined if none. Ends the hint. */
+  take(): { fd: number; name: string } | undefined {
+    this.#done = true;
+    this.#unwatch();
+    const bell = this.#bell;
+    this.#bell = undefined;
+    return bell;
+  }
+
+  /** Ends the hint, closing what it opened (a release that did not use it). */
+  dispose(): void {
+    const bell = this.take();
+    if (bell) closeQuietly(bell.fd);
+  }
+}
+
+function openQuietly(path: FsPath, flags: number): number | undefined {
+  try {
+    return fs.openSync(path, flags);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Rings the oldest bell in `dir` (after `after`, if given) whose owner still waits; returns its name, or
+ * undefined if none was rung. Bells nobody holds are unlinked on the way; at most MAX_PROBES bells are
+ * looked at. Never throws: a ring is only a wake-up.
+ */
+export function ringNext(backend: LockBackend, dir: FsPath, after = ''): string | undefined {
   let probes = 0;
   for (const name of bellNames(dir)) {
-    if (++probes > MAX_PROBES) return false;
-    if (probeBell(backend, join(dir, `/${name}`), true) === 'waiting') return true;
+    if (name <= after) continue;
+    if (++probes > MAX_PROBES) return undefined;
+    if (probeBell(backend, join(dir, `/${name}`), true) === 'waiting') return name;
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -325,10 +454,13 @@ export function removeAbandonedBells(backend: LockBackend, dir: FsPath): void {
   }
 }
 
+/** Bells of this process's exclusive takers, unlinked at the next turn: never rung, never waited for. */
+const leaving = new Set<string>();
+
 /** The bells in `dir`, oldest first (none when it cannot be read). */
 function bellNames(dir: FsPath): string[] {
   try {
-    return (fs.readdirSync(dir) as string[]).filter((n) => BELL_NAME.test(n)).sort();
+    return (fs.readdirSync(dir) as string[]).filter((n) => BELL_NAME.test(n) && !leaving.has(n)).sort();
   } catch {
     return [];
   }
@@ -336,22 +468,21 @@ function bellNames(dir: FsPath): string[] {
 
 /**
  * Asks whether the bell at `path` has a waiting owner (it holds its flock): 'waiting', and then, with
- * `ring`, rings it by unlinking it. A bell nobody holds is 'abandoned' and unlinked (which wakes its
- * owner, if it lives and is about to lock it: it then polls). 'gone' when it left the queue, someone
- * else rang or removed it first, or it cannot be opened or unlinked.
+ * `ring`, rings it by touching it. A bell nobody holds is 'abandoned' and unlinked (which wakes its
+ * owner, if it lives and is about to lock it: it then makes it again). 'gone' when it left the queue or
+ * cannot be opened, rung or unlinked.
  */
 function probeBell(backend: LockBackend, path: FsPath, ring: boolean): 'waiting' | 'abandoned' | 'gone' {
-  let fd: number;
+  const fd = openQuietly(path, ring ? OPEN_RING : OPEN_PROBE);
+  if (fd === undefined) return 'gone';
   try {
-    fd = fs.openSync(path, OPEN_PROBE);
-  } catch {
-    return 'gone';
-  }
-  try {
-    const waiting = fs.fstatSync(fd).isFile() && !backend.tryLock(fd, 'exclusive');
-    if (waiting && !ring) return 'waiting';
+    // Anything but a regular file named like a bell is junk: removed like an abandoned bell.
+    if (fs.fstatSync(fd).isFile() && !backend.tryLock(fd, 'exclusive')) {
+      if (ring) backend.touch(fd);
+      return 'waiting';
+    }
     fs.unlinkSync(path);
-    return waiting ? 'waiting' : 'abandoned';
+    return 'abandoned';
   } catch {
     return 'gone';
   } finally {

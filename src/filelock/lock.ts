@@ -23,7 +23,15 @@
 import fs, { type FSWatcher } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import { DEFER_LIMIT_MS, mayHaveWaiters, noteRelease, owesTurn, Place, YIELD_MS } from './_fairness.js';
+import {
+  DEFER_LIMIT_MS,
+  mayHaveWaiters,
+  noteRelease,
+  owesTurn,
+  Place,
+  RingHint,
+  YIELD_MS,
+} from './_fairness.js';
 import { dropIfIdle, Hold, heldInContext, lockQueue, runInHold } from './_holds.js';
 import type { LocalQueue } from './_local-queue.js';
 import {
@@ -198,16 +206,18 @@ export class FileLock implements Lock {
       }
     }
     let held: LockFd | undefined;
+    let waited = false;
     try {
       // This process rang a waiter when it released last: queue behind it rather than take the lock
       // before it wakes (see _fairness.ts). A single attempt (tryLock) owes nothing.
       const queueFirst = deadline > performance.now() && owesTurn(this.#target);
       const fd = takeLockFd(this.#target, mode);
       const attempt = queueFirst ? { open: fd } : attemptOsLock(backend, this.#target, this.#options, fd);
-      held =
-        'locked' in attempt
-          ? attempt.locked
-          : await waitForOsLock(backend, this.#target, this.#options, deadline, attempt.open, queueFirst);
+      if ('locked' in attempt) held = attempt.locked;
+      else {
+        waited = true;
+        held = await waitForOsLock(backend, this.#target, this.#options, deadline, attempt.open, queueFirst);
+      }
     } finally {
       if (!held) {
         queue.release(type);
@@ -218,13 +228,19 @@ export class FileLock implements Lock {
     const fd = held;
     const target = this.#target;
     const cancelInfo = type === 'exclusive' ? scheduleHolderInfo(fd.fd, backend.infoOffset) : undefined;
+    // A lock that had to wait will likely have waiters to ring: find the first during the hold.
+    const hint = waited ? new RingHint(backend, target) : undefined;
     return new Hold(key, type, undefined, () => {
       cancelInfo?.();
       try {
         // Unlock; then, if townlock processes may wait, ring the next one, or, if none could be rung,
         // touch the lock file for the waiters that watch it (see _fairness.ts).
-        releaseAndWake(backend, key, fd, () => mayHaveWaiters(target) && !noteRelease(backend, target));
+        releaseAndWake(backend, key, fd, () => {
+          const queued = mayHaveWaiters(target);
+          return queued !== undefined && !noteRelease(backend, target, queued, hint);
+        });
       } finally {
+        hint?.dispose();
         queue.release(type);
         dropIfIdle(key, queue);
       }
@@ -336,7 +352,7 @@ async function waitForOsLock(
         const deferLeft = deferUntil === undefined ? jittered : Math.max(0, deferUntil - performance.now());
         const woken = await pause(Math.min(jittered, remaining, deferLeft), watchers, signal, lockPath);
         if (!woken) delay = Math.min(delay * 2, options.maxRetryDelay);
-        if (!woken || !place.rung) {
+        if (!place.takeRing()) {
           // Woken by the timer or by the lock file (a release, or a holder's info line), not by a ring:
           // the attempt is the older waiter's (see _fairness.ts), for a while: one that stopped attempting
           // (a process suspended while it waits) must not hold the queue up after a foreign holder left.
