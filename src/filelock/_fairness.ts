@@ -11,21 +11,30 @@
  *   exclusive flock while it waits (the kernel drops it if the process dies) and which it watches.
  * - A releaser, after its unlock, rings the oldest bell whose owner still holds it, by touching it (its
  *   times): the owner's watch reports the change. It finds that bell by listing the directory, or, when it
- *   had to wait for the lock itself, it found and opened it during its hold (a bell older than one that
- *   waited then cannot appear later: tickets only grow), so the ring follows the unlock within a few
- *   system calls. A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is
+ *   had to wait for the lock itself, it found and opened it during its hold (RingHint: at the next turn,
+ *   or when the first waiter queues; later bells are younger, but for one made again under its old ticket
+ *   after cleanStaleLocks took it, which then waits one turn more), so the ring follows the unlock within
+ *   a few system calls. A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is
  *   unlinked (which wakes that waiter if it lives) and the next bell is asked. At most MAX_PROBES bells
  *   per release.
- * - A bell stays in the queue until its owner leaves (it unlinks it, then closes it), so waiters behind a
- *   rung one see it there. A waiter makes its bell before the attempt that precedes each sleep, so a
- *   release after a failed attempt always finds it (or an older one, whose owner then takes the lock and
- *   rings on release, or loses it to a newcomer who does). A waiter that leaves without the lock (timeout,
+ * - A bell stays in the queue until its owner leaves, so waiters behind a rung one see it there. A waiter
+ *   leaving without the lock unlinks and closes its bell at once; an exclusive taker drops the bell's
+ *   flock at once (so that others take it for an abandoned one and spend no ring on it) and unlinks and
+ *   closes it at the next turn, off the way between its lock and its caller.
+ * - A waiter makes its bell before the attempt that precedes each sleep (but for a releaser that owes a
+ *   turn, which first sleeps up to YIELD_MS), so a release after a failed attempt always finds it (or an
+ *   older one, whose owner then takes the lock and rings on release, or loses it to a newcomer who does). A waiter that leaves without the lock (timeout,
  *   abort) rings the next waiter, in case a ring meant for it came; a shared taker rings the next waiter
  *   too, so queued readers go together. Two releasers may ring one bell (shared holders): one wake-up is
  *   wasted, none is lost, as the rung waiter stays first. The order is strict among exclusive waiters; a
  *   reader may overtake a queued writer while other readers hold the lock, as with flock itself.
- * - A releaser that rang someone owes a turn: its next attempt on that lock, within YIELD_MS, starts by
- *   queueing behind the others instead of taking the lock ahead of the waiter it woke.
+ * - A releaser that rang a waiter that has waited STARVING_MS or more owes it a turn: its next attempt on
+ *   that lock, within YIELD_MS, starts by queueing behind the others instead of taking the lock ahead of
+ *   the waiter it woke. (A waiter rung sooner competes with the releaser's next attempt, as with flock:
+ *   short critical sections run in bursts rather than paying a handoff each.) A bell that this
+ *   process's next release finds first again did not take the lock when rung (hung, suspended, or beaten
+ *   by a newcomer): it is rung again, the next waiter is rung too, and no turn is owed, so a hung waiter
+ *   costs a releaser one YIELD_MS at most.
  * - Every waiter still polls with backoff, so a ring that never comes (a flock(1), Go or Python holder
  *   rings nothing; a rung waiter killed before it woke) delays it by about `maxRetryDelay` at most. A
  *   waiter woken by its timer leaves the attempt to an older live waiter, which polls too (so the queue
@@ -52,6 +61,14 @@ import type { LockBackend, LockType } from './backend.js';
  * it woke). A live one takes it within a wake-up, well under a millisecond on an idle machine.
  */
 export const YIELD_MS = 100;
+
+/**
+ * How long the oldest waiter must have waited before a release that rings it also gives it the turn
+ * (queues this process's next attempt behind it), in ms: under that, the releaser may take the lock again
+ * at once, as with flock itself, while the rung waiter wakes. Go's sync.Mutex turns fair after 1 ms.
+ */
+export const STARVING_MS = 2;
+const STARVING_NS = BigInt(STARVING_MS * 1e6);
 
 /**
  * Longest a waiter woken by its timer leaves the attempt to an older waiter that does not take the lock
@@ -307,8 +324,9 @@ export function noteRelease(
   let rung: string | undefined;
   if (prepared) {
     try {
-      // Still queued (linked) and still waiting (its flock held): ring it.
-      if (fs.fstatSync(prepared.fd).nlink > 0 && !backend.tryLock(prepared.fd, 'exclusive')) {
+      // Still queued (linked), a bell, and still waiting (its flock held): ring it.
+      const st = fs.fstatSync(prepared.fd);
+      if (st.nlink > 0 && st.isFile() && !backend.tryLock(prepared.fd, 'exclusive')) {
         backend.touch(prepared.fd);
         rung = prepared.name;
       }
@@ -335,6 +353,10 @@ export function noteRelease(
   }
   if (lastRung.size >= 256) lastRung.clear();
   lastRung.set(target.key, rung);
+  // A waiter that has waited only briefly is woken but not given the turn: this process may go on if it
+  // asks again at once. Short critical sections (a log append) then run in bursts instead of paying a
+  // handoff each; once the first waiter has waited STARVING_MS, the next release gives it the turn.
+  if (process.hrtime.bigint() - BigInt(rung.slice(0, 20)) < STARVING_NS) return true;
   const now = performance.now();
   // Debts of locks this process never asked for again expire unused: drop them before the map grows.
   if (owed.size >= 256) for (const [key, until] of owed) if (until <= now) owed.delete(key);
@@ -374,7 +396,10 @@ export class RingHint {
     });
   }
 
-  /** Finds and opens the oldest waiting bell; true if found. */
+  /**
+   * Opens the oldest bell; true if there is one. It is not asked whether its owner waits: a bell just made
+   * is not locked yet, and taking its flock to ask would make its owner fail to lock it. The release asks.
+   */
   #look(): boolean {
     if (this.#bell) return true;
     let probes = 0;
@@ -382,15 +407,8 @@ export class RingHint {
       if (++probes > MAX_PROBES) return false;
       const fd = openQuietly(join(this.#dir, `/${name}`), OPEN_RING);
       if (fd === undefined) continue;
-      try {
-        if (fs.fstatSync(fd).isFile() && !this.#backend.tryLock(fd, 'exclusive')) {
-          this.#bell = { fd, name };
-          return true;
-        }
-      } catch {
-        // not a bell to ring
-      }
-      closeQuietly(fd); // abandoned ones are the release's to remove
+      this.#bell = { fd, name };
+      return true;
     }
     return false;
   }

@@ -17,6 +17,7 @@ import fs, {
 } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
+import { STARVING_MS } from '../../src/filelock/_fairness.js';
 import { FileLock, lockHolders, lockPathFor, withWriteLock } from '../../src/filelock/index.js';
 import { type Child, DIST, fixture, mutatedDist, reapAll, requireTool, start, tempDir } from './helpers.js';
 
@@ -342,6 +343,16 @@ describe('fair turns between processes', () => {
       await new Promise((r) => setTimeout(r, 5));
     }
   };
+  /**
+   * Until the oldest waiter has waited STARVING_MS (its ticket is the monotonic clock when it queued): a
+   * release then gives it the turn, where one that rings a waiter queued a moment ago may go on itself.
+   */
+  const waitedLongEnough = async (lockPath: string): Promise<void> => {
+    const ticket = BigInt(bells(lockPath)[0]!.slice(0, 20));
+    while (process.hrtime.bigint() - ticket < BigInt(STARVING_MS * 1e6)) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  };
   /** A waiter process that polls only every minute: within a test, only a ring wakes it. */
   const ringOnly = (file: string, type = 'exclusive') =>
     fixture('hold.mjs', [file, type], { HOLD_RETRY_DELAY: '60000' });
@@ -357,6 +368,7 @@ describe('fair turns between processes', () => {
     const waiter = fixture('hold.mjs', [file], { TOWNLOCK_DIST: dist, HOLD_RETRY_DELAY: '60000' });
     await waiter.waitFor('busy');
     await queued(lock.lockPath, 1);
+    await waitedLongEnough(lock.lockPath);
     await lock.unlock();
     const first = await Promise.race([
       lock.lock().then(() => 'me'),
