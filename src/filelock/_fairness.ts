@@ -14,7 +14,7 @@
  *   had to wait for the lock itself, it found and opened it during its hold (RingHint: at the next turn,
  *   or when the first waiter queues; later bells are younger, but for one made again under its old ticket
  *   after cleanStaleLocks took it, which then waits one turn more), so the ring follows the unlock within
- *   a few system calls. A bell nobody holds belongs to a waiter that died (or has not locked it yet): it is
+ *   a few system calls. A bell nobody holds belongs to a waiter that died or is leaving: it is
  *   unlinked (which wakes that waiter if it lives) and the next bell is asked. At most MAX_PROBES bells
  *   per release.
  * - A bell stays in the queue until its owner leaves, so waiters behind a rung one see it there. A waiter
@@ -139,8 +139,8 @@ export class Place {
   }
 
   /**
-   * Takes a place, or takes it again if its bell was removed (by cleanStaleLocks or a prober that took it
-   * for abandoned while it was being made; same ticket: the waiter keeps its turn). Returns true when it
+   * Takes a place, or takes it again if its bell was removed (by hand, or its directory by
+   * cleanStaleLocks while it was being made; same ticket: the waiter keeps its turn). Returns true when it
    * made a bell now: the caller must then attempt before it sleeps, or a release in between would have
    * found no bell to ring.
    */
@@ -157,11 +157,16 @@ export class Place {
     this.#name ??= `${newTicket()}-${process.pid}.bell`;
     const path = join(this.#dir, `/${this.#name}`);
     // Twice: cleanStaleLocks may take a bell made a moment ago (before its flock) for an abandoned one.
+    // Made under a hidden name, locked, then renamed into the queue: a bell anyone can see is locked
+    // until its owner leaves, so a bell found unlocked is never one being made. Twice: a directory removed
+    // by cleanStaleLocks between the two steps.
+    const hidden = join(this.#dir, `/.${this.#name}`);
     for (let tries = 0; tries < 2; tries++) {
       let fd: number | undefined;
       try {
-        fd = openBell(this.#dir, path, this.#mode);
+        fd = openBell(this.#dir, hidden, this.#mode);
         if (!this.#backend.tryLock(fd, 'exclusive')) throw new Error('bell busy');
+        fs.renameSync(hidden, path);
         const watcher = watchQuietly(path);
         if (watcher && fs.fstatSync(fd).nlink > 0) {
           watcher.on('change', () => {
@@ -177,6 +182,7 @@ export class Place {
       }
       // Fairness is best effort: without a place this waiter polls (and watches the lock file).
       if (fd !== undefined) {
+        unlinkQuietly(hidden);
         unlinkQuietly(path);
         closeQuietly(fd);
       }
@@ -396,10 +402,7 @@ export class RingHint {
     });
   }
 
-  /**
-   * Opens the oldest bell; true if there is one. It is not asked whether its owner waits: a bell just made
-   * is not locked yet, and taking its flock to ask would make its owner fail to lock it. The release asks.
-   */
+  /** Finds and opens the oldest bell whose owner waits (holds its flock); true if found. */
   #look(): boolean {
     if (this.#bell) return true;
     let probes = 0;
@@ -407,8 +410,15 @@ export class RingHint {
       if (++probes > MAX_PROBES) return false;
       const fd = openQuietly(join(this.#dir, `/${name}`), OPEN_RING);
       if (fd === undefined) continue;
-      this.#bell = { fd, name };
-      return true;
+      try {
+        if (fs.fstatSync(fd).isFile() && !this.#backend.tryLock(fd, 'exclusive')) {
+          this.#bell = { fd, name };
+          return true;
+        }
+      } catch {
+        // not a bell to ring
+      }
+      closeQuietly(fd); // abandoned or leaving: the release's to remove
     }
     return false;
   }
@@ -465,10 +475,21 @@ export function ringNext(backend: LockBackend, dir: FsPath, after = ''): string 
 export function removeAbandonedBells(backend: LockBackend, dir: FsPath): void {
   if (!trusted(fs.lstatSync(dir, { throwIfNoEntry: false }))) return; // never through a symlink, never a file
   for (const name of bellNames(dir)) probeBell(backend, join(dir, `/${name}`), false);
+  // Bells of waiters that died while making them (still under their hidden name).
+  for (const name of hiddenBellNames(dir)) probeBell(backend, join(dir, `/${name}`), false);
   try {
     fs.rmdirSync(dir);
   } catch {
     // not empty (someone waits), or gone already
+  }
+}
+
+/** The hidden names under which bells are made (see Place.enter), in `dir`. */
+function hiddenBellNames(dir: FsPath): string[] {
+  try {
+    return (fs.readdirSync(dir) as string[]).filter((n) => n.startsWith('.') && BELL_NAME.test(n.slice(1)));
+  } catch {
+    return [];
   }
 }
 

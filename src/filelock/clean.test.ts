@@ -70,11 +70,14 @@ describe('what cleanStaleLocks may touch', () => {
     const dead = join(queue, '00000000000000000001-1.bell');
     const live = join(queue, '00000000000000000002-2.bell');
     writeFileSync(dead, '');
+    const deadHidden = join(queue, '.00000000000000000003-3.bell'); // a waiter that died making its bell
+    writeFileSync(deadHidden, '');
     writeFileSync(join(queue, 'notes.txt'), 'not a bell'); // not ours: stays
     const waiter = start('flock', ['-x', live, '-c', 'echo queued; read line']);
     await waiter.waitFor('queued');
     assert.equal(await cleanStaleLocks(d), 1);
     assert.equal(existsSync(dead), false, 'the abandoned bell was removed');
+    assert.equal(existsSync(deadHidden), false, 'the abandoned hidden bell was removed');
     assert.equal(existsSync(live), true, "a waiter's bell stays");
     assert.equal(existsSync(join(queue, 'notes.txt')), true);
     waiter.send('go');

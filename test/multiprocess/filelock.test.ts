@@ -423,7 +423,7 @@ describe('fair turns between processes', () => {
     });
   }
 
-  test('a waiter whose new bell and queue directory are removed at once (lock clean) takes its place again', async () => {
+  test('a waiter whose queue directory is removed while it makes its bell (lock clean) takes its place again', async () => {
     const file = freshFile();
     const holder = fixture('hold.mjs', [file]);
     await holder.waitFor('held');
@@ -431,8 +431,8 @@ describe('fair turns between processes', () => {
     const queue = `${lockPath}.waiters`;
     const open = fs.openSync;
     let staged = false;
-    // The first bell this process makes is taken away before it is locked, with its directory: what
-    // cleanStaleLocks does to a bell it finds unlocked (it cannot tell one being made from an abandoned one).
+    // The first bell this process makes (under its hidden name) is taken away with its directory before
+    // it is renamed into the queue: cleanStaleLocks removing a queue directory it found empty.
     const hooked = ((path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode) => {
       const fd = open(path, flags as fs.OpenMode, mode);
       if (!staged && String(path).startsWith(`${queue}/`)) {
