@@ -14,7 +14,7 @@ import {
 import { join, resolve } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { FileLock } from '../../src/filelock/index.js';
-import { DIST, fixture, reapAll, requireTool, start, tempDir } from '../multiprocess/helpers.js';
+import { DIST, fixture, reapAll, requireRoot, requireTool, start, tempDir } from '../multiprocess/helpers.js';
 
 const BIN = resolve(DIST, '..', 'bin', 'townlock.js');
 const tmp = tempDir('townlock-cli-');
@@ -420,11 +420,7 @@ describe('lock run', () => {
   });
 
   test('as nobody, a lock file that cannot be created exits 66 with the reason; a real conflict exits 1', async (t) => {
-    if (process.getuid?.() !== 0) {
-      if (process.env.CI) throw new Error('CI runs as root: this test needs root to run commands as nobody');
-      t.skip('needs root (to run commands as nobody)');
-      return;
-    }
+    if (!requireRoot(t, 'run commands as nobody')) return;
     if (!requireTool(t, 'runuser')) return;
     const top = tempDir('townlock-cli-nobody-');
     try {

@@ -19,7 +19,17 @@ import { join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
 import { STARVING_MS } from '../../src/filelock/_fairness.js';
 import { FileLock, lockHolders, lockPathFor, withWriteLock } from '../../src/filelock/index.js';
-import { type Child, DIST, fixture, mutatedDist, reapAll, requireTool, start, tempDir } from './helpers.js';
+import {
+  type Child,
+  DIST,
+  fixture,
+  mutatedDist,
+  reapAll,
+  requireRoot,
+  requireTool,
+  start,
+  tempDir,
+} from './helpers.js';
 
 const M = Number(process.env.TOWNLOCK_STRESS_M ?? 150);
 const tmp = tempDir();
@@ -486,12 +496,7 @@ describe('fair turns between processes', () => {
   });
 
   test('a queue directory another user owns is not used: nothing in it is created or removed', async (t) => {
-    if (process.getuid?.() !== 0) {
-      if (process.env.CI)
-        throw new Error('CI runs as root: this test needs root to give a directory to nobody');
-      t.skip('needs root (to give a directory to nobody)');
-      return;
-    }
+    if (!requireRoot(t, 'give a directory to nobody')) return;
     const file = freshFile();
     const lock = new FileLock(file, { timeout: 20_000 });
     await lock.lock();
@@ -640,11 +645,7 @@ describe('fair turns between processes', () => {
   });
 
   test('a lock shared between users: a waiter whose bell the releaser may not unlink is woken all the same', async (t) => {
-    if (process.getuid?.() !== 0) {
-      if (process.env.CI) throw new Error('CI runs as root: this test needs root to run a holder as nobody');
-      t.skip('needs root (to run a holder as nobody)');
-      return;
-    }
+    if (!requireRoot(t, 'run a holder as nobody')) return;
     if (!requireTool(t, 'runuser')) return;
     const dir = join(tmp.dir, `shared${++seq}`);
     mkdirSync(dir);

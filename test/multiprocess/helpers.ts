@@ -201,6 +201,17 @@ export function requireTool(
 }
 
 /**
+ * Returns true when this process runs as root, which `what` needs (acting as another user). CI runs as
+ * root, so there a test that is not root fails loudly; a developer machine skips it with the reason.
+ */
+export function requireRoot(t: { skip: (reason: string) => void }, what: string): boolean {
+  if (process.getuid?.() === 0) return true;
+  if (process.env.CI) throw new Error(`CI runs as root: this test needs root to ${what}`);
+  t.skip(`needs root (to ${what})`);
+  return false;
+}
+
+/**
  * Copies dist/ into `dir` with one source change applied to `file` (relative to dist), for control runs
  * that show a test fails once a safety mechanism is removed. Returns the copy's path.
  */
