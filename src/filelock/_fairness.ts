@@ -156,10 +156,9 @@ export class Place {
     }
     this.#name ??= `${newTicket()}-${process.pid}.bell`;
     const path = join(this.#dir, `/${this.#name}`);
-    // Twice: cleanStaleLocks may take a bell made a moment ago (before its flock) for an abandoned one.
     // Made under a hidden name, locked, then renamed into the queue: a bell anyone can see is locked
-    // until its owner leaves, so a bell found unlocked is never one being made. Twice: a directory removed
-    // by cleanStaleLocks between the two steps.
+    // until its owner leaves, so a bell found unlocked is never one being made. Twice: the queue
+    // directory may be removed by cleanStaleLocks between the steps.
     const hidden = join(this.#dir, `/.${this.#name}`);
     for (let tries = 0; tries < 2; tries++) {
       let fd: number | undefined;
@@ -350,19 +349,22 @@ export function noteRelease(
       return false;
     }
   }
-  // The same waiter first again at this process's next release: it did not take the lock when rung (it
-  // hangs, is suspended, or lost it to a newcomer). Ring the one after it too, and owe no turn: a turn
-  // owed to a waiter that does not take it would delay every release of this process by YIELD_MS.
-  if (lastRung.get(target.key) === rung) {
+  // The same waiter first again at this process's next release, after a ring that gave it the turn: it
+  // did not take the lock (it hangs, is suspended, or lost it to a newcomer). Ring the one after it too,
+  // and owe no turn: a turn owed to a waiter that does not take it would delay every release of this
+  // process by YIELD_MS. (After a ring that did not give it the turn, it simply had no turn yet.)
+  const before = lastRung.get(target.key);
+  if (before?.name === rung && before.gaveTurn) {
     ringNext(backend, dir, rung);
     return true;
   }
-  if (lastRung.size >= 256) lastRung.clear();
-  lastRung.set(target.key, rung);
   // A waiter that has waited only briefly is woken but not given the turn: this process may go on if it
   // asks again at once. Short critical sections (a log append) then run in bursts instead of paying a
   // handoff each; once the first waiter has waited STARVING_MS, the next release gives it the turn.
-  if (process.hrtime.bigint() - BigInt(rung.slice(0, 20)) < STARVING_NS) return true;
+  const gaveTurn = process.hrtime.bigint() - BigInt(rung.slice(0, 20)) >= STARVING_NS;
+  if (lastRung.size >= 256) lastRung.clear();
+  lastRung.set(target.key, { name: rung, gaveTurn });
+  if (!gaveTurn) return true;
   const now = performance.now();
   // Debts of locks this process never asked for again expire unused: drop them before the map grows.
   if (owed.size >= 256) for (const [key, until] of owed) if (until <= now) owed.delete(key);
@@ -370,8 +372,8 @@ export function noteRelease(
   return true;
 }
 
-/** The bell each lock's last release of this process rang, by lock key. */
-const lastRung = new Map<string, string>();
+/** The bell each lock's last release of this process rang, by lock key, and whether it gave it the turn. */
+const lastRung = new Map<string, { name: string; gaveTurn: boolean }>();
 
 /**
  * A release's ring prepared during the hold: at the next turn of the event loop after a lock that had to
@@ -475,8 +477,14 @@ export function ringNext(backend: LockBackend, dir: FsPath, after = ''): string 
 export function removeAbandonedBells(backend: LockBackend, dir: FsPath): void {
   if (!trusted(fs.lstatSync(dir, { throwIfNoEntry: false }))) return; // never through a symlink, never a file
   for (const name of bellNames(dir)) probeBell(backend, join(dir, `/${name}`), false);
-  // Bells of waiters that died while making them (still under their hidden name).
-  for (const name of hiddenBellNames(dir)) probeBell(backend, join(dir, `/${name}`), false);
+  // Bells of waiters that died while making them (still under their hidden name), once a minute old: a
+  // younger one may be in the making, and taking its flock to ask would make its owner give up its place.
+  const old = Date.now() - 60_000;
+  for (const name of hiddenBellNames(dir)) {
+    const path = join(dir, `/${name}`);
+    if ((fs.lstatSync(path, { throwIfNoEntry: false })?.mtimeMs ?? old) < old)
+      probeBell(backend, path, false);
+  }
   try {
     fs.rmdirSync(dir);
   } catch {

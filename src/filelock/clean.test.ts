@@ -5,7 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { type Child, hasTool, reapAll, requireTool, start } from '../../test/multiprocess/helpers.js';
@@ -72,12 +81,18 @@ describe('what cleanStaleLocks may touch', () => {
     writeFileSync(dead, '');
     const deadHidden = join(queue, '.00000000000000000003-3.bell'); // a waiter that died making its bell
     writeFileSync(deadHidden, '');
+    const twoMinutesAgo = new Date(Date.now() - 120_000);
+    utimesSync(deadHidden, twoMinutesAgo, twoMinutesAgo);
+    const newHidden = join(queue, '.00000000000000000004-4.bell'); // one being made now: left alone
+    writeFileSync(newHidden, '');
     writeFileSync(join(queue, 'notes.txt'), 'not a bell'); // not ours: stays
     const waiter = start('flock', ['-x', live, '-c', 'echo queued; read line']);
     await waiter.waitFor('queued');
     assert.equal(await cleanStaleLocks(d), 1);
     assert.equal(existsSync(dead), false, 'the abandoned bell was removed');
     assert.equal(existsSync(deadHidden), false, 'the abandoned hidden bell was removed');
+    assert.equal(existsSync(newHidden), true, 'a hidden bell under a minute old stays');
+    rmSync(newHidden);
     assert.equal(existsSync(live), true, "a waiter's bell stays");
     assert.equal(existsSync(join(queue, 'notes.txt')), true);
     waiter.send('go');
