@@ -111,7 +111,7 @@ function newTicket(): string {
   return process.hrtime.bigint().toString().padStart(20, '0');
 }
 
-/** Releases of this process that rang a waiter, by lock key: performance.now() until which a turn is owed. */
+/** Releases of this process that gave a waiter the turn, by lock key: performance.now() until which it is owed. */
 const owed = new Map<string, number>();
 
 /** A waiter's place in the queue of one lock (see the module comment). */

@@ -347,6 +347,7 @@ async function waitForOsLock(
       if (yielding) {
         yielding = false;
         await pause(Math.min(YIELD_MS, remaining), watchers, signal, lockPath);
+        place.takeRing(); // consumed here: a ring during the yield must not pass for a later one
       } else if (!mustAttempt) {
         const jittered = delay * (0.75 + Math.random() * 0.5);
         const deferLeft = deferUntil === undefined ? jittered : Math.max(0, deferUntil - performance.now());
