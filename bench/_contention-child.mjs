@@ -83,8 +83,11 @@ if (impl === 'sketch') {
   await withWriteLock(warm, () => writeFileAtomic(`${warm}.json`, '{}'));
 }
 await sleep(Math.max(0, Number(startAt) - now()));
+const cpu0 = process.cpuUsage();
 const start = now();
 const waits = [];
 for (let i = 0; i < Number(updates); i++) waits.push(await update());
-process.stdout.write(`${JSON.stringify({ waits, start, finish: now() })}\n`);
+const finish = now();
+const cpu = process.cpuUsage(cpu0);
+process.stdout.write(`${JSON.stringify({ waits, start, finish, cpu: (cpu.user + cpu.system) / 1000 })}\n`);
 fs.closeSync(fd);

@@ -50,6 +50,7 @@ async function run(impl, n, seq) {
     max: Math.max(...waits),
     spread: Math.max(...finishes) - Math.min(...finishes),
     lost: n * M - counter,
+    cpu: results.reduce((a, r) => a + r.cpu, 0) / (n * M),
   };
 }
 
@@ -75,9 +76,13 @@ for (const n of PROCS) {
       fmt(median(s, 'max'), 1),
       fmt(median(s, 'spread'), 0),
       String(s.reduce((a, x) => a + x.lost, 0)),
+      fmt(median(s, 'cpu'), 2),
     ];
   });
-  printTable(['', 'updates/s', 'p50 wait ms', 'p99 ms', 'max ms', 'first→last finish ms', 'lost'], rows);
+  printTable(
+    ['', 'updates/s', 'p50 wait ms', 'p99 ms', 'max ms', 'first→last finish ms', 'lost', 'CPU ms/update'],
+    rows,
+  );
   const [a, b] = ['sketch', 'townlock'].map((k) => samples[k]);
   console.log(
     `\nratios townlock/sketch: throughput ${fmt(median(b, 'rate') / median(a, 'rate'))}x, p99 ${fmt(median(b, 'p99') / median(a, 'p99'))}x, max ${fmt(median(b, 'max') / median(a, 'max'))}x, spread ${fmt(median(b, 'spread') / median(a, 'spread'))}x`,

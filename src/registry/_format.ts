@@ -15,6 +15,16 @@ import { nestsDeeperThan, objectMembers, skipValue } from '../atomic/_json-scan.
 import { JsonParseError } from '../atomic/errors.js';
 import { parseJson } from '../atomic/read-json.js';
 import { describe } from '../errors.js';
+import {
+  changedWindow,
+  isIndex,
+  type Layout,
+  layoutOf,
+  scanParsed,
+  scanRun,
+  setLayout,
+  setParsed,
+} from './_layout.js';
 import { InvalidMachineError, RegistryCorruptError, RegistryVersionError } from './errors.js';
 import { type Machine, validateMachine } from './machine.js';
 
@@ -63,6 +73,8 @@ export function parseRegistry(
   previous?: RegistryState,
   options: ParseOptions = {},
 ): RegistryState {
+  const changed = parseChanged(bytes, path, previous, options.previousBytes);
+  if (changed) return changed;
   const steps = parseSteps(bytes, path, previous, options);
   for (;;) {
     const step = steps.next();
@@ -75,11 +87,18 @@ export async function parseRegistryAsync(
   bytes: Buffer | string,
   path: string,
   previous?: RegistryState,
+  options: ParseOptions = {},
 ): Promise<RegistryState> {
-  const steps = parseSteps(bytes, path, previous);
+  const changed = parseChanged(bytes, path, previous, options.previousBytes);
+  if (changed) return changed;
+  const steps = parseSteps(bytes, path, previous, options);
   for (;;) {
     const step = steps.next();
-    if (step.done) return step.value;
+    if (step.done) {
+      // The layout the next re-read will need, scanned now in pieces rather than then in one.
+      if (Buffer.isBuffer(bytes) && !options.topLevelOnly) await scanParsed(step.value, bytes);
+      return step.value;
+    }
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
@@ -92,6 +111,11 @@ export interface ParseOptions {
    * that townlock must never take for an empty registry and overwrite.
    */
   topLevelOnly?: boolean;
+  /**
+   * The bytes `previous` was read from (or written as): when given, a file that differs from them only
+   * inside `machines` is parsed by its changed members alone (see _layout.ts).
+   */
+  previousBytes?: Buffer;
 }
 
 /** How many machines are read between two yields of parseRegistryAsync. */
@@ -159,7 +183,101 @@ function* parseSteps(
     );
   }
   if (!entries.has('local')) entries.set('local', LOCAL_ENTRY);
-  return { version, entries, extra };
+  const state = { version, entries, extra };
+  if (!options.topLevelOnly && Buffer.isBuffer(bytes)) setParsed(state, bytes);
+  return state;
+}
+
+/**
+ * The state of `bytes` when they differ from `previousBytes` (which `previous` was read from or written
+ * as) only in a run of members inside `machines`: the unchanged members keep their entries and only the
+ * changed run is parsed. Undefined whenever that cannot be relied on; the caller then parses the whole
+ * file, which also reports any corruption.
+ */
+function parseChanged(
+  bytes: Buffer | string,
+  path: string,
+  previous: RegistryState | undefined,
+  previousBytes: Buffer | undefined,
+): RegistryState | undefined {
+  if (!previous || !previousBytes || !Buffer.isBuffer(bytes)) return undefined;
+  const layout = layoutOf(previous, previousBytes);
+  const window = layout && changedWindow(layout, bytes);
+  if (!layout || !window) return undefined;
+  const memberBefore = window.first > 0;
+  const memberAfter = window.after < layout.keys.length;
+  // The changed run must be: [`,` if a member precedes] members [`,` if a member follows], or, with no
+  // member in it, the one `,` between its neighbours (or nothing).
+  let run = bytes.toString('utf8', window.start, window.end).replace(/^[ \t\n\r]+|[ \t\n\r]+$/g, '');
+  if (run === '' || run === ',') {
+    if ((run === ',') !== (memberBefore && memberAfter)) return undefined;
+    run = '';
+  } else {
+    if (memberBefore) {
+      if (run[0] !== ',') return undefined;
+      run = run.slice(1);
+    }
+    if (memberAfter) {
+      if (!run.endsWith(',')) return undefined;
+      run = run.slice(0, -1);
+    }
+    if (!/[^ \t\n\r]/.test(run)) return undefined;
+  }
+  const text = `{${run}}`;
+  let data: Record<string, unknown>;
+  try {
+    data = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const found = scanRun(bytes, window.start, window.end);
+  if (!found || found.keys.length !== Object.keys(data).length) return undefined;
+
+  // The window's entries, reusing the previous entry of a machine whose fields did not change.
+  const runEntries: Entry[] = [];
+  let spansInText: Map<string, Span> | undefined;
+  const spanOf = (key: string) => {
+    spansInText ??= spans(text, 0);
+    return spansInText.get(key)!;
+  };
+  for (const key of found.keys) {
+    if (isIndex(key)) return undefined; // JSON.parse would order it first
+    const value = data[key];
+    const known = previous.entries.get(key);
+    runEntries.push(
+      known?.valid && known.extra.length === 0 && unchanged(known.machine, key, value)
+        ? known
+        : toEntry(key, value, text, () => spanOf(key), path),
+    );
+  }
+  const { first, after, delta } = window;
+  const keys = layout.keys.slice(0, first).concat(found.keys, layout.keys.slice(after));
+  const list = layout.entries.slice(0, first).concat(runEntries, layout.entries.slice(after));
+  const starts = layout.starts.slice(0, first).concat(found.starts);
+  const ends = layout.ends.slice(0, first).concat(found.ends);
+  for (let i = after; i < layout.keys.length; i++) {
+    starts.push(layout.starts[i]! + delta);
+    ends.push(layout.ends[i]! + delta);
+  }
+  const entries = new Map<string, Entry>();
+  for (let i = 0; i < keys.length; i++) entries.set(keys[i]!, list[i]!);
+  // A key of the window that is also outside it: JSON.parse would keep the last of the two.
+  if (entries.size !== keys.length) return undefined;
+  const next: Layout = {
+    bytes,
+    version: layout.version,
+    extra: layout.extra,
+    open: layout.open,
+    close: layout.close + delta,
+    keys,
+    entries: list,
+    starts,
+    ends,
+  };
+  if (!entries.has('local')) entries.set('local', LOCAL_ENTRY);
+  const state: RegistryState = { version: layout.version, entries, extra: layout.extra };
+  setLayout(state, next);
+  return state;
 }
 
 /**
@@ -320,19 +438,42 @@ function* serializeSteps(state: RegistryState): Generator<void, Buffer> {
   const names = sortBytewise([...state.entries.keys()]);
   const parts: Buffer[] = [];
   const version = Math.max(state.version, REGISTRY_VERSION);
-  parts.push(Buffer.from(`{\n  "version": ${version},\n  "machines": ${names.length === 0 ? '{}' : '{\n'}`));
+  const head = Buffer.from(`{\n  "version": ${version},\n  "machines": ${names.length === 0 ? '{}' : '{\n'}`);
+  parts.push(head);
+  // Where each entry lands, for the next re-read's changed-members parse (see _layout.ts).
+  const entries: Entry[] = [];
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let at = head.length;
   let encoded = 0;
   for (let i = 0; i < names.length; i++) {
-    if (i > 0) parts.push(SEPARATOR);
+    if (i > 0) {
+      parts.push(SEPARATOR);
+      at += SEPARATOR.length;
+    }
     const entry = state.entries.get(names[i]!)!;
     if (!entryCache.has(entry) && ++encoded % ENCODE_CHUNK === 0) yield;
-    parts.push(entryBytes(names[i]!, entry));
+    const bytes = entryBytes(names[i]!, entry);
+    parts.push(bytes);
+    entries.push(entry);
+    starts.push(at + ENTRY_INDENT);
+    at += bytes.length;
+    ends.push(at);
   }
   let tail = names.length === 0 ? '' : '\n  }';
   for (const [k, raw] of state.extra) tail += `,\n  ${quote(k)}: ${raw}`;
   parts.push(Buffer.from(`${tail}\n}`));
-  return Buffer.concat(parts);
+  const bytes = Buffer.concat(parts);
+  if (!names.some(isIndex)) {
+    const open = head.length - 2;
+    const close = names.length === 0 ? open + 1 : at + 3;
+    setLayout(state, { bytes, version, extra: state.extra, open, close, keys: names, entries, starts, ends });
+  }
+  return bytes;
 }
+
+/** Spaces before each entry's key in the file. */
+const ENTRY_INDENT = 4;
 
 const SEPARATOR = Buffer.from(',\n');
 const entryCache = new WeakMap<Entry, Buffer>();

@@ -263,8 +263,10 @@ export class MachineRegistry extends RegistryBase {
       abs,
       {
         empty: emptyState,
-        parse: parseRegistry,
-        parseAsync: parseRegistryAsync,
+        parse: (bytes, where, previous, previousBytes) =>
+          parseRegistry(bytes, where, previous, { previousBytes }),
+        parseAsync: (bytes, where, previous, previousBytes) =>
+          parseRegistryAsync(bytes, where, previous, { previousBytes }),
         serialize: serializeRegistry,
         serializeAsync: serializeRegistryAsync,
       },

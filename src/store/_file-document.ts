@@ -33,11 +33,12 @@ export interface Codec<S> {
   empty(): S;
   /**
    * Parses the file; throws the layer's corrupt error, never returns partial state. `previous` is the
-   * state the file had before, which a codec may reuse for what did not change.
+   * state the file had before, and `previousBytes` the bytes it was read from or written as (undefined:
+   * no file), which a codec may reuse for what did not change.
    */
-  parse(bytes: Buffer, path: string, previous: S): S;
+  parse(bytes: Buffer, path: string, previous: S, previousBytes: Buffer | undefined): S;
   /** The same, yielding to the event loop between pieces of work; used by open() and reload(). */
-  parseAsync?(bytes: Buffer, path: string, previous: S): Promise<S>;
+  parseAsync?(bytes: Buffer, path: string, previous: S, previousBytes: Buffer | undefined): Promise<S>;
   /** The file's new content. */
   serialize(state: S): string | Buffer;
   /** The same, yielding to the event loop between pieces of work; used for writes when given. */
@@ -234,7 +235,8 @@ export class FileDocument<S> implements DocumentStore<S> {
   #refresh(force: boolean, path: string = this.path): FileSnapshot<S> {
     const found = this.#look(force, path);
     if ('snapshot' in found) return found.snapshot;
-    return this.#publish(found, this.#codec.parse(found.bytes, this.path, this.#known.snapshot.state));
+    const { state, bytes } = this.#known.snapshot;
+    return this.#publish(found, this.#codec.parse(found.bytes, this.path, state, bytes));
   }
 
   /**
@@ -246,10 +248,11 @@ export class FileDocument<S> implements DocumentStore<S> {
     const found = this.#look(force, path);
     if ('snapshot' in found) return found.snapshot;
     const { parseAsync } = this.#codec;
+    const previous = this.#known.snapshot;
     if (!parseAsync)
-      return this.#publish(found, this.#codec.parse(found.bytes, this.path, this.#known.snapshot.state));
+      return this.#publish(found, this.#codec.parse(found.bytes, this.path, previous.state, previous.bytes));
     const generation = this.#generation;
-    const state = await parseAsync(found.bytes, this.path, this.#known.snapshot.state);
+    const state = await parseAsync(found.bytes, this.path, previous.state, previous.bytes);
     return generation === this.#generation ? this.#publish(found, state) : this.#known.snapshot;
   }
 
