@@ -141,7 +141,7 @@ function commonSuffix(a: Buffer, b: Buffer, limit: number): number {
 }
 
 /** How many members are scanned between two yields of scanParsed. */
-const CHUNK = 5_000;
+const CHUNK = 2_000;
 
 /**
  * The layout of bytes JSON.parse accepted as `state`, in one pass, or null when a re-read could not rely
