@@ -208,6 +208,8 @@ function parseChanged(
   const memberAfter = window.after < layout.keys.length;
   // The changed run must be: [`,` if a member precedes] members [`,` if a member follows], or, with no
   // member in it, the one `,` between its neighbours (or nothing).
+  // A run of most of the file: parsing it alone saves nothing, and the full parse comes in pieces.
+  if (window.end - window.start > bytes.length / 2) return undefined;
   let run = bytes.toString('utf8', window.start, window.end).replace(/^[ \t\n\r]+|[ \t\n\r]+$/g, '');
   if (run === '' || run === ',') {
     if ((run === ',') !== (memberBefore && memberAfter)) return undefined;
@@ -240,15 +242,21 @@ function parseChanged(
     spansInText ??= spans(text, 0);
     return spansInText.get(key)!;
   };
+  if (found.keys.some(isIndex)) return undefined; // JSON.parse would order them first
   for (const key of found.keys) {
-    if (isIndex(key)) return undefined; // JSON.parse would order it first
     const value = data[key];
     const known = previous.entries.get(key);
-    runEntries.push(
-      known?.valid && known.extra.length === 0 && unchanged(known.machine, key, value)
-        ? known
-        : toEntry(key, value, text, () => spanOf(key), path),
-    );
+    if (known?.valid && known.extra.length === 0 && unchanged(known.machine, key, value)) {
+      runEntries.push(known);
+      continue;
+    }
+    try {
+      runEntries.push(toEntry(key, value, text, () => spanOf(key), path));
+    } catch {
+      // Too deep: the full parse reports it with the file's own position (or finds that a later
+      // duplicate of this key, outside the run, is the value that counts).
+      return undefined;
+    }
   }
   const { first, after, delta } = window;
   const keys = layout.keys.slice(0, first).concat(found.keys, layout.keys.slice(after));
@@ -431,7 +439,7 @@ export async function serializeRegistryAsync(state: RegistryState): Promise<Buff
 }
 
 /** How many entries are encoded between two yields of serializeRegistryAsync (about 5 ms of work). */
-const ENCODE_CHUNK = 500;
+const ENCODE_CHUNK = 250;
 
 /** The serialization, as steps: it yields after every CHUNK entries not encoded before. */
 function* serializeSteps(state: RegistryState): Generator<void, Buffer> {

@@ -341,6 +341,8 @@ describe('re-reading only the changed members (_layout.ts)', () => {
   test('hand-made edge cases agree with the full parse', () => {
     const m = (host: string) => `{"type": "ssh", "host": "${host}"}`;
     const doc = (members: string) => `{\n  "version": 1,\n  "machines": {${members}}\n}`;
+    const deep = `${'['.repeat(9998)}${']'.repeat(9998)}`;
+    const pad = Array.from({ length: 1000 }, (_, i) => `"p${i}": ${m(`p${i}.example`)}`).join(', ');
     const three = doc(`\n    "a": ${m('a.x')},\n    "b": 1,\n    "c": ${m('c.x')}\n  `);
     const cases: [string, string][] = [
       [three, three.replace('"b": 1', '"b": 12')], // a number grows: the byte after a value decides its end
@@ -371,6 +373,12 @@ describe('re-reading only the changed members (_layout.ts)', () => {
       [three, three.replace('a.x', 'a.y')],
       [three, three.replace('"a": {', '"a" : {')],
       [three, `\ufeff${three}`],
+      // Nesting too deep inside the run: the error names the file's position, not the run's.
+      // (Many members around it, so that the run is a small part of the file.)
+      [doc(`${pad}, "b": 1`), doc(`${pad}, "b": ${deep}`)],
+      // ... unless a later duplicate outside the run is the value that counts (then it is no error).
+      [doc(`"x": 1, "a": 1, ${pad}`), doc(`"a": ${deep}, "a": 1, ${pad}`)],
+      [doc(`"x": 1, "y": 1, ${pad}`), doc(`"b": ${deep}, "0": 1, "y": 1, ${pad}`)],
     ];
     for (const [before, after] of cases) {
       const bytes = Buffer.from(before);
