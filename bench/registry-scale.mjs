@@ -1,7 +1,8 @@
 // Registry scale: open, a read after another process changed the file, get, the first add after open and
 // later ones, list, the longest event-loop block during the asynchronous calls (an event-loop monitor
 // around each; a synchronous call blocks for as long as it takes) and memory, at 100, 10,000 and 100,000
-// machines (BENCH_SIZES to change).
+// machines (BENCH_SIZES to change), and the adds per second of BENCH_WRITERS (4) processes adding
+// BENCH_WRITER_ADDS (25) machines each at once, every add re-reading what the others wrote.
 // Each size runs in a fresh child process, so memory figures are that registry's alone.
 // Usage: node bench/registry-scale.mjs
 import { spawnSync } from 'node:child_process';
@@ -11,6 +12,24 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fmt, printTable, scratch } from './_util.mjs';
 
 const SIZES = (process.env.BENCH_SIZES ?? '100,10000,100000').split(',').map(Number);
+const WRITERS = Number(process.env.BENCH_WRITERS ?? 4);
+const WRITER_ADDS = Number(process.env.BENCH_WRITER_ADDS ?? 25);
+
+if (process.argv[2] === 'writer') {
+  // One of WRITERS processes adding machines to a big registry at once: every add after another
+  // process's finds the file changed and re-reads it under the lock.
+  const { MachineRegistry } = await import('../dist/registry/index.js');
+  const [path, count, id] = process.argv.slice(3);
+  const reg = await MachineRegistry.open(path, { lockTimeout: 0 });
+  await reg.add({ name: `${id}-warm`, type: 'ssh', host: 'w.example' }); // loads the lock backend
+  process.stdout.write('ready\n');
+  await new Promise((resolve) => process.stdin.once('data', resolve));
+  process.stdin.pause();
+  for (let k = 0; k < Number(count); k++)
+    await reg.add({ name: `${id}-${k}`, type: 'ssh', host: 'n.example' });
+  process.stdout.write('done\n');
+  process.exit(0);
+}
 
 if (process.argv[2] === 'child') {
   const { MachineRegistry } = await import('../dist/registry/index.js');
@@ -78,9 +97,12 @@ if (process.argv[2] === 'child') {
     list += one / 5;
     listMax = Math.max(listMax, one);
   }
+  // WRITERS processes x WRITER_ADDS adds at once on this registry (each re-reads what the others wrote).
+  const writers = await concurrentAdds(path);
   fs.rmSync(dir, { recursive: true, force: true });
   console.log(
     JSON.stringify({
+      writers,
       size,
       bytes,
       open: opened.ms,
@@ -96,6 +118,37 @@ if (process.argv[2] === 'child') {
     }),
   );
   process.exit(0);
+}
+
+/** Adds per second of WRITERS processes adding WRITER_ADDS machines each to the registry at `path`. */
+async function concurrentAdds(path) {
+  if (WRITERS === 0) return 0;
+  const { spawn } = await import('node:child_process');
+  const procs = Array.from({ length: WRITERS }, (_, i) =>
+    spawn(
+      process.execPath,
+      [new URL(import.meta.url).pathname, 'writer', path, String(WRITER_ADDS), `w${i}`],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    ),
+  );
+  const line = (p, text) =>
+    new Promise((resolve, reject) => {
+      let out = '';
+      p.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes(text)) resolve();
+      });
+      p.on('exit', (code) =>
+        code === 0 && out.includes(text) ? resolve() : reject(new Error(`writer exited ${code}`)),
+      );
+    });
+  await Promise.all(procs.map((p) => line(p, 'ready')));
+  const t0 = performance.now();
+  for (const p of procs) p.stdin.write('go\n');
+  await Promise.all(procs.map((p) => line(p, 'done')));
+  return (WRITERS * WRITER_ADDS * 1000) / (performance.now() - t0);
 }
 
 const rows = [];
@@ -121,6 +174,7 @@ for (const size of SIZES) {
     fmt(m.addBlock, 1),
     fmt(m.list, 1),
     `${fmt(m.rss / 2 ** 20, 0)} MB`,
+    fmt(m.writers, 0),
   ]);
 }
 printTable(
@@ -136,6 +190,7 @@ printTable(
     'adds: longest block ms',
     'list ms (sync)',
     'memory (RSS growth)',
+    `${WRITERS} processes adding: adds/s`,
   ],
   rows,
 );
