@@ -242,7 +242,6 @@ function parseChanged(
     spansInText ??= spans(text, 0);
     return spansInText.get(key)!;
   };
-  if (found.keys.some(isIndex)) return undefined; // JSON.parse would order them first
   for (const key of found.keys) {
     const value = data[key];
     const known = previous.entries.get(key);
@@ -267,8 +266,14 @@ function parseChanged(
     starts.push(layout.starts[i]! + delta);
     ends.push(layout.ends[i]! + delta);
   }
+  // In the order JSON.parse gives (and a full parse keeps): keys that are array indices first, ascending,
+  // then the others in file order.
   const entries = new Map<string, Entry>();
-  for (let i = 0; i < keys.length; i++) entries.set(keys[i]!, list[i]!);
+  const indices: number[] = [];
+  for (let i = 0; i < keys.length; i++) if (isIndex(keys[i]!)) indices.push(i);
+  indices.sort((a, b) => Number(keys[a]) - Number(keys[b]));
+  for (const i of indices) entries.set(keys[i]!, list[i]!);
+  for (let i = 0; i < keys.length; i++) if (!entries.has(keys[i]!)) entries.set(keys[i]!, list[i]!);
   // A key of the window that is also outside it: JSON.parse would keep the last of the two.
   if (entries.size !== keys.length) return undefined;
   const next: Layout = {
@@ -472,11 +477,9 @@ function* serializeSteps(state: RegistryState): Generator<void, Buffer> {
   for (const [k, raw] of state.extra) tail += `,\n  ${quote(k)}: ${raw}`;
   parts.push(Buffer.from(`${tail}\n}`));
   const bytes = Buffer.concat(parts);
-  if (!names.some(isIndex)) {
-    const open = head.length - 2;
-    const close = names.length === 0 ? open + 1 : at + 3;
-    setLayout(state, { bytes, version, extra: state.extra, open, close, keys: names, entries, starts, ends });
-  }
+  const open = head.length - 2;
+  const close = names.length === 0 ? open + 1 : at + 3;
+  setLayout(state, { bytes, version, extra: state.extra, open, close, keys: names, entries, starts, ends });
   return bytes;
 }
 

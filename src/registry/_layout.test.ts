@@ -212,14 +212,13 @@ function edit(r: ReturnType<typeof rng>, text: string): { text: string; what: st
       };
     }
     case 9: {
-      // An index-like key, which JavaScript orders first.
+      // An index-like key, which JavaScript orders first (kept: later edits go on from it).
       if (!names.length) return { text, what: 'nothing' };
       const i = memberAt(r.pick(names));
       const key = r.pick(['7', '0', '4294967294', '4294967295', '01']);
       return {
         text: `${text.slice(0, i)}"${key}": {"type": "local"},\n    ${text.slice(i)}`,
         what: `index key ${key}`,
-        probe: true,
       };
     }
     case 10:

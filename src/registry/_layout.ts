@@ -8,8 +8,9 @@
  * scan made the first time a re-read needs it. The new file is compared with the old bytes from both ends
  * (memcmp in blocks); the members wholly inside the common prefix or suffix are unchanged. Whatever lies
  * between is the only text parsed, and only if it is a well-formed run of members in the same place:
- * anything else (a change outside `machines`, a duplicate key, a key JSON.parse would reorder) makes the
- * caller parse the whole file, so the result is always what a full parse would give.
+ * anything else (a change outside `machines`, a duplicate key) makes the caller parse the whole file, so
+ * the result is always what a full parse would give (keys that are array indices come first, as
+ * JSON.parse orders them).
  */
 import type { Entry, RawField, RegistryState } from './_format.js';
 
@@ -145,8 +146,8 @@ const CHUNK = 2_000;
 
 /**
  * The layout of bytes JSON.parse accepted as `state`, in one pass, or null when a re-read could not rely
- * on it: the top level or the machines object repeats a key (JSON.parse keeps the last), a key is an
- * array index (which JavaScript orders before the others), or the members do not match the state's entries.
+ * on it: the top level or the machines object repeats a key (JSON.parse keeps the last), or the members
+ * do not match the state's entries.
  */
 function* layoutSteps(b: Buffer, state: RegistryState): Generator<void, Layout | null> {
   const seenTop = new Set<string>();
@@ -171,7 +172,7 @@ function* layoutSteps(b: Buffer, state: RegistryState): Generator<void, Layout |
         const memberKeyEnd = skipString(b, j);
         const name = decodeKey(b, j, memberKeyEnd);
         const entry = state.entries.get(name);
-        if (!entry || seen.has(name) || isIndex(name)) return null;
+        if (!entry || seen.has(name)) return null;
         seen.add(name);
         const memberEnd = skipValue(b, skipSpace(b, skipSpace(b, memberKeyEnd) + 1));
         keys.push(name);
@@ -193,7 +194,8 @@ function* layoutSteps(b: Buffer, state: RegistryState): Generator<void, Layout |
 
 /** Whether JavaScript orders `key` as an array index (before all other keys of an object). */
 export function isIndex(key: string): boolean {
-  return /^(?:0|[1-9]\d{0,9})$/.test(key) && Number(key) < 4294967295;
+  const c = key.charCodeAt(0);
+  return c >= 0x30 && c <= 0x39 && /^(?:0|[1-9]\d{0,9})$/.test(key) && Number(key) < 4294967295;
 }
 
 /**
