@@ -17,10 +17,12 @@ import { parseJson } from '../atomic/read-json.js';
 import { describe } from '../errors.js';
 import {
   changedWindow,
+  diffBounds,
   isIndex,
   type Layout,
   layoutOf,
   scanParsed,
+  scanPending,
   scanRun,
   setLayout,
   setParsed,
@@ -89,6 +91,8 @@ export async function parseRegistryAsync(
   previous?: RegistryState,
   options: ParseOptions = {},
 ): Promise<RegistryState> {
+  // The previous version's layout, if still to be scanned, is scanned in pieces here, not in one below.
+  if (previous && options.previousBytes) await scanPending(previous, options.previousBytes);
   const changed = parseChanged(bytes, path, previous, options.previousBytes);
   if (changed) return changed;
   const steps = parseSteps(bytes, path, previous, options);
@@ -201,15 +205,17 @@ function parseChanged(
   previousBytes: Buffer | undefined,
 ): RegistryState | undefined {
   if (!previous || !previousBytes || !Buffer.isBuffer(bytes)) return undefined;
+  // A change spanning most of the file: parsing it alone saves nothing (and the full parse comes in
+  // pieces when asynchronous). Known before the layout is needed, which may have to be scanned.
+  const bounds = diffBounds(previousBytes, bytes);
+  if (bytes.length - bounds.prefix - bounds.suffix > bytes.length / 2) return undefined;
   const layout = layoutOf(previous, previousBytes);
-  const window = layout && changedWindow(layout, bytes);
+  const window = layout && changedWindow(layout, bytes, bounds);
   if (!layout || !window) return undefined;
   const memberBefore = window.first > 0;
   const memberAfter = window.after < layout.keys.length;
   // The changed run must be: [`,` if a member precedes] members [`,` if a member follows], or, with no
   // member in it, the one `,` between its neighbours (or nothing).
-  // A run of most of the file: parsing it alone saves nothing, and the full parse comes in pieces.
-  if (window.end - window.start > bytes.length / 2) return undefined;
   let run = bytes.toString('utf8', window.start, window.end).replace(/^[ \t\n\r]+|[ \t\n\r]+$/g, '');
   if (run === '' || run === ',') {
     if ((run === ',') !== (memberBefore && memberAfter)) return undefined;

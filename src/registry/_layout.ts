@@ -64,6 +64,13 @@ export async function scanParsed(state: RegistryState, bytes: Buffer): Promise<v
   }
 }
 
+/** Scans, in pieces, the layout of `state` if it is still to be scanned from `bytes` (for parseRegistryAsync). */
+export async function scanPending(state: RegistryState, bytes: Buffer): Promise<void> {
+  const known = layouts.get(state);
+  if (known && !('open' in known) && (known.bytes === bytes || known.bytes.equals(bytes)))
+    await scanParsed(state, known.bytes);
+}
+
 /** The layout of `bytes` if `state` is known to be exactly those bytes, else undefined. */
 export function layoutOf(state: RegistryState, bytes: Buffer): Layout | undefined {
   let known = layouts.get(state);
@@ -96,10 +103,9 @@ export interface Window {
  * The changed run of members between the layout's bytes and `next`, or undefined when the change reaches
  * outside the machines object (the top level changed: parse everything).
  */
-export function changedWindow(layout: Layout, next: Buffer): Window | undefined {
+export function changedWindow(layout: Layout, next: Buffer, bounds: Bounds): Window | undefined {
   const old = layout.bytes;
-  const prefix = commonPrefix(old, next);
-  const suffix = commonSuffix(old, next, Math.min(old.length, next.length) - prefix);
+  const { prefix, suffix } = bounds;
   const oldEnd = old.length - suffix; // old[prefix, oldEnd) is what changed
   // The machines object's `{` must be in the common prefix and its `}` in the common suffix.
   if (prefix <= layout.open || oldEnd > layout.close) return undefined;
@@ -114,6 +120,18 @@ export function changedWindow(layout: Layout, next: Buffer): Window | undefined 
   const oldStop = after === starts.length ? layout.close : starts[after]!;
   const delta = next.length - old.length;
   return { first, after, start, end: oldStop + delta, delta };
+}
+
+/** How many bytes two versions share at the start and at the end (the end never overlapping the start). */
+export interface Bounds {
+  readonly prefix: number;
+  readonly suffix: number;
+}
+
+/** The common prefix and suffix of `old` and `next`. */
+export function diffBounds(old: Buffer, next: Buffer): Bounds {
+  const prefix = commonPrefix(old, next);
+  return { prefix, suffix: commonSuffix(old, next, Math.min(old.length, next.length) - prefix) };
 }
 
 /** Length of the common prefix of two buffers: memcmp in blocks, then bytes. */
