@@ -214,6 +214,16 @@ export class Place {
   }
 
   /**
+   * Rings the oldest waiter that still waits, ahead of this one (isBehind found it): this waiter has just
+   * given back a lock it won from under it. False if none could be rung.
+   */
+  ringOlder(): boolean {
+    if (this.#fd === undefined || this.#name === undefined) return false;
+    const rung = ringNext(this.#backend, this.#dir);
+    return rung !== undefined && rung < this.#name;
+  }
+
+  /**
    * Leaves the queue: unlinks the bell, then closes it. A waiter that did not get the lock (`took`
    * undefined) rings the next waiter, as a ring may have been meant for it; one that took a shared lock
    * rings the next waiter too.

@@ -366,9 +366,21 @@ async function waitForOsLock(
         await pause(0, watchers, signal, lockPath); // rejects as an aborted wait does
       }
       const before: LockFd = current;
+      const fresh = mustAttempt;
       const attempt = attemptOsLock(backend, target, options, current);
       current = undefined;
       if ('locked' in attempt) {
+        // The attempt right after taking a place (it closes the lost-wake-up window) can meet a release
+        // meant for an older waiter, rung but not running yet: the lock is that waiter's. Give it back,
+        // ring that waiter, and wait in place as after a timer wake-up (deferring DEFER_LIMIT_MS at most).
+        if (fresh && place.isBehind()) {
+          current = attempt.locked;
+          backend.unlock(current.fd);
+          if (!place.ringOlder()) backend.touch(current.fd);
+          deferUntil = performance.now() + DEFER_LIMIT_MS;
+          mustAttempt = false;
+          continue;
+        }
         took = options.type;
         return attempt.locked;
       }

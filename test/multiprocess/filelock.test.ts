@@ -15,8 +15,9 @@ import fs, {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, afterEach, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { STARVING_MS } from '../../src/filelock/_fairness.js';
 import { FileLock, lockHolders, lockPathFor, withWriteLock } from '../../src/filelock/index.js';
 import {
@@ -563,6 +564,66 @@ describe('fair turns between processes', () => {
     await second.waitFor('held', 10_000);
     second.send('release');
     assert.equal(await second.exited(), 0);
+  });
+
+  test('a waiter that wins the lock in its attempt right after queueing gives it back to an older waiter', async () => {
+    const file = freshFile();
+    const lock = new FileLock(file, { timeout: 20_000 });
+    await lock.lock();
+    const older = ringOnly(file);
+    await older.waitFor('busy');
+    await queued(lock.lockPath, 1);
+    const olderBell = join(`${lock.lockPath}.waiters`, bells(lock.lockPath)[0]!);
+    // Suspended while it waits (its bell stays locked: it still waits): rung, it cannot take its turn yet.
+    process.kill(older.proc.pid!, 'SIGSTOP');
+    const mark = join(tmp.dir, `pause-${seq}`);
+    const go = `${mark}.go`;
+    const hook = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'pause-after-bell.mjs');
+    const newer = fixture('hold.mjs', [file], {
+      HOLD_RETRY_DELAY: '60000',
+      NODE_OPTIONS: `--import ${hook}`,
+      PAUSE_MARK: mark,
+      PAUSE_GO: go,
+    });
+    try {
+      await newer.waitFor('busy');
+      const end = Date.now() + 10_000;
+      while (!fs.existsSync(mark)) {
+        if (Date.now() > end) throw new Error('the newer waiter never queued');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      // The newer waiter has its place but has not made its attempt: the release rings the older one.
+      await lock.unlock();
+      const rungAt = fs.statSync(olderBell).mtimeMs;
+      // File times come from a coarse clock: let it tick, so that a second ring shows as a newer mtime.
+      while (Date.now() < rungAt + 30) await new Promise((r) => setTimeout(r, 5));
+      writeFileSync(go, '');
+      // The newer waiter's attempt finds the lock free. It must give it back and ring the older waiter.
+      const outcome = await new Promise<string>((resolve, reject) => {
+        newer.waitFor('held', 10_000).then(() => resolve('newer took it'), reject);
+        const poll = () => {
+          if (fs.statSync(olderBell).mtimeMs > rungAt) resolve('rang the older');
+          else setTimeout(poll, 2);
+        };
+        poll();
+      });
+      assert.equal(outcome, 'rang the older');
+      process.kill(older.proc.pid!, 'SIGCONT');
+      // The older waiter takes its turn first (the newer one defers to it for up to DEFER_LIMIT_MS).
+      const first = await Promise.race([
+        older.waitFor('held', 10_000).then(() => 'older'),
+        newer.waitFor('held', 10_000).then(() => 'newer'),
+      ]);
+      assert.equal(first, 'older');
+      older.send('release');
+      assert.equal(await older.exited(), 0);
+      await newer.waitFor('held', 10_000);
+      newer.send('release');
+      assert.equal(await newer.exited(), 0);
+    } finally {
+      if (older.proc.exitCode === null && older.proc.signalCode === null)
+        process.kill(older.proc.pid!, 'SIGCONT');
+    }
   });
 
   test('a release looks for waiters after its unlock: one that queues meanwhile is not missed', async () => {
