@@ -367,18 +367,30 @@ async function waitForOsLock(
       }
       const before: LockFd = current;
       const fresh = mustAttempt;
-      const attempt = attemptOsLock(backend, target, options, current);
-      current = undefined;
+      current = undefined; // attemptOsLock owns it now (and closes it if it throws)
+      const attempt = attemptOsLock(backend, target, options, before);
       if ('locked' in attempt) {
         // The attempt right after taking a place (it closes the lost-wake-up window) can meet a release
-        // meant for an older waiter, rung but not running yet: the lock is that waiter's. Give it back,
-        // ring that waiter, and wait in place as after a timer wake-up (deferring DEFER_LIMIT_MS at most).
-        if (fresh && place.isBehind()) {
+        // meant for an older waiter, rung but not running yet: the lock is that waiter's. An exclusive
+        // waiter gives it back, rings that waiter, and waits in place as after a timer wake-up (deferring
+        // DEFER_LIMIT_MS at most), when its deadline leaves room for that. (A reader may keep it, as it
+        // may overtake a queued writer while other readers hold the lock.)
+        if (
+          fresh &&
+          options.type === 'exclusive' &&
+          deadline - performance.now() > 2 * DEFER_LIMIT_MS &&
+          place.isBehind()
+        ) {
           current = attempt.locked;
           backend.unlock(current.fd);
           if (!place.ringOlder()) backend.touch(current.fd);
           deferUntil = performance.now() + DEFER_LIMIT_MS;
           mustAttempt = false;
+          if (current !== before && lockWatcher) {
+            // The file was replaced: watch the new one (no attempt needed: this waiter just released it).
+            closeSoon(lockWatcher);
+            lockWatcher = watchQuietly(fsLockPath);
+          }
           continue;
         }
         took = options.type;
