@@ -172,7 +172,9 @@ export function sortedMachines(entries: ReadonlyMap<string, Entry>, committed = 
 
 /** The entries that failed validation, with their reasons. */
 export function invalidEntries(entries: ReadonlyMap<string, Entry>): InvalidMachineError[] {
-  return [...entries.values()].flatMap((e) => (e.valid ? [] : [e.problem]));
+  const problems = [...entries.values()].flatMap((e) => (e.valid ? [] : [e.problem]));
+  // Sorted by name, as list() is: the map's order depends on how the state was last built.
+  return problems.sort((a, b) => (a.machine! < b.machine! ? -1 : a.machine! > b.machine! ? 1 : 0));
 }
 
 /** `name` if it is a string; anything else is ERR_INVALID_OPTION. */

@@ -105,6 +105,17 @@ describe('write failures', () => {
 });
 
 describe('file format', () => {
+  test('invalid() lists entries sorted by name, after this process wrote as after a fresh open', async () => {
+    const path = freshPath();
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, '{"version": 1, "machines": {"b": {"type": "ssh", "host": "bad host"}, "a": 7}}');
+    const reg = await MachineRegistry.open(path);
+    await reg.add({ name: 'c', type: 'ssh', host: 'c.example' });
+    const names = (r: MachineRegistry) => r.invalid().map((e) => e.machine);
+    assert.deepEqual(names(reg), ['a', 'b']);
+    assert.deepEqual(names(await MachineRegistry.open(path)), ['a', 'b']);
+  });
+
   test('is the Go tool\u2019s: 2-space indent, all fields, sorted, no trailing newline', async () => {
     const path = freshPath();
     const reg = await MachineRegistry.open(path);
