@@ -27,6 +27,7 @@ import {
   setLayout,
   setParsed,
 } from './_layout.js';
+import { runAtOnce, runInPieces } from './_steps.js';
 import { InvalidMachineError, RegistryCorruptError, RegistryVersionError } from './errors.js';
 import { type Machine, validateMachine } from './machine.js';
 
@@ -77,11 +78,7 @@ export function parseRegistry(
 ): RegistryState {
   const changed = parseChanged(bytes, path, previous, options.previousBytes);
   if (changed) return changed;
-  const steps = parseSteps(bytes, path, previous, options);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
+  return runAtOnce(parseSteps(bytes, path, previous, options));
 }
 
 /** parseRegistry, yielding to the event loop every few thousand machines (open() and reload()). */
@@ -95,16 +92,10 @@ export async function parseRegistryAsync(
   if (previous && options.previousBytes) await scanPending(previous, options.previousBytes);
   const changed = parseChanged(bytes, path, previous, options.previousBytes);
   if (changed) return changed;
-  const steps = parseSteps(bytes, path, previous, options);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) {
-      // The layout the next re-read will need, scanned now in pieces rather than then in one.
-      if (Buffer.isBuffer(bytes) && !options.topLevelOnly) await scanParsed(step.value, bytes);
-      return step.value;
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  const state = await runInPieces(parseSteps(bytes, path, previous, options));
+  // The layout the next re-read will need, scanned now in pieces rather than then in one.
+  if (Buffer.isBuffer(bytes) && !options.topLevelOnly) await scanParsed(state, bytes);
+  return state;
 }
 
 /** How a registry text is read. */
@@ -239,7 +230,8 @@ function parseChanged(
     return undefined;
   }
   const found = scanRun(bytes, window.start, window.end);
-  if (!found || found.keys.length !== Object.keys(data).length) return undefined;
+  // The byte scan and JSON.parse must agree on the run (they do not when a key repeats in it).
+  if (found.keys.length !== Object.keys(data).length) return undefined;
 
   // The window's entries, reusing the previous entry of a machine whose fields did not change.
   const runEntries: Entry[] = [];
@@ -429,11 +421,7 @@ function readEntry(
  * concatenates the rest: this runs under the write lock for every write, so it must stay cheap.
  */
 export function serializeRegistry(state: RegistryState): Buffer {
-  const steps = serializeSteps(state);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
+  return runAtOnce(serializeSteps(state));
 }
 
 /**
@@ -441,12 +429,7 @@ export function serializeRegistry(state: RegistryState): Buffer {
  * write after opening a 10,000-machine registry encodes every entry once (later writes reuse them).
  */
 export async function serializeRegistryAsync(state: RegistryState): Promise<Buffer> {
-  const steps = serializeSteps(state);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  return runInPieces(serializeSteps(state));
 }
 
 /** How many entries are encoded between two yields of serializeRegistryAsync (about 5 ms of work). */

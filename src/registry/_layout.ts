@@ -13,6 +13,7 @@
  * JSON.parse orders them).
  */
 import type { Entry, RawField, RegistryState } from './_format.js';
+import { runAtOnce, runInPieces } from './_steps.js';
 
 /** The members of the machines object in one exact byte string. */
 export interface Layout {
@@ -53,15 +54,7 @@ export function setParsed(state: RegistryState, bytes: Buffer): void {
  * and reload() do this, so the first re-read after them does not pay for the scan.
  */
 export async function scanParsed(state: RegistryState, bytes: Buffer): Promise<void> {
-  const steps = layoutSteps(bytes, state);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) {
-      layouts.set(state, step.value);
-      return;
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  layouts.set(state, await runInPieces(layoutSteps(bytes, state)));
 }
 
 /** Scans, in pieces, the layout of `state` if it is still to be scanned from `bytes` (for parseRegistryAsync). */
@@ -77,10 +70,7 @@ export function layoutOf(state: RegistryState, bytes: Buffer): Layout | undefine
   if (!known) return undefined;
   if (known.bytes !== bytes && !known.bytes.equals(bytes)) return undefined;
   if (!('open' in known)) {
-    const steps = layoutSteps(known.bytes, known.state);
-    let step = steps.next();
-    while (!step.done) step = steps.next();
-    known = step.value;
+    known = runAtOnce(layoutSteps(known.bytes, known.state));
     layouts.set(state, known);
     if (!known) return undefined;
   }
@@ -218,26 +208,23 @@ export function isIndex(key: string): boolean {
 
 /**
  * The members in [start, end) of valid JSON bytes: a run of members inside an object, with the separators
- * around it (a leading `,` is skipped). Null if a key repeats.
+ * around it (a leading `,` is skipped). A repeated key is listed twice (the caller compares the count with
+ * JSON.parse's).
  */
 export function scanRun(
   b: Uint8Array,
   start: number,
   end: number,
-): { keys: string[]; starts: number[]; ends: number[] } | null {
+): { keys: string[]; starts: number[]; ends: number[] } {
   const keys: string[] = [];
   const starts: number[] = [];
   const ends: number[] = [];
-  const seen = new Set<string>();
   let i = skipSpace(b, start);
   if (b[i] === 0x2c) i = skipSpace(b, i + 1);
   while (i < end && b[i] === 0x22) {
     const keyEnd = skipString(b, i);
-    const key = decodeKey(b, i, keyEnd);
-    if (seen.has(key)) return null;
-    seen.add(key);
     const valueEnd = skipValue(b, skipSpace(b, skipSpace(b, keyEnd) + 1));
-    keys.push(key);
+    keys.push(decodeKey(b, i, keyEnd));
     starts.push(i);
     ends.push(valueEnd);
     i = skipSpace(b, valueEnd);
