@@ -131,6 +131,43 @@ test('machine list (output to a pipe) loads no koffi, ssh2, child_process, crypt
   assert.notDeepEqual(fromPackage(run, 'koffi'), [], 'traced: the lock needs koffi');
 });
 
+test("the lock backend loads in event-loop turns of its own: never in the same block as its caller's work", () => {
+  // An immediate queued just before the first lock runs before koffi is loaded, and another runs after
+  // koffi is loaded and before the lock goes on: the load (~10 ms, ~6 ms of it in one stretch) adds to
+  // neither the work before the lock nor the work after it.
+  const script = `import { createRequire } from 'node:module';
+import { loadBackend } from ${JSON.stringify(join(DIST, 'filelock', 'backend.js'))};
+const require = createRequire(import.meta.url);
+const koffiLoaded = () => Object.keys(require.cache).some((k) => k.includes('koffi'));
+let turn = 0, firstSeen, resolvedAt;
+const watch = () => {
+  turn++;
+  if (firstSeen === undefined && koffiLoaded()) firstSeen = turn;
+  if (resolvedAt === undefined) setImmediate(watch);
+};
+setImmediate(watch);
+const backend = await loadBackend();
+resolvedAt = turn;
+console.log(JSON.stringify({ firstSeen, resolvedAt, name: backend.name, same: backend === (await loadBackend()) }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const seen = JSON.parse(r.stdout) as {
+    firstSeen?: number;
+    resolvedAt: number;
+    name: string;
+    same: boolean;
+  };
+  // firstSeen: the first immediate that saw koffi loaded (undefined: none before the lock went on).
+  assert.ok(seen.firstSeen !== undefined, `the lock went on in the turn that loaded koffi: ${r.stdout}`);
+  assert.ok(seen.firstSeen > 1, `koffi was loaded in the caller's turn: ${r.stdout}`);
+  assert.ok(seen.firstSeen <= seen.resolvedAt, r.stdout);
+  assert.equal(seen.name, process.platform === 'win32' ? 'LockFileEx' : 'flock');
+  assert.ok(seen.same);
+});
+
 test('unbundled, --help and --version load no command module; each command loads its own only', () => {
   for (const args of HELP_ARGS) {
     const loaded = modulesLoadedBy([...UNBUNDLED, ...args]);
