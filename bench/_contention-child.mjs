@@ -1,12 +1,12 @@
 // One process of the contention benchmark (argv: impl, file, updates, startAt). At startAt (absolute ms)
 // it starts `updates` read-modify-writes of the JSON file, each under the exclusive lock, and prints one
-// JSON line: its lock waits (ms), start and finish times (after a warm-up that is not timed). With
-// BENCH_SYNCWORK=1 the townlock side does the sketch's synchronous I/O instead of writeFileAtomic: the
-// two sides then differ only in the lock.
+// JSON line: its lock waits (ms), start and finish times, CPU time (after a warm-up that is not timed).
+// impl: sketch, townlock (withWriteLock + writeFileAtomic) or townlock-sync (withWriteLock +
+// writeFileAtomicSync: the same synchronous I/O as the sketch, so that the two differ only in the lock).
 import fs from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeFileAtomic } from '../dist/atomic/index.js';
+import { writeFileAtomic, writeFileAtomicSync } from '../dist/atomic/index.js';
 import { lockPathFor, withWriteLock } from '../dist/filelock/index.js';
 import { flock, LOCK_EX, LOCK_UN, now } from './_util.mjs';
 
@@ -60,7 +60,7 @@ const townlock = async () => {
     async () => {
       waited = now() - t0;
       const text = change(fs.readFileSync(file, 'utf8'));
-      if (process.env.BENCH_SYNCWORK) writeSync(text);
+      if (impl === 'townlock-sync') writeFileAtomicSync(file, text);
       else await writeFileAtomic(file, text);
     },
     { timeout: 0 },

@@ -1,10 +1,12 @@
 // Cross-process contention (issue: fairness under contention). N processes x M read-modify-writes of one
 // JSON file (~30 KB), each with fsync + rename, under an exclusive lock:
-//   sketch    blocks in flock(LOCK_EX) on a koffi worker thread (the kernel's own queue)
-//   townlock  withWriteLock + writeFileAtomic (non-blocking attempts, nothing parked in the kernel)
-// Both run in the same invocation, alternating, BENCH_ROUNDS times for each N in BENCH_PROCS.
-// Env: BENCH_PROCS (default "4,8"), BENCH_UPDATES (200), BENCH_ROUNDS (3), BENCH_SYNCWORK=1 (townlock does
-// the sketch's synchronous I/O instead of writeFileAtomic, to compare the locks alone).
+//   sketch         blocks in flock(LOCK_EX) on a koffi worker thread (the kernel's own queue), and does
+//                  the I/O synchronously
+//   townlock       withWriteLock + writeFileAtomic (non-blocking attempts, nothing parked in the kernel;
+//                  the fsyncs on libuv's threadpool)
+//   townlock-sync  withWriteLock + writeFileAtomicSync (the sketch's synchronous I/O: the locks alone)
+// All run in the same invocation, in a rotating order, BENCH_ROUNDS times for each N in BENCH_PROCS.
+// Env: BENCH_PROCS (default "4,8"), BENCH_UPDATES (200), BENCH_ROUNDS (3).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { join } from 'node:path';
@@ -59,17 +61,23 @@ const median = (rows, key) =>
     rows.map((r) => r[key]),
     50,
   );
+const IMPLS = ['sketch', 'townlock', 'townlock-sync'];
+const LABELS = {
+  sketch: 'blocking flock sketch',
+  townlock: 'townlock + writeFileAtomic',
+  'townlock-sync': 'townlock + writeFileAtomicSync',
+};
 for (const n of PROCS) {
-  const samples = { sketch: [], townlock: [] };
+  const samples = Object.fromEntries(IMPLS.map((impl) => [impl, []]));
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? ['sketch', 'townlock'] : ['townlock', 'sketch'];
+    const order = IMPLS.map((_, i) => IMPLS[(i + r) % IMPLS.length]);
     for (const impl of order) samples[impl].push(await run(impl, n, r));
   }
   console.log(`\n### ${n} processes x ${M} updates (median of ${ROUNDS} rounds each)\n`);
-  const rows = ['sketch', 'townlock'].map((impl) => {
+  const rows = IMPLS.map((impl) => {
     const s = samples[impl];
     return [
-      impl === 'sketch' ? 'blocking flock sketch' : 'townlock',
+      LABELS[impl],
       fmt(median(s, 'rate'), 0),
       fmt(median(s, 'p50'), 1),
       fmt(median(s, 'p99'), 1),
@@ -83,9 +91,12 @@ for (const n of PROCS) {
     ['', 'updates/s', 'p50 wait ms', 'p99 ms', 'max ms', 'first→last finish ms', 'lost', 'CPU ms/update'],
     rows,
   );
-  const [a, b] = ['sketch', 'townlock'].map((k) => samples[k]);
-  console.log(
-    `\nratios townlock/sketch: throughput ${fmt(median(b, 'rate') / median(a, 'rate'))}x, p99 ${fmt(median(b, 'p99') / median(a, 'p99'))}x, max ${fmt(median(b, 'max') / median(a, 'max'))}x, spread ${fmt(median(b, 'spread') / median(a, 'spread'))}x`,
-  );
+  const a = samples.sketch;
+  for (const impl of ['townlock', 'townlock-sync']) {
+    const b = samples[impl];
+    console.log(
+      `\nratios ${LABELS[impl]} / sketch: throughput ${fmt(median(b, 'rate') / median(a, 'rate'))}x, p99 ${fmt(median(b, 'p99') / median(a, 'p99'))}x, max ${fmt(median(b, 'max') / median(a, 'max'))}x, spread ${fmt(median(b, 'spread') / median(a, 'spread'))}x`,
+    );
+  }
 }
 fs.rmSync(dir, { recursive: true, force: true });

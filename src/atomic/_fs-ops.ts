@@ -1,10 +1,11 @@
 /**
- * The file-system calls PendingFile makes, gathered in one object so that tests can make each step fail
- * in turn and check that nothing is left behind. Not part of the public API.
+ * The file-system calls PendingFile and writeFileAtomicSync make, gathered in one object so that tests can
+ * make each step fail in turn and check that nothing is left behind. Not part of the public API.
  *
  * Metadata calls and the write run synchronously: on a local disk they take microseconds, far less than
  * a round trip through libuv's threadpool, and they run while a writer holds a lock, where latency is
- * throughput. The fsyncs, which take milliseconds, run on the threadpool.
+ * throughput. The fsyncs, which take milliseconds, run on the threadpool (`sync`, `syncDir`), or on the
+ * calling thread for writeFileAtomicSync (`syncNow`, `syncDirNow`).
  */
 import fs from 'node:fs';
 
@@ -14,14 +15,15 @@ const fsyncAsync = (fd: number) =>
 
 /** Each step of an atomic write; replaced one at a time by failure-injection tests. */
 export const ops = {
-  open: async (path: string, flags: string, mode: number): Promise<number> => fs.openSync(path, flags, mode),
-  write: async (fd: number, data: Uint8Array): Promise<void> => {
+  open: (path: string, flags: string, mode: number): number => fs.openSync(path, flags, mode),
+  write: (fd: number, data: Uint8Array): void => {
     for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
   },
-  chmod: async (fd: number, mode: number): Promise<void> => fs.fchmodSync(fd, mode),
+  chmod: (fd: number, mode: number): void => fs.fchmodSync(fd, mode),
   sync: (fd: number): Promise<void> => fsyncAsync(fd),
-  close: async (fd: number): Promise<void> => fs.closeSync(fd),
-  rename: async (from: string, to: string): Promise<void> => fs.renameSync(from, to),
+  syncNow: (fd: number): void => fs.fsyncSync(fd),
+  close: (fd: number): void => fs.closeSync(fd),
+  rename: (from: string, to: string): void => fs.renameSync(from, to),
   syncDir: async (dir: string): Promise<void> => {
     const fd = fs.openSync(dir, 'r');
     try {
@@ -30,5 +32,13 @@ export const ops = {
       fs.closeSync(fd);
     }
   },
-  unlink: async (path: string): Promise<void> => fs.unlinkSync(path),
+  syncDirNow: (dir: string): void => {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
+  unlink: (path: string): void => fs.unlinkSync(path),
 };

@@ -5,5 +5,6 @@ export {
   PendingFile,
   removeStaleTempFiles,
   writeFileAtomic,
+  writeFileAtomicSync,
 } from './pending-file.js';
 export { parseJson, readJsonFile } from './read-json.js';

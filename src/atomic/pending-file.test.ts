@@ -15,7 +15,7 @@ import { basename, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { openFds, scratchDir } from '../../test/scratch-dir.js';
 import { ops } from './_fs-ops.js';
-import { PendingFile, removeStaleTempFiles, writeFileAtomic } from './index.js';
+import { PendingFile, removeStaleTempFiles, writeFileAtomic, writeFileAtomicSync } from './index.js';
 import { tempPathFor } from './pending-file.js';
 
 const root = scratchDir('townlock-atomic-');
@@ -124,6 +124,98 @@ describe('writeFileAtomic', () => {
     order.length = 0;
     await writeFileAtomic(join(dir, 'e'), 'x', { fsync: false });
     assert.deepEqual(order, ['rename']);
+  });
+});
+
+describe('writeFileAtomicSync', () => {
+  test('the same result as writeFileAtomic: content, modes, symlinks followed, no temp file left', () => {
+    const dir = freshDir();
+    const file = join(dir, 'a.json');
+    writeFileAtomicSync(file, 'one');
+    assert.equal(readFileSync(file, 'utf8'), 'one');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    chmodSync(file, 0o640);
+    writeFileAtomicSync(file, new TextEncoder().encode('two'));
+    assert.equal(readFileSync(file, 'utf8'), 'two');
+    assert.equal(statSync(file).mode & 0o777, 0o640);
+    writeFileAtomicSync(file, 'three', { mode: 0o604, fsync: false });
+    assert.equal(statSync(file).mode & 0o777, 0o604);
+    mkdirSync(join(dir, 'real'));
+    symlinkSync('real/state.json', join(dir, 'state.json'));
+    writeFileAtomicSync(join(dir, 'state.json'), 'linked');
+    assert.equal(lstatSync(join(dir, 'state.json')).isSymbolicLink(), true);
+    assert.equal(readFileSync(join(dir, 'real', 'state.json'), 'utf8'), 'linked');
+    assert.deepEqual(readdirSync(dir).sort(), ['a.json', 'real', 'state.json']);
+    assert.deepEqual(readdirSync(join(dir, 'real')), ['state.json']);
+  });
+
+  test('fsyncs on the calling thread: the data before the rename, the directory after it', () => {
+    const dir = freshDir();
+    const order: string[] = [];
+    for (const step of ['sync', 'syncNow', 'rename', 'syncDir', 'syncDirNow'] as const) {
+      const real = original[step] as (...a: unknown[]) => unknown;
+      (ops as Record<string, unknown>)[step] = (...args: unknown[]) => {
+        order.push(step);
+        return real(...args);
+      };
+    }
+    writeFileAtomicSync(join(dir, 'e'), 'x');
+    assert.deepEqual(order, ['syncNow', 'rename', 'syncDirNow']);
+    order.length = 0;
+    writeFileAtomicSync(join(dir, 'e'), 'x', { fsync: false });
+    assert.deepEqual(order, ['rename']);
+  });
+
+  for (const step of ['open', 'chmod', 'write', 'syncNow', 'close', 'rename'] as const) {
+    test(`a failing ${step} throws, leaving the old file, no temp file and no open descriptor`, () => {
+      const dir = freshDir();
+      const file = join(dir, 'c.json');
+      writeFileSync(file, 'before');
+      const fds = openFds();
+      (ops as Record<string, unknown>)[step] = () => {
+        throw Object.assign(new Error(`injected ${step} failure`), { code: 'EIO' });
+      };
+      assert.throws(() => writeFileAtomicSync(file, 'after'), new RegExp(`injected ${step}`));
+      assert.equal(readFileSync(file, 'utf8'), 'before');
+      assert.deepEqual(readdirSync(dir), ['c.json']);
+      assert.equal(openFds(), fds);
+    });
+  }
+
+  test('a failing directory fsync is reported after the new content is in place', () => {
+    const dir = freshDir();
+    const file = join(dir, 'd.json');
+    ops.syncDirNow = () => {
+      throw Object.assign(new Error('injected syncDirNow failure'), { code: 'EIO' });
+    };
+    assert.throws(() => writeFileAtomicSync(file, 'new'), /injected syncDirNow/);
+    assert.equal(readFileSync(file, 'utf8'), 'new');
+    assert.deepEqual(readdirSync(dir), ['d.json']);
+  });
+
+  test('bad arguments throw ERR_INVALID_OPTION naming the argument, and create nothing', () => {
+    const dir = freshDir();
+    const file = join(dir, 'keep.json');
+    writeFileSync(file, 'precious');
+    const cases: [string, () => unknown][] = [
+      ['data', () => writeFileAtomicSync(file, 123 as unknown as string)],
+      ['data', () => writeFileAtomicSync(file, null as unknown as string)],
+      ['options', () => writeFileAtomicSync(file, 'x', null as unknown as object)],
+      ['mode', () => writeFileAtomicSync(file, 'x', { mode: 0o10000 })],
+      ['fsync', () => writeFileAtomicSync(file, 'x', { fsync: 'yes' as never })],
+      ['path', () => writeFileAtomicSync(42 as unknown as string, 'x')],
+      ['path', () => writeFileAtomicSync('', 'x')],
+      ['path', () => writeFileAtomicSync(`${file}\0`, 'x')],
+    ];
+    for (const [name, call] of cases) {
+      assert.throws(call, (err: { code?: string; message?: string }) => {
+        assert.equal(err.code, 'ERR_INVALID_OPTION', `${name}: ${err.message}`);
+        assert.match(err.message ?? '', new RegExp(name));
+        return true;
+      });
+    }
+    assert.equal(readFileSync(file, 'utf8'), 'precious');
+    assert.deepEqual(readdirSync(dir), ['keep.json']);
   });
 });
 
