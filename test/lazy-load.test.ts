@@ -168,6 +168,41 @@ console.log(JSON.stringify({ firstSeen, resolvedAt, name: backend.name, same: ba
   assert.ok(seen.same);
 });
 
+test('the first lock of a process resolves under fake timers, and an abort during its load is honoured', () => {
+  // Fake timers (node:test's mock.timers, sinon, jest, vitest) replace the global setImmediate: the turns
+  // the load waits for must not depend on it. An abort that comes while the backend loads rejects the
+  // lock instead of taking it. Each in a fresh process: only a process's first lock loads the backend.
+  const script = `import { mock } from 'node:test';
+import { FileLock } from ${JSON.stringify(join(DIST, 'filelock', 'index.js'))};
+const [path, mode] = process.argv.slice(1);
+if (mode === 'fake') {
+  mock.timers.enable({ apis: ['setImmediate', 'setTimeout'] });
+  const lock = new FileLock(path);
+  await lock.lock();
+  const held = lock.isLocked;
+  await lock.unlock();
+  mock.timers.reset();
+  console.log(JSON.stringify({ held }));
+} else {
+  const ac = new AbortController();
+  const first = new FileLock(path, { signal: ac.signal }).lock();
+  setImmediate(() => ac.abort(new Error('stop')));
+  const outcome = await first.then(() => 'locked', (err) => err.code);
+  const free = await new FileLock(path).tryLock();
+  console.log(JSON.stringify({ outcome, free }));
+}`;
+  const run = (mode: string) => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, join(tmp.dir, mode), mode], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, `${mode}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as unknown;
+  };
+  assert.deepEqual(run('fake'), { held: true });
+  assert.deepEqual(run('abort'), { outcome: 'ERR_LOCK_ABORTED', free: true });
+});
+
 test('unbundled, --help and --version load no command module; each command loads its own only', () => {
   for (const args of HELP_ARGS) {
     const loaded = modulesLoadedBy([...UNBUNDLED, ...args]);

@@ -13,11 +13,16 @@ import fs from 'node:fs';
 const fsyncAsync = (fd: number) =>
   new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
 
+/** The most one write(2) transfers on Linux (larger requests are cut there anyway). */
+const MAX_WRITE = 0x7ffff000;
+
 /** Each step of an atomic write; replaced one at a time by failure-injection tests. */
 export const ops = {
   open: (path: string, flags: string, mode: number): number => fs.openSync(path, flags, mode),
   write: (fd: number, data: Uint8Array): void => {
-    for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
+    // At most MAX_WRITE bytes a call: fs.writeSync refuses a length of 2 GiB or more.
+    for (let off = 0; off < data.length; )
+      off += fs.writeSync(fd, data, off, Math.min(data.length - off, MAX_WRITE));
   },
   chmod: (fd: number, mode: number): void => fs.fchmodSync(fd, mode),
   sync: (fd: number): Promise<void> => fsyncAsync(fd),

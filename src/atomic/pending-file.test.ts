@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  closeSync,
+  fstatSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   statSync,
@@ -88,7 +91,8 @@ describe('writeFileAtomic', () => {
       const file = join(dir, 'c.json');
       writeFileSync(file, 'before');
       const fds = openFds();
-      (ops as Record<string, unknown>)[step] = async () => {
+      (ops as Record<string, unknown>)[step] = async (fd: unknown) => {
+        if (step === 'close') closeSync(fd as number); // close(2) frees the descriptor even when it fails
         throw Object.assign(new Error(`injected ${step} failure`), { code: 'EIO' });
       };
       await assert.rejects(writeFileAtomic(file, 'after'), new RegExp(`injected ${step}`));
@@ -172,7 +176,8 @@ describe('writeFileAtomicSync', () => {
       const file = join(dir, 'c.json');
       writeFileSync(file, 'before');
       const fds = openFds();
-      (ops as Record<string, unknown>)[step] = () => {
+      (ops as Record<string, unknown>)[step] = (fd: unknown) => {
+        if (step === 'close') closeSync(fd as number); // close(2) frees the descriptor even when it fails
         throw Object.assign(new Error(`injected ${step} failure`), { code: 'EIO' });
       };
       assert.throws(() => writeFileAtomicSync(file, 'after'), new RegExp(`injected ${step}`));
@@ -216,6 +221,45 @@ describe('writeFileAtomicSync', () => {
     }
     assert.equal(readFileSync(file, 'utf8'), 'precious');
     assert.deepEqual(readdirSync(dir), ['keep.json']);
+  });
+});
+
+describe('failures of close and unlink', () => {
+  test('a close that fails (having freed the descriptor) is not retried: a file opened since stays open', async () => {
+    for (const write of [
+      (f: string) => writeFileAtomic(f, 'after'),
+      async (f: string) => writeFileAtomicSync(f, 'after'),
+    ]) {
+      const dir = freshDir();
+      const file = join(dir, 'c.json');
+      writeFileSync(file, 'before');
+      let victim: number | undefined;
+      const realClose = original.close;
+      ops.close = (fd: number) => {
+        realClose(fd);
+        victim = openSync(file, 'r'); // another thread's open would get the freed number too
+        throw Object.assign(new Error('injected close failure'), { code: 'EIO' });
+      };
+      await assert.rejects(write(file), /injected close failure/);
+      ops.close = realClose;
+      assert.ok(victim !== undefined);
+      assert.ok(fstatSync(victim).isFile(), 'the file opened after the failed close is still open');
+      closeSync(victim);
+      assert.equal(readFileSync(file, 'utf8'), 'before');
+      assert.deepEqual(readdirSync(dir), ['c.json']);
+    }
+  });
+
+  test('removeStaleTempFiles counts only what it removed, also when an unlink fails asynchronously', async () => {
+    const dir = freshDir();
+    const file = join(dir, 's.json');
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    writeFileSync(tempPathFor(file, dead), 'x');
+    ops.unlink = async () => {
+      throw Object.assign(new Error('injected unlink failure'), { code: 'EACCES' });
+    };
+    assert.equal(await removeStaleTempFiles(file), 0);
+    assert.equal(readdirSync(dir).length, 1);
   });
 });
 

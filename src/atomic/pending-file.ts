@@ -75,8 +75,10 @@ export class PendingFile {
     const fd = this.#openFd();
     await this.#step(async () => {
       if (this.#fsync) await ops.sync(fd);
-      await ops.close(fd);
+      // Forgotten before it is closed: close(2) frees the descriptor even when it reports an error, and
+      // closing the number again in cleanup() could close a file another thread has opened since.
       this.#fd = undefined;
+      await ops.close(fd);
       await ops.rename(this.tempPath, this.path);
     });
     this.#state = 'committed';
@@ -95,7 +97,7 @@ export class PendingFile {
       try {
         closeSync(fd);
       } catch {
-        // already closed by a failed close step
+        // nothing more to do: the pending file is being discarded
       }
     }
     try {
@@ -167,15 +169,16 @@ export function writeFileAtomicSync(
     if (exact !== undefined) ops.chmod(fd, exact);
     ops.write(fd, typeof data === 'string' ? Buffer.from(data) : data);
     if (fsync) ops.syncNow(fd);
-    ops.close(fd);
-    fd = undefined;
+    const closing = fd;
+    fd = undefined; // as in commit(): never closed twice
+    ops.close(closing);
     ops.rename(tempPath, target);
   } catch (err) {
     if (fd !== undefined) {
       try {
         closeSync(fd);
       } catch {
-        // already closed by a failed close step
+        // nothing more to do: the write already failed
       }
     }
     unlinkQuietly(tempPath);
@@ -256,7 +259,7 @@ export async function removeStaleTempFiles(path: string): Promise<number> {
         : (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) < Date.now() - FOREIGN_STALE_MS;
     if (!stale) continue;
     try {
-      ops.unlink(file);
+      await ops.unlink(file);
       removed++;
     } catch {
       // gone already, or not ours to remove

@@ -4,6 +4,7 @@
  * A backend makes exactly one non-blocking attempt per call: waiting, timeouts and cancellation live in
  * TypeScript, so no libuv threadpool thread ever parks in flock() or LockFileEx().
  */
+import { setImmediate } from 'node:timers';
 import { UnsupportedPlatformError } from '../errors.js';
 import type { LockType } from '../lock.js';
 
@@ -49,6 +50,8 @@ export async function loadBackend(): Promise<LockBackend> {
   return loading;
 }
 
+// node:timers' own setImmediate, bound at load: fake timers in a user's tests (node:test's mock.timers,
+// sinon, jest, vitest) replace the global, and the first lock of their process would never resolve.
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Builds the backend for `platform`; throws ERR_UNSUPPORTED_PLATFORM rather than fall back silently. */

@@ -164,7 +164,7 @@ export class FileLock implements Lock {
       const parent = heldInContext(this.#target.key);
       const hold = parent
         ? await this.#nest(parent, deadline)
-        : await this.#acquireRoot(deadline, loadedBackend() ?? (await loadBackend()));
+        : await this.#acquireRoot(deadline, loadedBackend() ?? (await this.#loadBackend()));
       if (hold) {
         this.#hold = hold;
         return true;
@@ -175,6 +175,14 @@ export class FileLock implements Lock {
     } finally {
       this.#acquiring = false;
     }
+  }
+
+  /** The first lock of a process loads the backend (event-loop turns of its own): an abort meanwhile counts. */
+  async #loadBackend(): Promise<LockBackend> {
+    const backend = await loadBackend();
+    const { signal } = this.#options;
+    if (signal?.aborted) throw new LockAbortedError(this.lockPath, signal.reason);
+    return backend;
   }
 
   /** Re-enters `parent`: waits for a grant among the holds nested in it. Undefined when busy at the deadline. */
