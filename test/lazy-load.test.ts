@@ -173,10 +173,14 @@ test('the first lock of a process resolves under fake timers, and an abort durin
   // the load waits for must not depend on it. An abort that comes while the backend loads rejects the
   // lock instead of taking it. Each in a fresh process: only a process's first lock loads the backend.
   const script = `import { mock } from 'node:test';
-import { FileLock } from ${JSON.stringify(join(DIST, 'filelock', 'index.js'))};
+const index = ${JSON.stringify(join(DIST, 'filelock', 'index.js'))};
 const [path, mode] = process.argv.slice(1);
-if (mode === 'fake') {
-  mock.timers.enable({ apis: ['setImmediate', 'setTimeout'] });
+if (mode === 'fake' || mode === 'fake-then-import') {
+  // 'fake': townlock imported before the fake timers are on; 'fake-then-import': after (a test that
+  // imports what it tests lazily).
+  const early = mode === 'fake' ? await import(index) : undefined;
+  mock.timers.enable({ apis: ['setImmediate', 'setTimeout', 'setInterval', 'Date'] });
+  const { FileLock } = early ?? (await import(index));
   const lock = new FileLock(path);
   await lock.lock();
   const held = lock.isLocked;
@@ -184,6 +188,7 @@ if (mode === 'fake') {
   mock.timers.reset();
   console.log(JSON.stringify({ held }));
 } else {
+  const { FileLock } = await import(index);
   const ac = new AbortController();
   const first = new FileLock(path, { signal: ac.signal }).lock();
   setImmediate(() => ac.abort(new Error('stop')));
@@ -200,6 +205,7 @@ if (mode === 'fake') {
     return JSON.parse(r.stdout) as unknown;
   };
   assert.deepEqual(run('fake'), { held: true });
+  assert.deepEqual(run('fake-then-import'), { held: true });
   assert.deepEqual(run('abort'), { outcome: 'ERR_LOCK_ABORTED', free: true });
 });
 

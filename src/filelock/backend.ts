@@ -4,7 +4,6 @@
  * A backend makes exactly one non-blocking attempt per call: waiting, timeouts and cancellation live in
  * TypeScript, so no libuv threadpool thread ever parks in flock() or LockFileEx().
  */
-import { setImmediate } from 'node:timers';
 import { UnsupportedPlatformError } from '../errors.js';
 import type { LockType } from '../lock.js';
 
@@ -50,9 +49,22 @@ export async function loadBackend(): Promise<LockBackend> {
   return loading;
 }
 
-// node:timers' own setImmediate, bound at load: fake timers in a user's tests (node:test's mock.timers,
-// sinon, jest, vitest) replace the global, and the first lock of their process would never resolve.
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/**
+ * A turn of the event loop that no fake timers replace (node:test's mock.timers, sinon, jest and vitest
+ * replace setImmediate, also node:timers' when that is first imported while they are on): a message
+ * through a channel of its own. Only a process's first lock waits for it.
+ */
+function nextTurn(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.addEventListener('message', () => {
+      port1.close();
+      resolve();
+    });
+    port1.start();
+    port2.postMessage(null);
+  });
+}
 
 /** Builds the backend for `platform`; throws ERR_UNSUPPORTED_PLATFORM rather than fall back silently. */
 export async function createBackend(platform: string): Promise<LockBackend> {
