@@ -208,6 +208,8 @@ interface PendingInfo {
   fd: number;
   offset: number;
   since: number;
+  /** The lock file was named by the caller: written only if it holds nothing but a holder line. */
+  named: boolean;
 }
 
 const pendingInfo = new Set<PendingInfo>();
@@ -220,8 +222,8 @@ let infoScheduled = false;
  * Readers parse only up to the first newline, so a longer line left behind needs no truncation; the
  * content is for diagnostics and correctness never depends on it.
  */
-export function scheduleHolderInfo(fd: number, offset: number): () => void {
-  const entry = { fd, offset, since: Date.now() };
+export function scheduleHolderInfo(fd: number, offset: number, named: boolean): () => void {
+  const entry = { fd, offset, since: Date.now(), named };
   pendingInfo.add(entry);
   if (!infoScheduled) {
     infoScheduled = true;
@@ -233,8 +235,9 @@ export function scheduleHolderInfo(fd: number, offset: number): () => void {
 /** Writes the info line of every exclusive hold of this process still held (also run by lockHolders). */
 export function writePendingInfo(): void {
   infoScheduled = false;
-  for (const { fd, offset, since } of pendingInfo) {
+  for (const { fd, offset, since, named } of pendingInfo) {
     try {
+      if (named && !holdsOnlyHolderInfo(fd, offset)) continue;
       const line = Buffer.from(`${INFO_PREFIX}${new Date(since).toISOString()}"}\n`);
       fs.writeSync(fd, line, 0, line.length, offset);
       // A longer line left by an earlier holder (perhaps a version that recorded arguments) goes too.
@@ -244,6 +247,20 @@ export function writePendingInfo(): void {
     }
   }
   pendingInfo.clear();
+}
+
+/**
+ * Whether the file behind `fd` holds nothing from `offset` on but (at most) one holder line: a lock file
+ * named by the caller (`isLockFile`, `-L`) may be a script or data that flock(1) users lock in place
+ * (`flock "$0"`); a holder writes its line only into one that is empty or already a lock file.
+ */
+function holdsOnlyHolderInfo(fd: number, offset: number): boolean {
+  const size = fs.fstatSync(fd).size;
+  if (size <= offset) return true;
+  if (size - offset > 4096) return false;
+  const bytes = Buffer.alloc(size - offset);
+  const text = bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, offset)).toString('utf8').trim();
+  return !text.includes('\n') && parseHolderInfo(text) !== undefined;
 }
 
 /** Parses the first line of a lock file's content as holder info, or returns undefined. */

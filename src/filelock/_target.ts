@@ -22,6 +22,11 @@ export interface LockTarget {
   key: string;
   /** Whether opening the lock file may create its missing directories (not for a lock file named directly). */
   createDirs: boolean;
+  /**
+   * Whether the lock file was named directly (`isLockFile`, the CLI's `-L`): a file of the caller's, maybe
+   * a script or data (`flock "$0"`), which a holder must not overwrite with its info line.
+   */
+  named: boolean;
 }
 
 /**
@@ -93,7 +98,7 @@ function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile:
     const lockPath = posix.join(realDir(kind, posix.dirname(abs)), posix.basename(abs));
     const shown = kind.display(lockPath);
     const key = kind.bytes ? `\0${lockPath}` : lockPath;
-    return { path: shown, lockPath: shown, fsLockPath: kind.fs(lockPath), key, createDirs: false };
+    return { path: shown, lockPath: shown, fsLockPath: kind.fs(lockPath), key, createDirs: false, named: true };
   }
   const real = realTarget(kind, absolute(p), 0);
   const dir =
@@ -107,5 +112,6 @@ function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile:
     fsLockPath: kind.fs(lockPath),
     key: kind.bytes ? `\0${lockPath}` : lockPath,
     createDirs: true,
+    named: false,
   };
 }

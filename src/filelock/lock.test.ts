@@ -90,6 +90,37 @@ describe('lock file placement', () => {
     });
   });
 
+  test('a lock file named directly is written only if it holds nothing but a holder line (flock "$0")', async () => {
+    // A script or data file locked in place, as flock(1) users do, keeps its content; an empty file, or
+    // one that holds a holder line, gets this holder's line.
+    const script = join(dir, `script${++seq}.sh`);
+    const content = '#!/bin/sh\necho important\n';
+    writeFileSync(script, content);
+    const empty = join(dir, `empty${seq}.lock`);
+    writeFileSync(empty, '');
+    const stale = join(dir, `stale${seq}.lock`);
+    writeFileSync(stale, '{"pid":1,"host":"elsewhere","command":"old","since":"2020-01-01T00:00:00.000Z"}\n');
+    for (const path of [script, empty, stale]) {
+      await new FileLock(path, { isLockFile: true }).withLock(settle);
+    }
+    assert.equal(readFileSync(script, 'utf8'), content);
+    for (const path of [empty, stale]) {
+      assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid, path);
+      assert.equal(readFileSync(path, 'utf8').split('\n').length, 2, 'one line');
+    }
+    const [holder] = await (async () => {
+      const held = new FileLock(script, { isLockFile: true });
+      await held.lock();
+      try {
+        return await lockHolders(script, { isLockFile: true });
+      } finally {
+        await held.unlock();
+      }
+    })();
+    assert.equal(holder?.pid, process.pid, 'the holder is still found (through the kernel)');
+    assert.equal(readFileSync(script, 'utf8'), content, 'lockHolders writes no info line into it either');
+  });
+
   test('a symlink at the lock path is refused with ERR_LOCK_SYMLINK', async () => {
     const file = fresh();
     const lock = new FileLock(file);

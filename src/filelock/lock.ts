@@ -235,7 +235,8 @@ export class FileLock implements Lock {
     if (!held) return undefined;
     const fd = held;
     const target = this.#target;
-    const cancelInfo = type === 'exclusive' ? scheduleHolderInfo(fd.fd, backend.infoOffset) : undefined;
+    const cancelInfo =
+      type === 'exclusive' ? scheduleHolderInfo(fd.fd, backend.infoOffset, this.#target.named) : undefined;
     // A lock that had to wait will likely have waiters to ring: find the first during the hold.
     const hint = waited ? new RingHint(backend, target) : undefined;
     return new Hold(key, type, undefined, () => {

@@ -698,6 +698,16 @@ describe('what FILE means', () => {
     assert.ok(!existsSync(join(lockFile, '..', '.gastown')), 'no lock file was made in .gastown/locks');
   });
 
+  test('-L on a script locks it in place (flock "$0") and leaves its content as it was', async () => {
+    const script = join(project(), 'job.sh');
+    const content = '#!/bin/sh\necho important\n';
+    writeFileSync(script, content);
+    // The command runs long enough for the holder line to be due (it is written at the next turn).
+    const r = tl(['lock', 'run', '-L', script, '--', process.execPath, '-e', 'setTimeout(() => {}, 50)']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(readFileSync(script, 'utf8'), content);
+  });
+
   test('a FILE inside .gastown/locks is the lock file; --protect FILE.lock protects it', async (t) => {
     if (!requireTool(t, 'flock')) return;
     const d = project();
