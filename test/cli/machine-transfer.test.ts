@@ -119,6 +119,16 @@ test('export FILE makes FILE exactly the registry (removing what it lacks) and k
   assert.equal(written.note, 'mine');
 });
 
+test('export FILE makes FILE even when the registry holds only the built-in local', () => {
+  const reg = fresh('machines.json');
+  const out = fresh('backup.json');
+  const r = tl(['machine', 'export', '--registry', reg, out]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /exported 1 machine to .*backup\.json/);
+  assert.deepEqual(Object.keys(JSON.parse(readFileSync(out, 'utf8')).machines), ['local']);
+  assert.equal(readFileSync(out, 'utf8'), tl(['machine', 'export', '--registry', reg]).out.trimEnd());
+});
+
 test('bad input: FILE missing 66, not a registry 65, a newer version 65; nothing is written', () => {
   const reg = fresh('machines.json');
   assert.equal(tl(['machine', 'add', '--registry', reg, 'a', '--host', 'a']).code, 0);

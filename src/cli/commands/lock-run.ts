@@ -326,8 +326,8 @@ const TERMINAL_SIGNALS = new Set<NodeJS.Signals>(['SIGINT', 'SIGQUIT', 'SIGHUP']
 /**
  * Runs argv with inherited stdio, forwarding signals; resolves with its exit status (shell style). The
  * command runs in townlock's process group, as under flock(1): a Ctrl-C typed at the terminal reaches
- * it directly, so INT and QUIT are forwarded only when townlock is not the terminal's foreground group
- * (they came from kill(1), not from the keyboard). Forwarding keeps the order signals arrived in.
+ * it directly, so INT, QUIT and HUP are forwarded only when townlock is not the terminal's foreground
+ * group (they came from kill(1), not from the keyboard or a hangup). Forwarding keeps the order signals arrived in.
  */
 function runChild(
   [command, ...args]: string[],

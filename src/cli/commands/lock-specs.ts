@@ -39,9 +39,9 @@ Options go before FILE: everything after FILE is the command and its own argumen
 Exit status: the command's own; 128+N if it died of signal N; the conflict code (1, or -E) when the
 lock is busy (-n) or the wait timed out (-w); 64 usage error; 66 the lock file or its directory cannot be
 opened or created; 69 the command is not found or cannot be run; 71 other OS errors.
-Signals: TERM, HUP, USR1, USR2, ALRM, XCPU and the like sent to townlock are forwarded to the command; INT and QUIT too,
-unless townlock is the terminal's foreground job (a Ctrl-C or Ctrl-\\ typed there already reached the
-command, which runs in townlock's process group as under flock(1)). The lock is held until the command
+Signals: TERM, USR1, USR2, ALRM, XCPU and the like sent to townlock are forwarded to the command; INT,
+QUIT and HUP too, unless townlock is the terminal's foreground job (a Ctrl-C, Ctrl-\\ or hangup there
+already reached the command, which runs in townlock's process group as under flock(1)). The lock is held until the command
 exits. A signal while waiting for the lock ends the wait with 128+N.
 
 With --etcd (or $TOWNLOCK_ETCD), the lock is NAME on the etcd cluster at ENDPOINTS
