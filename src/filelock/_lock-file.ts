@@ -259,7 +259,10 @@ function holdsOnlyHolderInfo(fd: number, offset: number): boolean {
   if (size <= offset) return true;
   if (size - offset > 4096) return false;
   const bytes = Buffer.alloc(size - offset);
-  const text = bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, offset)).toString('utf8').trim();
+  const text = bytes
+    .subarray(0, fs.readSync(fd, bytes, 0, bytes.length, offset))
+    .toString('utf8')
+    .trim();
   return !text.includes('\n') && parseHolderInfo(text) !== undefined;
 }
 

@@ -98,7 +98,14 @@ function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile:
     const lockPath = posix.join(realDir(kind, posix.dirname(abs)), posix.basename(abs));
     const shown = kind.display(lockPath);
     const key = kind.bytes ? `\0${lockPath}` : lockPath;
-    return { path: shown, lockPath: shown, fsLockPath: kind.fs(lockPath), key, createDirs: false, named: true };
+    return {
+      path: shown,
+      lockPath: shown,
+      fsLockPath: kind.fs(lockPath),
+      key,
+      createDirs: false,
+      named: true,
+    };
   }
   const real = realTarget(kind, absolute(p), 0);
   const dir =
