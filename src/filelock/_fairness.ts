@@ -126,11 +126,17 @@ export class Place {
   #changed = false;
   /** Taking a place failed: this waiter polls (and watches the lock file) instead. */
   #unusable = false;
+  /**
+   * Remove the queue directory when leaving it empty: beside a lock file the caller named (a script, a
+   * data file), where no lock directory holds it and `lock clean` does not look.
+   */
+  readonly #tidy: boolean;
 
   constructor(backend: LockBackend, target: LockTarget, mode: number) {
     this.#backend = backend;
     this.#dir = waitersDirOf(target.fsLockPath);
     this.#mode = mode;
+    this.#tidy = target.named;
   }
 
   /** The bell's watcher while this waiter has a place; undefined without one. */
@@ -248,10 +254,12 @@ export class Place {
       if (this.#watcher) closeSoon(this.#watcher);
       this.#watcher = undefined;
       this.#fd = undefined;
+      const tidy = this.#tidy;
       setImmediate(() => {
         unlinkQuietly(path);
         closeQuietly(fd);
         leaving.delete(name);
+        if (tidy) rmdirQuietly(this.#dir);
       });
       return;
     }
@@ -259,6 +267,7 @@ export class Place {
     unlinkQuietly(path);
     this.#drop();
     ringNext(this.#backend, this.#dir);
+    if (this.#tidy) rmdirQuietly(this.#dir);
   }
 
   /** Closes the bell (dropping its flock) and its watcher. */
@@ -287,6 +296,18 @@ function openBell(dir: FsPath, path: FsPath, mode: number): number {
       const code = (err as NodeJS.ErrnoException).code;
       if (tries >= 2 || (code !== 'EEXIST' && code !== 'ENOENT')) throw err;
     }
+  }
+}
+
+/**
+ * Removes the queue directory if it is empty. A waiter making its bell meanwhile finds it gone and makes it
+ * again (openBell), as when cleanStaleLocks removes it.
+ */
+function rmdirQuietly(dir: FsPath): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // not empty (someone waits), or gone already
   }
 }
 

@@ -16,12 +16,21 @@ const OPEN_FLAGS =
   fs.constants.O_CREAT |
   (fs.constants.O_NOFOLLOW ?? 0) |
   (fs.constants.O_NONBLOCK ?? 0);
+/**
+ * A lock file the caller named (`isLockFile`, `-L`) is opened read-only, as flock(1) opens its FILE:
+ * townlock never writes to it, and a script or program open for writing cannot be executed (ETXTBSY),
+ * which would break `flock "$0"`. Exclusive flock on a read-only descriptor works, except where flock is
+ * emulated with fcntl locks (Linux NFS: EBADF): the attempt then reopens it read-write, as flock(1) does.
+ */
+const OPEN_NAMED_FLAGS = (OPEN_FLAGS & ~fs.constants.O_RDWR) | fs.constants.O_RDONLY;
 
 /** An open lock file descriptor and the inode it refers to (fixed for the descriptor's life). */
 export interface LockFd {
   fd: number;
   ino: number;
   dev: number;
+  /** Opened read-only (a lock file the caller named; see OPEN_NAMED_FLAGS). */
+  readOnly: boolean;
 }
 
 /**
@@ -30,12 +39,12 @@ export interface LockFd {
  * non-root user (who could swap or unlink them under us: the check OpenSSH's StrictModes makes). The file
  * is never truncated: a holder's content belongs to the holder.
  */
-export function openLockFile(lockPath: FsPath, mode: number, createDirs = true): LockFd {
+export function openLockFile(lockPath: FsPath, mode: number, createDirs = true, readOnly = false): LockFd {
   let madeDirs = false;
   for (;;) {
     let fd: number;
     try {
-      fd = fs.openSync(lockPath, OPEN_FLAGS, mode);
+      fd = fs.openSync(lockPath, readOnly ? OPEN_NAMED_FLAGS : OPEN_FLAGS, mode);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'EMLINK') throw new LockSymlinkError(display(lockPath), err);
@@ -54,7 +63,7 @@ export function openLockFile(lockPath: FsPath, mode: number, createDirs = true):
         continue;
       }
       checkLockFile(lockPath, st);
-      return { fd, ino: st.ino, dev: st.dev };
+      return { fd, ino: st.ino, dev: st.dev, readOnly };
     } catch (err) {
       closeQuietly(fd);
       throw err;
@@ -148,9 +157,9 @@ const idle = new Map<string, LockFd>();
 let flushScheduled = false;
 
 /** Returns an open descriptor for the lock file: an idle one if there is one, else a new one. */
-export function takeLockFd({ key, fsLockPath, createDirs }: LockTarget, mode: number): LockFd {
+export function takeLockFd({ key, fsLockPath, createDirs, named }: LockTarget, mode: number): LockFd {
   const cached = idle.get(key);
-  if (!cached) return openLockFile(fsLockPath, mode, createDirs);
+  if (!cached) return openLockFile(fsLockPath, mode, createDirs, named);
   idle.delete(key);
   return cached;
 }
@@ -208,8 +217,6 @@ interface PendingInfo {
   fd: number;
   offset: number;
   since: number;
-  /** The lock file was named by the caller: written only if it holds nothing but a holder line. */
-  named: boolean;
 }
 
 const pendingInfo = new Set<PendingInfo>();
@@ -219,11 +226,12 @@ let infoScheduled = false;
  * Arranges for one JSON line of holder info to be written at `offset` when the event loop next turns,
  * and returns a function that cancels it (call it before releasing). Deferring keeps the write off the
  * lock/unlock fast path: a lock released within the same turn was never observable, so it writes nothing.
- * Readers parse only up to the first newline, so a longer line left behind needs no truncation; the
- * content is for diagnostics and correctness never depends on it.
+ * The line replaces the file's content (an earlier holder's line). Only for lock files of townlock's
+ * own: a file the caller named as the lock (`isLockFile`, `-L`) may be a script or data, never written.
+ * The content is for diagnostics; correctness never depends on it.
  */
-export function scheduleHolderInfo(fd: number, offset: number, named: boolean): () => void {
-  const entry = { fd, offset, since: Date.now(), named };
+export function scheduleHolderInfo(fd: number, offset: number): () => void {
+  const entry = { fd, offset, since: Date.now() };
   pendingInfo.add(entry);
   if (!infoScheduled) {
     infoScheduled = true;
@@ -235,9 +243,8 @@ export function scheduleHolderInfo(fd: number, offset: number, named: boolean): 
 /** Writes the info line of every exclusive hold of this process still held (also run by lockHolders). */
 export function writePendingInfo(): void {
   infoScheduled = false;
-  for (const { fd, offset, since, named } of pendingInfo) {
+  for (const { fd, offset, since } of pendingInfo) {
     try {
-      if (named && !holdsOnlyHolderInfo(fd, offset)) continue;
       const line = Buffer.from(`${INFO_PREFIX}${new Date(since).toISOString()}"}\n`);
       fs.writeSync(fd, line, 0, line.length, offset);
       // A longer line left by an earlier holder (perhaps a version that recorded arguments) goes too.
@@ -247,23 +254,6 @@ export function writePendingInfo(): void {
     }
   }
   pendingInfo.clear();
-}
-
-/**
- * Whether the file behind `fd` holds nothing from `offset` on but (at most) one holder line: a lock file
- * named by the caller (`isLockFile`, `-L`) may be a script or data that flock(1) users lock in place
- * (`flock "$0"`); a holder writes its line only into one that is empty or already a lock file.
- */
-function holdsOnlyHolderInfo(fd: number, offset: number): boolean {
-  const size = fs.fstatSync(fd).size;
-  if (size <= offset) return true;
-  if (size - offset > 4096) return false;
-  const bytes = Buffer.alloc(size - offset);
-  const text = bytes
-    .subarray(0, fs.readSync(fd, bytes, 0, bytes.length, offset))
-    .toString('utf8')
-    .trim();
-  return !text.includes('\n') && parseHolderInfo(text) !== undefined;
 }
 
 /** Parses the first line of a lock file's content as holder info, or returns undefined. */

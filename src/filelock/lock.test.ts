@@ -3,7 +3,15 @@
  * process exclude each other just as two processes do; cross-process cases are in test/multiprocess.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
@@ -90,35 +98,78 @@ describe('lock file placement', () => {
     });
   });
 
-  test('a lock file named directly is written only if it holds nothing but a holder line (flock "$0")', async () => {
-    // A script or data file locked in place, as flock(1) users do, keeps its content; an empty file, or
-    // one that holds a holder line, gets this holder's line.
+  test('a lock file named directly is never written: a script, data, an empty file keep their content', async () => {
+    // flock(1) users lock scripts and data files in place (flock "$0", flock data.log -c '... >> data.log'):
+    // no holder line goes into a file the caller named, so nothing the locked command writes is lost.
     const script = join(dir, `script${++seq}.sh`);
     const content = '#!/bin/sh\necho important\n';
     writeFileSync(script, content);
-    const empty = join(dir, `empty${seq}.lock`);
+    const empty = join(dir, `empty${seq}.log`);
     writeFileSync(empty, '');
-    const stale = join(dir, `stale${seq}.lock`);
-    writeFileSync(stale, '{"pid":1,"host":"elsewhere","command":"old","since":"2020-01-01T00:00:00.000Z"}\n');
-    for (const path of [script, empty, stale]) {
+    const pidfile = join(dir, `pid${seq}.json`);
+    writeFileSync(pidfile, '{"pid": 5}\n');
+    // A queue directory left beside the script (a waiter just left): a release that finds it but no
+    // waiter to ring would touch a lock file of townlock's own, never one the caller named.
+    mkdirSync(`${script}.waiters`);
+    const old = new Date('2020-01-01T00:00:00Z');
+    utimesSync(script, old, old);
+    for (const path of [script, empty, pidfile]) {
       await new FileLock(path, { isLockFile: true }).withLock(settle);
     }
+    assert.equal(statSync(script).mtimeMs, old.getTime(), 'not touched');
     assert.equal(readFileSync(script, 'utf8'), content);
-    for (const path of [empty, stale]) {
-      assert.equal(JSON.parse(readFileSync(path, 'utf8')).pid, process.pid, path);
-      assert.equal(readFileSync(path, 'utf8').split('\n').length, 2, 'one line');
+    assert.equal(readFileSync(empty, 'utf8'), '');
+    assert.equal(readFileSync(pidfile, 'utf8'), '{"pid": 5}\n');
+    const held = new FileLock(script, { isLockFile: true });
+    await held.lock();
+    try {
+      const [holder] = await lockHolders(script, { isLockFile: true });
+      if (process.platform === 'linux') assert.equal(holder?.pid, process.pid, 'found through /proc/locks');
+    } finally {
+      await held.unlock();
     }
-    const [holder] = await (async () => {
-      const held = new FileLock(script, { isLockFile: true });
-      await held.lock();
-      try {
-        return await lockHolders(script, { isLockFile: true });
-      } finally {
-        await held.unlock();
-      }
-    })();
-    assert.equal(holder?.pid, process.pid, 'the holder is still found (through the kernel)');
-    assert.equal(readFileSync(script, 'utf8'), content, 'lockHolders writes no info line into it either');
+    assert.equal(readFileSync(script, 'utf8'), content, 'lockHolders writes no line into it either');
+  });
+
+  test('a named lock file is opened read-only, and read-write when a read-only one is refused (EBADF)', async () => {
+    // flock(1) opens its FILE read-only (a script open for writing cannot be run: ETXTBSY) and reopens it
+    // read-write where flock is emulated with fcntl locks, which refuse an exclusive lock on a read-only
+    // descriptor with EBADF (Linux NFS). That refusal is simulated here for the first attempt.
+    const { loadBackend } = await import('./backend.js');
+    const backend = await loadBackend();
+    const accessMode = (fd: number) => {
+      const info = `/proc/self/fdinfo/${fd}`;
+      return existsSync(info)
+        ? Number.parseInt(/flags:\s*(\d+)/.exec(readFileSync(info, 'utf8'))![1]!, 8) & 3
+        : undefined;
+    };
+    const file = join(dir, `nfs${++seq}.lock`);
+    writeFileSync(file, 'kept\n');
+    const real = backend.tryLock;
+    const modes: (number | undefined)[] = [];
+    backend.tryLock = (fd, type) => {
+      modes.push(accessMode(fd));
+      if (modes.length === 1) throw Object.assign(new Error('flock failed: EBADF'), { code: 'EBADF' });
+      return real(fd, type);
+    };
+    try {
+      await new FileLock(file, { isLockFile: true }).withLock(() => {
+        assert.equal(modes.length, 2, 'tried again after EBADF');
+      });
+    } finally {
+      backend.tryLock = real;
+    }
+    if (modes[0] !== undefined) assert.deepEqual(modes, [0, 2], 'O_RDONLY first, then O_RDWR');
+    assert.equal(readFileSync(file, 'utf8'), 'kept\n');
+    // Any other error of a read-only attempt is reported, not retried.
+    backend.tryLock = () => {
+      throw Object.assign(new Error('flock failed: ENOLCK'), { code: 'ENOLCK' });
+    };
+    try {
+      await assert.rejects(new FileLock(file, { isLockFile: true }).lock(), { code: 'ENOLCK' });
+    } finally {
+      backend.tryLock = real;
+    }
   });
 
   test('a symlink at the lock path is refused with ERR_LOCK_SYMLINK', async () => {

@@ -235,8 +235,9 @@ export class FileLock implements Lock {
     if (!held) return undefined;
     const fd = held;
     const target = this.#target;
+    // A lock file the caller named (a script, data: flock "$0") is never written: no holder line.
     const cancelInfo =
-      type === 'exclusive' ? scheduleHolderInfo(fd.fd, backend.infoOffset, this.#target.named) : undefined;
+      type === 'exclusive' && !target.named ? scheduleHolderInfo(fd.fd, backend.infoOffset) : undefined;
     // A lock that had to wait will likely have waiters to ring: find the first during the hold.
     const hint = waited ? new RingHint(backend, target) : undefined;
     return new Hold(key, type, undefined, () => {
@@ -246,7 +247,7 @@ export class FileLock implements Lock {
         // touch the lock file for the waiters that watch it (see _fairness.ts).
         releaseAndWake(backend, key, fd, () => {
           const queued = mayHaveWaiters(target);
-          return queued !== undefined && !noteRelease(backend, target, queued, hint);
+          return queued !== undefined && !noteRelease(backend, target, queued, hint) && mayTouch(target, fd);
         });
       } finally {
         hint?.dispose();
@@ -255,6 +256,15 @@ export class FileLock implements Lock {
       }
     });
   }
+}
+
+/**
+ * Whether a release may touch the lock file to wake the waiters that watch it: always a lock file of
+ * townlock's own; one the caller named (a script, a data file locked in place) only while it is empty, as
+ * a file used only as a lock is, so that a file with content keeps its times (its waiters then poll).
+ */
+function mayTouch(target: LockTarget, held: LockFd): boolean {
+  return !target.named || fs.fstatSync(held.fd).size === 0;
 }
 
 /** Waits for a grant from the in-process queue; false on timeout, LockAbortedError on abort. */
@@ -286,21 +296,27 @@ async function waitInQueue(
  */
 function attemptOsLock(
   backend: LockBackend,
-  { fsLockPath, createDirs }: LockTarget,
+  { fsLockPath, createDirs, named }: LockTarget,
   options: ResolvedLockOptions,
   fd: LockFd,
 ): { locked: LockFd } | { open: LockFd } {
   let current = fd;
+  let readOnly = named;
   for (;;) {
     try {
       if (!backend.tryLock(current.fd, options.type)) return { open: current };
       if (isCurrent(current, fsLockPath)) return { locked: current };
     } catch (err) {
       closeQuietly(current.fd);
-      throw err;
+      // An exclusive lock refused on a read-only descriptor (flock emulated with fcntl, as on Linux NFS):
+      // open the named file read-write and try again, as flock(1) does.
+      if (!(current.readOnly && (err as NodeJS.ErrnoException).code === 'EBADF')) throw err;
+      readOnly = false;
+      current = openLockFile(fsLockPath, options.mode, createDirs, readOnly);
+      continue;
     }
     closeQuietly(current.fd); // releases the orphan lock
-    current = openLockFile(fsLockPath, options.mode, createDirs);
+    current = openLockFile(fsLockPath, options.mode, createDirs, readOnly);
   }
 }
 
@@ -392,7 +408,7 @@ async function waitForOsLock(
         ) {
           current = attempt.locked;
           backend.unlock(current.fd);
-          if (!place.ringOlder()) backend.touch(current.fd);
+          if (!place.ringOlder() && mayTouch(target, current)) backend.touch(current.fd);
           deferUntil = performance.now() + DEFER_LIMIT_MS;
           mustAttempt = false;
           if (current !== before && lockWatcher) {

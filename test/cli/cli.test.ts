@@ -8,7 +8,9 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -698,14 +700,46 @@ describe('what FILE means', () => {
     assert.ok(!existsSync(join(lockFile, '..', '.gastown')), 'no lock file was made in .gastown/locks');
   });
 
-  test('-L on a script locks it in place (flock "$0") and leaves its content as it was', async () => {
+  test('-L "$0": a script locks itself and runs under its own lock (the idiom of flock(1)\'s manual)', () => {
+    // The lock file is opened read-only, as flock(1) opens it: a script open for writing cannot be run.
     const script = join(project(), 'job.sh');
-    const content = '#!/bin/sh\necho important\n';
-    writeFileSync(script, content);
-    // The command runs long enough for the holder line to be due (it is written at the next turn).
-    const r = tl(['lock', 'run', '-L', script, '--', process.execPath, '-e', 'setTimeout(() => {}, 50)']);
-    assert.equal(r.code, 0, r.err);
-    assert.equal(readFileSync(script, 'utf8'), content);
+    writeFileSync(
+      script,
+      `#!/bin/sh\n[ "$FLOCKER" != "$0" ] && exec env FLOCKER="$0" ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} lock run -n -L "$0" "$0" "$@" || :\necho "ran under lock: $1"\n`,
+    );
+    chmodSync(script, 0o755);
+    const before = readFileSync(script, 'utf8');
+    const r = spawnSync(script, ['yes'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'ran under lock: yes\n');
+    assert.equal(readFileSync(script, 'utf8'), before);
+  });
+
+  test('-L FILE is never modified: not by holders, not by waiters queueing and being woken', async () => {
+    // A data file locked in place keeps its content and its times, and no queue directory stays beside it.
+    const d = project();
+    const data = join(d, 'data.log');
+    writeFileSync(data, 'line0\n');
+    utimesSync(data, new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+    const before = statSync(data);
+    const holder = start(process.execPath, [BIN, 'lock', 'run', '-L', data, 'sh', '-c', 'echo held; read l']);
+    await holder.waitFor('held');
+    const waiters = [1, 2].map(() => start(process.execPath, [BIN, 'lock', 'run', '-L', data, 'true']));
+    // Both waiters queued (their bells are in the queue directory) before the holder lets go.
+    const queue = `${data}.waiters`;
+    const bells = () => (existsSync(queue) ? readdirSync(queue).filter((n) => n.endsWith('.bell')) : []);
+    for (let i = 0; bells().length < 2; i++) {
+      assert.ok(i < 1500, 'the waiters queued within 15 s');
+      await new Promise((r) => setTimeout(r, 10)); // a condition polled, not a synchronisation by time
+    }
+    holder.send('go');
+    assert.equal(await holder.exited(), 0);
+    for (const w of waiters) assert.equal(await w.exited(), 0);
+    const after = statSync(data);
+    assert.equal(readFileSync(data, 'utf8'), 'line0\n');
+    assert.equal(after.mtimeMs, before.mtimeMs, 'not touched');
+    assert.equal(after.size, before.size);
+    assert.equal(existsSync(queue), false, 'the empty queue directory is removed');
   });
 
   test('a FILE inside .gastown/locks is the lock file; --protect FILE.lock protects it', async (t) => {

@@ -89,14 +89,14 @@ export const exportFile: CommandRun = async (args, ctx, input) => {
   // Into a registry file: the same locked read-modify-write as any registry write, so the Go tool and
   // other townlock processes never see half of it, and a FILE that is not a registry is never overwritten.
   const path = absolutePath(ctx, file);
-  const existed = existsSync(path);
   const target = await MachineRegistry.open(path);
   const entries = new Map(state.entries);
   const copied = await transferOf(target).change((current, put) => {
     const done = copy(entries, current, put, true);
-    // A FILE that did not exist is made even when it should hold only what a missing file reads as
-    // (the built-in `local`): the command says it exported, so FILE must exist afterwards.
-    if (!existed && done.added + done.replaced + done.removed === 0) put('local', current.get('local'));
+    // A FILE that does not exist (asked here, under the registry's lock) is made even when it should hold
+    // only what a missing file reads as (the built-in `local`): the command says it exported.
+    if (done.added + done.replaced + done.removed === 0 && !existsSync(path))
+      put('local', current.get('local'));
     return done;
   });
   printLines(ctx.stdout, `exported ${count(entries.size)} to ${file}: ${summary(copied)}`);
