@@ -377,6 +377,8 @@ export function noteRelease(
     rung = ringNext(backend, dir);
     if (rung === undefined) {
       lastRung.delete(target.key);
+      // Beside a file the caller named, a queue left by a waiter that died is removed once empty.
+      if (target.named) rmdirQuietly(dir);
       return false;
     }
   }

@@ -62,7 +62,7 @@ export function openLockFile(lockPath: FsPath, mode: number, createDirs = true, 
         closeQuietly(fd);
         continue;
       }
-      checkLockFile(lockPath, st);
+      checkLockFile(lockPath, st, readOnly);
       return { fd, ino: st.ino, dev: st.dev, readOnly };
     } catch (err) {
       closeQuietly(fd);
@@ -100,10 +100,12 @@ function makeDirs(dir: FsPath): void {
 }
 
 /** Throws LockUnsafeError unless `st` is a plain, singly linked lock file in directories we trust. */
-function checkLockFile(lockPath: FsPath, st: fs.Stats): void {
+function checkLockFile(lockPath: FsPath, st: fs.Stats, named: boolean): void {
   const shown = display(lockPath);
   if (!st.isFile()) throw new LockUnsafeError(shown, 'it is not a regular file');
-  if (st.nlink !== 1) throw new LockUnsafeError(shown, `it has ${st.nlink} hard links`);
+  // A holder writes its line into a lock file of townlock's own: through a second link, into another
+  // file. A file the caller named is never written, so it may have links, as under flock(1).
+  if (st.nlink !== 1 && !named) throw new LockUnsafeError(shown, `it has ${st.nlink} hard links`);
   checkOwner(shown, 'lock file', st.uid);
   const dir = fsDirname(lockPath);
   checkDirectory(shown, 'lock directory', dir);
@@ -159,9 +161,12 @@ let flushScheduled = false;
 /** Returns an open descriptor for the lock file: an idle one if there is one, else a new one. */
 export function takeLockFd({ key, fsLockPath, createDirs, named }: LockTarget, mode: number): LockFd {
   const cached = idle.get(key);
-  if (!cached) return openLockFile(fsLockPath, mode, createDirs, named);
-  idle.delete(key);
-  return cached;
+  if (cached) idle.delete(key);
+  // A descriptor opened for the other kind of lock file (a lockDir file also named with isLockFile):
+  // read-only where a holder line must be written, or read-write where the caller named the file.
+  if (cached && cached.readOnly !== named) closeQuietly(cached.fd);
+  else if (cached) return cached;
+  return openLockFile(fsLockPath, mode, createDirs, named);
 }
 
 /** Keeps an unlocked descriptor for reuse until the event loop turns; closes it if one is kept already. */
@@ -284,12 +289,24 @@ export function parseHolderInfo(content: string): HolderInfo | undefined {
 export function releaseAndWake(backend: LockBackend, key: string, held: LockFd, wake: () => boolean): void {
   try {
     backend.unlock(held.fd);
-    if (wake()) backend.touch(held.fd);
+    if (wake()) touchQuietly(backend, held.fd);
   } catch (err) {
     closeQuietly(held.fd);
     throw err;
   }
   keepIdle(key, held);
+}
+
+/**
+ * Touches the lock file to wake the waiters that watch it. Only a wake-up: a file this process may not
+ * change the times of (another user's, read-only, on a read-only mount) leaves them to their polling.
+ */
+export function touchQuietly(backend: LockBackend, fd: number): void {
+  try {
+    backend.touch(fd);
+  } catch {
+    // the waiters poll
+  }
 }
 
 /** Closes a descriptor, ignoring errors (used on paths that are already failing). */

@@ -104,7 +104,8 @@ function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile:
       fsLockPath: kind.fs(lockPath),
       key,
       createDirs: false,
-      named: true,
+      // A file in a lock directory is townlock's own lock file, however it is spelled.
+      named: !isInLockDir(lockPath),
     };
   }
   const real = realTarget(kind, absolute(p), 0);
@@ -121,4 +122,10 @@ function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile:
     createDirs: true,
     named: false,
   };
+}
+
+/** Whether `lockPath` lies in a `.gastown/locks` directory: a lock file of townlock's (or the Go tool's). */
+function isInLockDir(lockPath: string): boolean {
+  const dir = posix.dirname(lockPath);
+  return posix.basename(dir) === 'locks' && posix.basename(posix.dirname(dir)) === '.gastown';
 }

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import {
   existsSync,
+  linkSync,
   mkdirSync,
   readFileSync,
   statSync,
@@ -117,6 +118,7 @@ describe('lock file placement', () => {
       await new FileLock(path, { isLockFile: true }).withLock(settle);
     }
     assert.equal(statSync(script).mtimeMs, old.getTime(), 'not touched');
+    assert.equal(existsSync(`${script}.waiters`), false, 'the empty queue directory beside it is removed');
     assert.equal(readFileSync(script, 'utf8'), content);
     assert.equal(readFileSync(empty, 'utf8'), '');
     assert.equal(readFileSync(pidfile, 'utf8'), '{"pid": 5}\n');
@@ -170,6 +172,47 @@ describe('lock file placement', () => {
     } finally {
       backend.tryLock = real;
     }
+  });
+
+  test('named lock files: .gastown/locks spelled directly is a lock file; links allowed; a failed touch is quiet', async () => {
+    // A file in a lock directory named with isLockFile is townlock's own: it gets the holder line.
+    const file = fresh();
+    mkdirSync(join(dir, '.gastown', 'locks'), { recursive: true });
+    const own = join(dir, '.gastown', 'locks', `data${seq}.json.lock`);
+    await new FileLock(own, { isLockFile: true }).withLock(settle);
+    assert.equal(JSON.parse(readFileSync(own, 'utf8')).pid, process.pid);
+    // The same lock file reached as a lockDir lock right after a named lock of it: the descriptor kept
+    // for reuse (read-only) is not the one a holder line needs.
+    const lockDir = join(dir, `ld${seq}`);
+    mkdirSync(lockDir);
+    const lockFile = join(lockDir, `${basename(file)}.lock`);
+    await new FileLock(lockFile, { isLockFile: true }).withLock(() => {});
+    await new FileLock(file, { lockDir }).withLock(settle);
+    assert.equal(JSON.parse(readFileSync(lockFile, 'utf8')).pid, process.pid, 'holder line written');
+    // A named file with a second hard link is locked (never written, as under flock(1)).
+    const linked = join(dir, `linked${seq}`);
+    writeFileSync(linked, 'data\n');
+    linkSync(linked, `${linked}.2`);
+    await new FileLock(linked, { isLockFile: true }).withLock(() => {});
+    // A release that would touch the file to wake its watchers but may not (another user's file, a
+    // read-only mount): the waiters poll, the release does not fail.
+    const { loadBackend } = await import('./backend.js');
+    const backend = await loadBackend();
+    const emptyLock = join(dir, `empty${seq}.lock`);
+    writeFileSync(emptyLock, '');
+    mkdirSync(`${emptyLock}.waiters`); // a queue with nobody to ring: the release touches the file
+    const real = backend.touch;
+    let touches = 0;
+    backend.touch = () => {
+      touches++;
+      throw Object.assign(new Error('futimens failed: EACCES'), { code: 'EACCES' });
+    };
+    try {
+      await new FileLock(emptyLock, { isLockFile: true }).withLock(() => {});
+    } finally {
+      backend.touch = real;
+    }
+    assert.equal(touches, 1);
   });
 
   test('a symlink at the lock path is refused with ERR_LOCK_SYMLINK', async () => {

@@ -42,6 +42,7 @@ import {
   releaseAndWake,
   scheduleHolderInfo,
   takeLockFd,
+  touchQuietly,
 } from './_lock-file.js';
 import { type LockTarget, resolveLockTarget } from './_target.js';
 import { closeSoon, pause, waitEvent, watchQuietly } from './_wait.js';
@@ -345,7 +346,11 @@ async function waitForOsLock(
   // Without a place in the queue, or when the lock file is shared between users (who may be unable to
   // ring each other's bells): a townlock release that rings nobody touches the lock file.
   let lockWatcher: FSWatcher | undefined;
-  const sharedAcrossUsers = (fs.fstatSync(fd.fd).mode & 0o022) !== 0;
+  const stat = fs.fstatSync(fd.fd);
+  const sharedAcrossUsers = (stat.mode & 0o022) !== 0;
+  // A file the caller named is touched on release only while empty (see mayTouch): watching one with
+  // content would only wake this waiter on every write the holder's command makes to it.
+  const watchable = !target.named || stat.size === 0;
   let delay = options.retryDelay;
   const place = new Place(backend, target, options.mode);
   let took: LockType | undefined;
@@ -356,7 +361,7 @@ async function waitForOsLock(
    */
   const prepareWake = (): boolean => {
     const fresh = place.enter();
-    if ((place.watcher && !sharedAcrossUsers) || lockWatcher) return fresh;
+    if ((place.watcher && !sharedAcrossUsers) || lockWatcher || !watchable) return fresh;
     lockWatcher = watchQuietly(fsLockPath);
     return fresh || lockWatcher !== undefined;
   };
@@ -408,7 +413,7 @@ async function waitForOsLock(
         ) {
           current = attempt.locked;
           backend.unlock(current.fd);
-          if (!place.ringOlder() && mayTouch(target, current)) backend.touch(current.fd);
+          if (!place.ringOlder() && mayTouch(target, current)) touchQuietly(backend, current.fd);
           deferUntil = performance.now() + DEFER_LIMIT_MS;
           mustAttempt = false;
           if (current !== before && lockWatcher) {
