@@ -377,8 +377,9 @@ export function noteRelease(
     rung = ringNext(backend, dir);
     if (rung === undefined) {
       lastRung.delete(target.key);
-      // Beside a file the caller named, a queue left by a waiter that died is removed once empty.
-      if (target.named) rmdirQuietly(dir);
+      // Beside a file the caller named (where `lock clean` does not look), a queue that waiters who died
+      // left is cleared: bells nobody holds, hidden ones a minute old, then the directory if empty.
+      if (target.named) removeAbandonedBells(backend, dir);
       return false;
     }
   }

@@ -29,7 +29,9 @@ export interface LockFd {
   fd: number;
   ino: number;
   dev: number;
-  /** Opened read-only (a lock file the caller named; see OPEN_NAMED_FLAGS). */
+  /** A lock file the caller named (never written; it may have links). */
+  named: boolean;
+  /** Opened read-only (a named lock file, unless an exclusive lock needed write access; see OPEN_NAMED_FLAGS). */
   readOnly: boolean;
 }
 
@@ -39,7 +41,13 @@ export interface LockFd {
  * non-root user (who could swap or unlink them under us: the check OpenSSH's StrictModes makes). The file
  * is never truncated: a holder's content belongs to the holder.
  */
-export function openLockFile(lockPath: FsPath, mode: number, createDirs = true, readOnly = false): LockFd {
+export function openLockFile(
+  lockPath: FsPath,
+  mode: number,
+  createDirs = true,
+  named = false,
+  readOnly = named,
+): LockFd {
   let madeDirs = false;
   for (;;) {
     let fd: number;
@@ -62,8 +70,8 @@ export function openLockFile(lockPath: FsPath, mode: number, createDirs = true, 
         closeQuietly(fd);
         continue;
       }
-      checkLockFile(lockPath, st, readOnly);
-      return { fd, ino: st.ino, dev: st.dev, readOnly };
+      checkLockFile(lockPath, st, named);
+      return { fd, ino: st.ino, dev: st.dev, named, readOnly };
     } catch (err) {
       closeQuietly(fd);
       throw err;
@@ -164,7 +172,7 @@ export function takeLockFd({ key, fsLockPath, createDirs, named }: LockTarget, m
   if (cached) idle.delete(key);
   // A descriptor opened for the other kind of lock file (a lockDir file also named with isLockFile):
   // read-only where a holder line must be written, or read-write where the caller named the file.
-  if (cached && cached.readOnly !== named) closeQuietly(cached.fd);
+  if (cached && cached.named !== named) closeQuietly(cached.fd);
   else if (cached) return cached;
   return openLockFile(fsLockPath, mode, createDirs, named);
 }

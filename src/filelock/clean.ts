@@ -195,7 +195,7 @@ function lockIfUnused(
   }
   try {
     const st = fs.fstatSync(fd);
-    const held: LockFd = { fd, ino: st.ino, dev: st.dev, readOnly: false };
+    const held: LockFd = { fd, ino: st.ino, dev: st.dev, named: false, readOnly: false };
     if (
       st.isFile() &&
       st.nlink === 1 &&
@@ -280,7 +280,7 @@ function lockCurrentFile(backend: LockBackend, lockPath: FsPath): LockFd | undef
   }
   try {
     const st = fs.fstatSync(fd);
-    const held: LockFd = { fd, ino: st.ino, dev: st.dev, readOnly: false };
+    const held: LockFd = { fd, ino: st.ino, dev: st.dev, named: false, readOnly: false };
     if (backend.tryLock(fd, 'exclusive') && isCurrent(held, lockPath)) return held;
   } catch {
     // try again

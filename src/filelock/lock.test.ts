@@ -113,6 +113,10 @@ describe('lock file placement', () => {
     // waiter to ring would touch a lock file of townlock's own, never one the caller named.
     mkdirSync(`${script}.waiters`);
     const old = new Date('2020-01-01T00:00:00Z');
+    // ...with the hidden bell of a waiter killed while it made it (cleared once a minute old).
+    const hidden = join(`${script}.waiters`, '.00000000000000000001-99999.bell');
+    writeFileSync(hidden, '');
+    utimesSync(hidden, old, old);
     utimesSync(script, old, old);
     for (const path of [script, empty, pidfile]) {
       await new FileLock(path, { isLockFile: true }).withLock(settle);
@@ -136,39 +140,44 @@ describe('lock file placement', () => {
   test('a named lock file is opened read-only, and read-write when a read-only one is refused (EBADF)', async () => {
     // flock(1) opens its FILE read-only (a script open for writing cannot be run: ETXTBSY) and reopens it
     // read-write where flock is emulated with fcntl locks, which refuse an exclusive lock on a read-only
-    // descriptor with EBADF (Linux NFS). That refusal is simulated here for the first attempt.
+    // descriptor with EBADF (Linux NFS). That refusal is simulated here (by the descriptor's access mode,
+    // read from /proc; without /proc, for the first attempt only).
     const { loadBackend } = await import('./backend.js');
     const backend = await loadBackend();
     const accessMode = (fd: number) => {
       const info = `/proc/self/fdinfo/${fd}`;
-      return existsSync(info)
-        ? Number.parseInt(/flags:\s*(\d+)/.exec(readFileSync(info, 'utf8'))![1]!, 8) & 3
-        : undefined;
+      if (!existsSync(info)) return undefined;
+      return Number.parseInt(/flags:\s*(\d+)/.exec(readFileSync(info, 'utf8'))![1]!, 8) & 3;
     };
     const file = join(dir, `nfs${++seq}.lock`);
     writeFileSync(file, 'kept\n');
+    linkSync(file, `${file}.2`); // a named file may have links, also once reopened read-write
     const real = backend.tryLock;
     const modes: (number | undefined)[] = [];
     backend.tryLock = (fd, type) => {
-      modes.push(accessMode(fd));
-      if (modes.length === 1) throw Object.assign(new Error('flock failed: EBADF'), { code: 'EBADF' });
+      const mode = accessMode(fd);
+      modes.push(mode);
+      const refused = mode === undefined ? modes.length === 1 : mode === 0 && type === 'exclusive';
+      if (refused) throw Object.assign(new Error('flock failed: EBADF'), { code: 'EBADF' });
       return real(fd, type);
     };
     try {
       await new FileLock(file, { isLockFile: true }).withLock(() => {
         assert.equal(modes.length, 2, 'tried again after EBADF');
       });
+      // The read-write descriptor is kept for the next lock of the same file in this turn.
+      await new FileLock(file, { isLockFile: true }).withLock(() => {});
     } finally {
       backend.tryLock = real;
     }
-    if (modes[0] !== undefined) assert.deepEqual(modes, [0, 2], 'O_RDONLY first, then O_RDWR');
+    if (modes[0] !== undefined) assert.deepEqual(modes, [0, 2, 2], 'O_RDONLY, then O_RDWR, then reused');
     assert.equal(readFileSync(file, 'utf8'), 'kept\n');
     // Any other error of a read-only attempt is reported, not retried.
     backend.tryLock = () => {
       throw Object.assign(new Error('flock failed: ENOLCK'), { code: 'ENOLCK' });
     };
     try {
-      await assert.rejects(new FileLock(file, { isLockFile: true }).lock(), { code: 'ENOLCK' });
+      await assert.rejects(new FileLock(`${file}.other`, { isLockFile: true }).lock(), { code: 'ENOLCK' });
     } finally {
       backend.tryLock = real;
     }

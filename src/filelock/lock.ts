@@ -313,11 +313,11 @@ function attemptOsLock(
       // open the named file read-write and try again, as flock(1) does.
       if (!(current.readOnly && (err as NodeJS.ErrnoException).code === 'EBADF')) throw err;
       readOnly = false;
-      current = openLockFile(fsLockPath, options.mode, createDirs, readOnly);
+      current = openLockFile(fsLockPath, options.mode, createDirs, named, readOnly);
       continue;
     }
     closeQuietly(current.fd); // releases the orphan lock
-    current = openLockFile(fsLockPath, options.mode, createDirs, readOnly);
+    current = openLockFile(fsLockPath, options.mode, createDirs, named, readOnly);
   }
 }
 
