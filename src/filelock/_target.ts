@@ -104,7 +104,7 @@ function resolve(path: string | Buffer, lockDir: string | undefined, isLockFile:
       fsLockPath: kind.fs(lockPath),
       key,
       createDirs: false,
-      // A file in a lock directory is townlock's own lock file, however it is spelled.
+      // A file in a `.gastown/locks` directory is townlock's own lock file, however it is named.
       named: !isInLockDir(lockPath),
     };
   }
