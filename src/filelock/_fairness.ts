@@ -377,9 +377,9 @@ export function noteRelease(
     rung = ringNext(backend, dir);
     if (rung === undefined) {
       lastRung.delete(target.key);
-      // Beside a file the caller named (where `lock clean` does not look), a queue that waiters who died
-      // left is cleared: bells nobody holds, hidden ones a minute old, then the directory if empty.
-      if (target.named) removeAbandonedBells(backend, dir);
+      // Beside a file the caller named (where `lock clean` does not look), what waiters who died left is
+      // cleared, so that the queue directory goes: ringNext removed the bells nobody holds.
+      if (target.named) clearHiddenBells(backend, dir);
       return false;
     }
   }
@@ -526,6 +526,24 @@ export function removeAbandonedBells(backend: LockBackend, dir: FsPath): void {
   }
 }
 
+/**
+ * Removes the hidden bells of waiters that died while making them (a minute old, nobody holding them),
+ * MAX_PROBES at most, then `dir` if that left it empty: after a release beside a lock file the caller
+ * named found no waiter to ring. Bells are opened read-write, so that a probe works where flock is
+ * emulated with fcntl locks (Linux NFS refuses an exclusive one on a read-only descriptor).
+ */
+function clearHiddenBells(backend: LockBackend, dir: FsPath): void {
+  const old = Date.now() - 60_000;
+  let probes = 0;
+  for (const name of hiddenBellNames(dir)) {
+    if (++probes > MAX_PROBES) return;
+    const path = join(dir, `/${name}`);
+    if ((fs.lstatSync(path, { throwIfNoEntry: false })?.mtimeMs ?? old) < old)
+      probeBell(backend, path, false, true);
+  }
+  rmdirQuietly(dir);
+}
+
 /** The hidden names under which bells are made (see Place.enter), in `dir`. */
 function hiddenBellNames(dir: FsPath): string[] {
   try {
@@ -551,10 +569,16 @@ function bellNames(dir: FsPath): string[] {
  * Asks whether the bell at `path` has a waiting owner (it holds its flock): 'waiting', and then, with
  * `ring`, rings it by touching it. A bell nobody holds is 'abandoned' and unlinked (which wakes its
  * owner, if it lives and is about to lock it: it then makes it again). 'gone' when it left the queue or
- * cannot be opened, rung or unlinked.
+ * cannot be opened, rung or unlinked. `writable`: opened read-write even without `ring` (an fcntl-emulated
+ * flock refuses an exclusive lock on a read-only descriptor).
  */
-function probeBell(backend: LockBackend, path: FsPath, ring: boolean): 'waiting' | 'abandoned' | 'gone' {
-  const fd = openQuietly(path, ring ? OPEN_RING : OPEN_PROBE);
+function probeBell(
+  backend: LockBackend,
+  path: FsPath,
+  ring: boolean,
+  writable = ring,
+): 'waiting' | 'abandoned' | 'gone' {
+  const fd = openQuietly(path, writable ? OPEN_RING : OPEN_PROBE);
   if (fd === undefined) return 'gone';
   try {
     // Anything but a regular file named like a bell is junk: removed like an abandoned bell.

@@ -7,6 +7,7 @@ import {
   existsSync,
   linkSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   statSync,
   symlinkSync,
@@ -152,6 +153,12 @@ describe('lock file placement', () => {
     const file = join(dir, `nfs${++seq}.lock`);
     writeFileSync(file, 'kept\n');
     linkSync(file, `${file}.2`); // a named file may have links, also once reopened read-write
+    // A queue a waiter killed while making its bell left: cleared by the release, also where a probe on a
+    // read-only descriptor is refused.
+    mkdirSync(`${file}.waiters`);
+    const hidden = join(`${file}.waiters`, '.00000000000000000001-99999.bell');
+    writeFileSync(hidden, '');
+    utimesSync(hidden, new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
     const real = backend.tryLock;
     const modes: (number | undefined)[] = [];
     backend.tryLock = (fd, type) => {
@@ -170,7 +177,12 @@ describe('lock file placement', () => {
     } finally {
       backend.tryLock = real;
     }
-    if (modes[0] !== undefined) assert.deepEqual(modes, [0, 2, 2], 'O_RDONLY, then O_RDWR, then reused');
+    if (modes[0] !== undefined) {
+      // The first lock: O_RDONLY (refused), O_RDWR; its release's probe of the dead hidden bell: O_RDWR;
+      // the second lock: the kept O_RDWR descriptor.
+      assert.deepEqual(modes, [0, 2, 2, 2]);
+      assert.equal(existsSync(`${file}.waiters`), false, 'the queue beside it is cleared');
+    }
     assert.equal(readFileSync(file, 'utf8'), 'kept\n');
     // Any other error of a read-only attempt is reported, not retried.
     backend.tryLock = () => {
@@ -222,6 +234,23 @@ describe('lock file placement', () => {
       backend.touch = real;
     }
     assert.equal(touches, 1);
+  });
+
+  test('a release beside a named file clears at most 64 dead hidden bells at a time', async () => {
+    const file = join(dir, `many${++seq}.lock`);
+    writeFileSync(file, '');
+    const queue = `${file}.waiters`;
+    mkdirSync(queue);
+    const old = new Date('2020-01-01T00:00:00Z');
+    for (let i = 0; i < 100; i++) {
+      const bell = join(queue, `.${String(i).padStart(20, '0')}-99999.bell`);
+      writeFileSync(bell, '');
+      utimesSync(bell, old, old);
+    }
+    await new FileLock(file, { isLockFile: true }).withLock(() => {});
+    assert.equal(readdirSync(queue).length, 36, 'a bounded amount of work per release');
+    await new FileLock(file, { isLockFile: true }).withLock(() => {});
+    assert.equal(existsSync(queue), false);
   });
 
   test('a symlink at the lock path is refused with ERR_LOCK_SYMLINK', async () => {
