@@ -379,7 +379,7 @@ export function noteRelease(
       lastRung.delete(target.key);
       // Beside a file the caller named (where `lock clean` does not look), what waiters who died left is
       // cleared, so that the queue directory goes: ringNext removed the bells nobody holds.
-      if (target.named) clearHiddenBells(backend, dir);
+      if (target.named) clearHiddenBells(backend, dir, MAX_PROBES);
       return false;
     }
   }
@@ -510,33 +510,22 @@ export function ringNext(backend: LockBackend, dir: FsPath, after = ''): string 
  */
 export function removeAbandonedBells(backend: LockBackend, dir: FsPath): void {
   if (!trusted(fs.lstatSync(dir, { throwIfNoEntry: false }))) return; // never through a symlink, never a file
-  for (const name of bellNames(dir)) probeBell(backend, join(dir, `/${name}`), false);
-  // Bells of waiters that died while making them (still under their hidden name), once a minute old: a
-  // younger one may be in the making, and taking its flock to ask would make its owner give up its place.
-  const old = Date.now() - 60_000;
-  for (const name of hiddenBellNames(dir)) {
-    const path = join(dir, `/${name}`);
-    if ((fs.lstatSync(path, { throwIfNoEntry: false })?.mtimeMs ?? old) < old)
-      probeBell(backend, path, false);
-  }
-  try {
-    fs.rmdirSync(dir);
-  } catch {
-    // not empty (someone waits), or gone already
-  }
+  for (const name of bellNames(dir)) probeBell(backend, join(dir, `/${name}`), false, true);
+  clearHiddenBells(backend, dir, Number.POSITIVE_INFINITY);
 }
 
 /**
- * Removes the hidden bells of waiters that died while making them (a minute old, nobody holding them),
- * MAX_PROBES at most, then `dir` if that left it empty: after a release beside a lock file the caller
- * named found no waiter to ring. Bells are opened read-write, so that a probe works where flock is
- * emulated with fcntl locks (Linux NFS refuses an exclusive one on a read-only descriptor).
+ * Removes the hidden bells of waiters that died while making them, `limit` at most, then `dir` if that left
+ * it empty: for cleanStaleLocks, and after a release beside a lock file the caller named found no waiter
+ * to ring (MAX_PROBES there). Only bells a minute old: a younger one may be in the making, and taking its
+ * flock to ask would make its owner give up its place. Bells are probed read-write, so that a probe works
+ * where flock is emulated with fcntl locks (Linux NFS refuses an exclusive one on a read-only descriptor).
  */
-function clearHiddenBells(backend: LockBackend, dir: FsPath): void {
+function clearHiddenBells(backend: LockBackend, dir: FsPath, limit: number): void {
   const old = Date.now() - 60_000;
   let probes = 0;
   for (const name of hiddenBellNames(dir)) {
-    if (++probes > MAX_PROBES) return;
+    if (++probes > limit) return;
     const path = join(dir, `/${name}`);
     if ((fs.lstatSync(path, { throwIfNoEntry: false })?.mtimeMs ?? old) < old)
       probeBell(backend, path, false, true);
